@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh machine: Debian packages (when missing), a venv in .venv with
+# the pinned Python dependencies, and the offline stand-in ansible-test needs. Safe to run twice.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# Debian packages the lab and the tests use: real DHCP servers, QEMU + iPXE for netboot,
+# an IPMI simulator and ipmitool, etcd, nginx/wrk for benchmarks.
+APT_PACKAGES=(
+  git ca-certificates iproute2 iptables procps
+  dnsmasq-base kea-dhcp4-server
+  qemu-system-x86 ipxe-qemu ipxe busybox-static cpio kmod
+  openipmi ipmitool
+  etcd-server etcd-client
+  nginx-light wrk curl
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else SUDO=none; fi
+  if [ "$SUDO" = none ]; then
+    echo "setup: missing Debian packages (${missing[*]}) and no root/sudo to install them" >&2
+  else
+    echo "setup: installing Debian packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Packages such as nginx and etcd start a service on install; the tests start their own.
+    for svc in nginx etcd; do $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
+    pkill -x nginx 2>/dev/null || true
+    pkill -x etcd 2>/dev/null || true
+  fi
+fi
+
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+fi
+# Reinstall only when the dependency list changed.
+stamp=".venv/.vaquero-deps"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/pip install -q -e ".[test]"
+  echo "$want" > "$stamp"
+fi
+
+# ansible-test sanity downloads get-pip.py from a host that is unreachable here; a stand-in
+# that uses ensurepip and then pip itself lets every sanity test run offline.
+GETPIP="$HOME/.ansible/test/cache/get_pip_24_2.py"
+if [ ! -f "$GETPIP" ]; then
+  mkdir -p "$(dirname "$GETPIP")"
+  cat > "$GETPIP" <<'PYEOF'
+"""Offline stand-in for get-pip.py (written by Vaquero's scripts/setup.sh)."""
+import subprocess
+import sys
+
+args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
+subprocess.check_call([sys.executable, "-m", "ensurepip", "--default-pip"])
+if args:
+    subprocess.check_call([sys.executable, "-m", "pip", "install", *args])
+PYEOF
+fi
+echo "setup: ready (.venv/bin/vaquero)"
