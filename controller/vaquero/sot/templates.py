@@ -1,0 +1,94 @@
+"""Jinja2 templates of the SoT (kernel cmdline, cloud-init / Ignition) and the context they see.
+
+One context builder for validation, rendering and the Ansible inventory, so a template that
+validates is a template that renders on the agent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from .models import Cluster, Host, Network, Profile, Site
+
+
+@dataclass(frozen=True)
+class BootUrls:
+    """Where the agent serves a host's files; validation uses placeholders."""
+
+    base: str = "http://agent.invalid:8080"
+
+    def callback(self, host: Host) -> str:
+        return f"{self.base}/v1/boot/callback/{host.name}"
+
+    def config(self, host: Host) -> str:
+        return f"{self.base}/v1/boot/config/{host.name}"
+
+    def assets(self) -> str:
+        return f"{self.base}/assets"
+
+
+_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+def environment() -> SandboxedEnvironment:
+    # Sandboxed: templates come from a git repository and must not reach Python internals.
+    return _env
+
+
+def primary_network(site: Site, host: Host) -> Network:
+    for net in site.networks:
+        if net.name in host.ips:
+            return net
+    return site.networks[0]
+
+
+def host_context(site: Site, cluster: Cluster, host: Host, profile: Profile, *, urls: BootUrls | None = None, sha: str | None = None) -> dict[str, Any]:
+    urls = urls or BootUrls()
+    net = primary_network(site, host)
+    ip = host.ips.get(net.name)
+    return {
+        "host": {
+            "name": host.name,
+            "macs": list(host.macs),
+            "mac": host.macs[0],
+            "uuid": host.uuid,
+            "serial": host.serial,
+            "asset_tag": host.asset_tag,
+            "roles": list(host.roles),
+            "ips": {k: str(v) for k, v in host.ips.items()},
+            "ip": str(ip) if ip else None,
+            "firmware": host.firmware,
+            "fqdn": f"{host.name}.{net.domain}" if net.domain else host.name,
+        },
+        "cluster": {"name": cluster.name},
+        "site": {"name": site.name},
+        "profile": {"name": profile.name, "version": profile.version},
+        "network": {
+            "name": net.name,
+            "subnet": str(net.subnet),
+            "netmask": str(net.subnet.netmask),
+            "prefix": net.subnet.prefixlen,
+            "gateway": str(net.gateway) if net.gateway else None,
+            "dns": [str(d) for d in net.dns],
+            "ntp": [str(n) for n in net.ntp],
+            "domain": net.domain,
+        },
+        "vars": {**cluster.vars, **host.vars},
+        "urls": {"callback": urls.callback(host), "config": urls.config(host), "assets": urls.assets()},
+        "sot": {"sha": sha},
+    }
+
+
+def config_source(root: FsPath, profile: Profile) -> str | None:
+    """The text of the profile's config template (inline or a file in the SoT)."""
+    if profile.config is None:
+        return None
+    if profile.config.inline is not None:
+        return profile.config.inline
+    assert profile.config.template is not None
+    return (root / profile.config.template).read_text(encoding="utf-8")
