@@ -183,3 +183,11 @@ def _load_document(sot: SoT, rel: str, doc_index: int, doc: Any) -> list[SoTErro
     table[name] = obj
     sot.origins[(kind, name)] = Origin(rel, doc_index)
     return []
+
+
+def load_spec(spec: str, *, subdir: str = "") -> SoT:
+    """Load a SoT from a folder or URL@REV (see source.resolve); git SoTs carry their commit SHA."""
+    from .source import resolve
+
+    src = resolve(spec, subdir=subdir)
+    return load(src.root, sha=src.sha, label=src.label)
