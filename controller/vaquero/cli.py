@@ -59,7 +59,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         )
     else:
         sha = f" at {sot.sha[:12]}" if sot.sha else ""
-        print(f"{sot.label}{sha}: valid: {len(sot.sites)} site(s), {len(sot.clusters)} cluster(s), {hosts} host(s), {len(sot.profiles)} profile(s), {len(sot.hooks)} hook(s)")
+        counts = f"{len(sot.sites)} site(s), {len(sot.clusters)} cluster(s), {hosts} host(s)"
+        counts += f", {len(sot.profiles)} profile(s), {len(sot.hooks)} hook(s)"
+        print(f"{sot.label}{sha}: valid: {counts}")
     return 0
 
 

@@ -105,9 +105,9 @@ def render_text(plan: Plan) -> str:
         lines.append("Policy:")
         lines.extend(f"  - {d}" for d in plan.schedule.decisions)
         lines.append("")
-    s = plan.summary
+    n = plan.summary
     lines.append(
-        f"Plan: {s['add']} to add, {s['reinstall']} to reinstall, {s['upgrade']} to upgrade, {s['power']} power change(s), "
-        f"{s['config']} config-only, {s['remove']} to remove; {len(plan.schedule.waves)} wave(s)."
+        f"Plan: {n['add']} to add, {n['reinstall']} to reinstall, {n['upgrade']} to upgrade, {n['power']} power change(s), "
+        f"{n['config']} config-only, {n['remove']} to remove; {len(plan.schedule.waves)} wave(s)."
     )
     return "\n".join(lines) + "\n"

@@ -114,9 +114,7 @@ def cluster_waves(cluster: Cluster, changes: dict[str, str], in_service: set[str
             + (f", at most {limit} in-service host(s) down at once (min_available {policy.min_available})" if in_service & set(changes) else "")
         )
         for window in policy.windows:
-            decisions.append(
-                f"cluster {cluster.name}: waves start only inside window {','.join(window.days)} {window.start}-{window.end} {window.timezone}"
-            )
+            decisions.append(f"cluster {cluster.name}: waves start only inside window {','.join(window.days)} {window.start}-{window.end} {window.timezone}")
     return batches
 
 

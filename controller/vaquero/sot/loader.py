@@ -167,7 +167,7 @@ def _load_document(sot: SoT, rel: str, doc_index: int, doc: Any) -> list[SoTErro
         return [sot.error_at(rel, doc_index, ("apiVersion",), f"must be {API_VERSION!r}, got {doc.get('apiVersion')!r}")]
     kind = doc.get("kind")
     model = KINDS.get(kind) if isinstance(kind, str) else None
-    if model is None:
+    if model is None or not isinstance(kind, str):
         return [sot.error_at(rel, doc_index, ("kind",), f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")]
     try:
         obj: Model = model.model_validate(doc)

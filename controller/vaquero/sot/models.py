@@ -34,6 +34,7 @@ PHASES: tuple[str, ...] = ("pre_shutdown", "pre_reboot", "post_reboot", "validat
 # "HH:MM" as a quoted string: YAML 1.1 reads an unquoted 04:00 as the number 240.
 Clock = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+ALL_DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class Model(BaseModel):
@@ -185,7 +186,7 @@ class Hook(Model):
 class Window(Model):
     """A time when hosts of the cluster may be rebooted."""
 
-    days: list[Day] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], min_length=1)
+    days: list[Day] = Field(default_factory=lambda: list(ALL_DAYS), min_length=1)
     start: Clock
     end: Clock
     timezone: str = "UTC"

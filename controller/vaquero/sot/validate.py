@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address
 from pathlib import PurePosixPath
 from typing import Any
@@ -12,7 +12,7 @@ import jinja2
 
 from .errors import SoTError
 from .loader import SoT
-from .models import PHASES, Cluster, Host, Policy, Profile
+from .models import PHASES, Cluster, Host, Policy
 from .templates import config_source, environment, host_context
 
 
@@ -133,7 +133,7 @@ def _check_policy(sot: SoT, cluster: Cluster) -> list[SoTError]:
     return errors
 
 
-def _check_hook_refs(sot: SoT, cluster: Cluster, base: tuple[str | int, ...], hooks: dict[str, list[str]]) -> list[SoTError]:
+def _check_hook_refs(sot: SoT, cluster: Cluster, base: tuple[str | int, ...], hooks: Mapping[Any, list[str]]) -> list[SoTError]:
     errors = []
     for phase in PHASES:
         for i, name in enumerate(hooks.get(phase, [])):
@@ -271,15 +271,16 @@ def _check_templates(sot: SoT) -> list[SoTError]:
         except OSError:
             config = None  # already reported as a missing file
         except jinja2.TemplateSyntaxError as exc:
-            field = ("config", "inline") if profile.config and profile.config.inline is not None else ("config", "template")
-            errors.append(sot.error("Profile", profile.name, field, f"template syntax error (line {exc.lineno}): {exc.message}"))
+            where = ("config", "inline") if profile.config and profile.config.inline is not None else ("config", "template")
+            errors.append(sot.error("Profile", profile.name, where, f"template syntax error (line {exc.lineno}): {exc.message}"))
             continue
         compiled[profile.name] = (cmdline, config)
     for cluster, _, host in sot.hosts():
         site = sot.sites.get(cluster.site)
-        profile = sot.profile_of(cluster, host)
-        if site is None or profile is None or profile.name not in compiled:
+        used = sot.profile_of(cluster, host)
+        if site is None or used is None or used.name not in compiled:
             continue
+        profile = used
         cmdline, config = compiled[profile.name]
         ctx = host_context(site, cluster, host, profile, sha=sot.sha)
         for field, template in (("cmdline", cmdline), ("config", config)):
@@ -289,9 +290,7 @@ def _check_templates(sot: SoT) -> list[SoTError]:
                 out = template.render(ctx)
             except jinja2.TemplateError as exc:
                 failed.add((profile.name, field))
-                errors.append(
-                    sot.error("Profile", profile.name, (field,), f"template does not render for host {host.name} (cluster {cluster.name}): {exc}")
-                )
+                errors.append(sot.error("Profile", profile.name, (field,), f"template does not render for host {host.name} (cluster {cluster.name}): {exc}"))
                 continue
             if field == "config" and profile.config is not None and profile.config.format == "ignition":
                 try:
