@@ -46,18 +46,11 @@ def make_plan(old: SoT, new: SoT) -> Plan:
     for change in hosts:
         if change.disruptive:
             disruptive.setdefault(change.cluster, {})[change.host] = change.action
-    sched = schedule(new, disruptive, in_service) if not new.empty else _removals_only(hosts)
+    sched = schedule(new, disruptive, in_service)
     order = {a: i for i, a in enumerate(ACTIONS)}
     hosts.sort(key=lambda h: (h.site, h.cluster, order[h.action], h.host))
     summary = {a: 0 for a in ACTIONS} | dict(Counter(h.action for h in hosts))
     return Plan(old.label, new.label, old.sha, new.sha, hosts, scope_changes(old, new), sched, summary)
-
-
-def _removals_only(hosts: list[HostChange]) -> Schedule:
-    from ..policy.waves import Step, Wave
-
-    steps = [Step(h.host, h.cluster, h.action) for h in hosts]
-    return Schedule([Wave(1, steps)] if steps else [], ["the new revision is empty: every host is removed"])
 
 
 _SIGIL = {"add": "+", "remove": "-", "reinstall": "!", "upgrade": "~", "power": "^", "config": "~"}

@@ -107,6 +107,10 @@ def cluster_waves(cluster: Cluster, changes: dict[str, str], in_service: set[str
                 batch, down = [], 0
         if batch:
             batches.append(batch)
+    # Hosts removed from the SoT are no longer in the cluster: they leave last, in batches.
+    gone = sorted(n for n in changes if n not in {h.name for h in cluster.hosts})
+    for i in range(0, len(gone), policy.max_concurrent):
+        batches.append([Step(n, cluster.name, changes[n]) for n in gone[i : i + policy.max_concurrent]])
     if batches:
         limit = min(policy.max_concurrent, max(up - need, 0)) if in_service & set(changes) else policy.max_concurrent
         decisions.append(
@@ -134,4 +138,9 @@ def schedule(new: SoT, changes: dict[str, dict[str, str]], in_service: set[str])
         for offset, batch in enumerate(batches, start=1):
             waves.setdefault(start + offset, Wave(start + offset)).steps.extend(batch)
         finish[name] = start + len(batches)
+    # Clusters deleted from the SoT: their hosts are powered off and forgotten; nothing waits on them.
+    for name in sorted(set(changes) - set(new.clusters)):
+        steps = [Step(h, name, a) for h, a in sorted(changes[name].items())]
+        waves.setdefault(1, Wave(1)).steps.extend(steps)
+        decisions.append(f"cluster {name} was removed from the SoT: its {len(steps)} host(s) are removed in wave 1")
     return Schedule([waves[n] for n in sorted(waves)], decisions)

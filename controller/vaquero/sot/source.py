@@ -69,6 +69,13 @@ def _mirror(url: str, cache: Path) -> Path:
     return mirror
 
 
+def _rev_parse(gitdir: Path, rev: str) -> str:
+    try:
+        return _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=gitdir)
+    except SourceError:
+        return ""
+
+
 def resolve_rev(url: str, rev: str, cache: Path | None = None) -> tuple[Path, str]:
     """Resolve REV in the repository at URL to a full commit SHA; returns (git dir, sha)."""
     cache = cache or cache_dir()
@@ -77,19 +84,15 @@ def resolve_rev(url: str, rev: str, cache: Path | None = None) -> tuple[Path, st
         gitdir = Path(_git("rev-parse", "--absolute-git-dir", cwd=local))
     else:
         gitdir = _mirror(url, cache)
-    try:
-        sha = _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=gitdir)
-    except SourceError:
-        sha = ""
-    if not sha and gitdir.is_relative_to(cache):
+    mirrored = gitdir.is_relative_to(cache)
+    # A full SHA already in the mirror is immutable; any other name (branch, tag) may have moved.
+    sha = _rev_parse(gitdir, rev) if _SHA_RE.match(rev) or not mirrored else ""
+    if not sha and mirrored:
         _git("fetch", "--quiet", "--prune", "origin", "+refs/*:refs/*", cwd=gitdir)
         if _SHA_RE.match(rev):
             # A pushed SHA may not be on any ref we fetched (e.g. a force-pushed branch): ask for it.
             subprocess.run(["git", "fetch", "--quiet", "origin", rev], cwd=gitdir, capture_output=True, timeout=300)
-        try:
-            sha = _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=gitdir)
-        except SourceError:
-            sha = ""
+        sha = _rev_parse(gitdir, rev)
     if not sha:
         raise SourceError(f"{url}: revision {rev!r} does not exist")
     return gitdir, sha
