@@ -54,7 +54,7 @@ def test_revision_resolves_to_full_sha_and_reads_only_that_commit(sot_repo):
 
 
 def test_file_url_is_mirrored_and_pinned(sot_repo):
-    repo, first, second = sot_repo
+    repo, _, second = sot_repo
     sot = load_spec(f"file://{repo}@{second}")
     assert sot.sha == second
     # The branch moves on; the SHA still reads the same tree (content-addressed cache).

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from vaquero.sot import SoTInvalid, load
 
 REPO = Path(__file__).resolve().parents[2]
