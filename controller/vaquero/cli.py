@@ -28,9 +28,9 @@ def _print_errors(errors: Sequence[Any], fmt: str, source: str) -> None:
         print(f"{source}: invalid, {len(errors)} error(s)", file=sys.stderr)
 
 
-def _load(spec: str, subdir: str, fmt: str) -> SoT | None:
+def _load(spec: str, subdir: str, fmt: str, semantic: bool = True) -> SoT | None:
     try:
-        return load_spec(spec, subdir=subdir)
+        return load_spec(spec, subdir=subdir, semantic=semantic)
     except SoTInvalid as exc:
         _print_errors(exc.errors, fmt, spec)
     except SourceError as exc:
@@ -74,7 +74,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     old_spec = _plan_spec(args.old, args.repo)
     new_spec = _plan_spec(args.new, args.repo)
-    old = empty_sot() if args.old.lower() in EMPTY else _load(old_spec, args.subdir, args.format)
+    # The old revision is what the hardware runs: it was validated when it was applied, so only parse it.
+    old = empty_sot() if args.old.lower() in EMPTY else _load(old_spec, args.subdir, args.format, semantic=False)
     new = empty_sot() if args.new.lower() in EMPTY else _load(new_spec, args.subdir, args.format)
     if old is None or new is None:
         return 1

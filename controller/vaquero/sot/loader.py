@@ -116,12 +116,17 @@ def _pydantic_errors(sot: SoT, rel: str, doc_index: int, exc: ValidationError) -
     return out
 
 
-def load(root: str | os.PathLike[str], *, sha: str | None = None, label: str | None = None) -> SoT:
-    """Load and validate a SoT (structure and semantics). Raises SoTInvalid with every error found."""
+def load(root: str | os.PathLike[str], *, sha: str | None = None, label: str | None = None, semantic: bool = True) -> SoT:
+    """Load and validate a SoT. Raises SoTInvalid with every error found.
+
+    semantic=False checks structure only: for a revision that was validated when it was applied
+    (the "old" side of a plan), where only its models are needed.
+    """
     from .validate import check
 
     sot, errors = load_documents(root, sha=sha, label=label)
-    errors.extend(check(sot))
+    if semantic:
+        errors.extend(check(sot))
     if errors:
         raise SoTInvalid(errors)
     return sot
@@ -185,9 +190,9 @@ def _load_document(sot: SoT, rel: str, doc_index: int, doc: Any) -> list[SoTErro
     return []
 
 
-def load_spec(spec: str, *, subdir: str = "") -> SoT:
+def load_spec(spec: str, *, subdir: str = "", semantic: bool = True) -> SoT:
     """Load a SoT from a folder or URL@REV (see source.resolve); git SoTs carry their commit SHA."""
     from .source import resolve
 
     src = resolve(spec, subdir=subdir)
-    return load(src.root, sha=src.sha, label=src.label)
+    return load(src.root, sha=src.sha, label=src.label, semantic=semantic)

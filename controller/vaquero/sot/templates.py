@@ -11,7 +11,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .models import Cluster, Host, Network, Profile, Site
 
@@ -32,11 +32,12 @@ class BootUrls:
         return f"{self.base}/assets"
 
 
-_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
-def environment() -> SandboxedEnvironment:
-    # Sandboxed: templates come from a git repository and must not reach Python internals.
+def environment() -> ImmutableSandboxedEnvironment:
+    # Sandboxed and immutable: templates come from a git repository; they must not reach Python
+    # internals nor change the context shared between hosts.
     return _env
 
 
@@ -47,10 +48,37 @@ def primary_network(site: Site, host: Host) -> Network:
     return site.networks[0]
 
 
-def host_context(site: Site, cluster: Cluster, host: Host, profile: Profile, *, urls: BootUrls | None = None, sha: str | None = None) -> dict[str, Any]:
+def network_context(net: Network) -> dict[str, Any]:
+    return {
+        "name": net.name,
+        "subnet": str(net.subnet),
+        "netmask": str(net.subnet.netmask),
+        "prefix": net.subnet.prefixlen,
+        "gateway": str(net.gateway) if net.gateway else None,
+        "dns": [str(d) for d in net.dns],
+        "ntp": [str(n) for n in net.ntp],
+        "domain": net.domain,
+    }
+
+
+def host_context(
+    site: Site,
+    cluster: Cluster,
+    host: Host,
+    profile: Profile,
+    *,
+    urls: BootUrls | None = None,
+    sha: str | None = None,
+    networks: dict[int, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """What a template sees. `networks` memoises network_context per network for callers that loop over hosts."""
     urls = urls or BootUrls()
     net = primary_network(site, host)
     ip = host.ips.get(net.name)
+    if networks is None:
+        net_ctx = network_context(net)
+    else:
+        net_ctx = networks.get(id(net)) or networks.setdefault(id(net), network_context(net))
     return {
         "host": {
             "name": host.name,
@@ -68,16 +96,7 @@ def host_context(site: Site, cluster: Cluster, host: Host, profile: Profile, *, 
         "cluster": {"name": cluster.name},
         "site": {"name": site.name},
         "profile": {"name": profile.name, "version": profile.version},
-        "network": {
-            "name": net.name,
-            "subnet": str(net.subnet),
-            "netmask": str(net.subnet.netmask),
-            "prefix": net.subnet.prefixlen,
-            "gateway": str(net.gateway) if net.gateway else None,
-            "dns": [str(d) for d in net.dns],
-            "ntp": [str(n) for n in net.ntp],
-            "domain": net.domain,
-        },
+        "network": net_ctx,
         "vars": {**cluster.vars, **host.vars},
         "urls": {"callback": urls.callback(host), "config": urls.config(host), "assets": urls.assets()},
         "sot": {"sha": sha},

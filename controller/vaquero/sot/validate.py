@@ -259,6 +259,7 @@ def _check_templates(sot: SoT) -> list[SoTError]:
     env = environment()
     compiled: dict[str, tuple[jinja2.Template | None, jinja2.Template | None]] = {}
     failed: set[tuple[str, str]] = set()  # one error per profile and template, not one per host
+    networks: dict[int, dict[str, Any]] = {}
     for profile in sot.profiles.values():
         try:
             cmdline = env.from_string(profile.cmdline) if profile.cmdline else None
@@ -282,7 +283,7 @@ def _check_templates(sot: SoT) -> list[SoTError]:
             continue
         profile = used
         cmdline, config = compiled[profile.name]
-        ctx = host_context(site, cluster, host, profile, sha=sot.sha)
+        ctx = host_context(site, cluster, host, profile, sha=sot.sha, networks=networks)
         for field, template in (("cmdline", cmdline), ("config", config)):
             if template is None or (profile.name, field) in failed:
                 continue
