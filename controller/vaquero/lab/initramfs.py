@@ -134,7 +134,10 @@ def build_initramfs(kernel: Kernel, out: Path, modules: tuple[str, ...] = NIC_MO
         names = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
         cpio = subprocess.run(
             ["cpio", "--quiet", "-o", "-H", "newc", "--reproducible", "-R", "0:0"],
-            cwd=root, input="\n".join(names).encode(), check=True, capture_output=True,
+            cwd=root,
+            input="\n".join(names).encode(),
+            check=True,
+            capture_output=True,
         ).stdout
         tmp_out = out.with_name(f".{out.name}.tmp")
         with open(tmp_out, "wb") as fh, gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as gz:

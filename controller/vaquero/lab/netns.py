@@ -108,8 +108,12 @@ class LabNetwork:
     def popen(self, cmd: Sequence[str], *, ns: str | None = None, log_file: Path | None = None, **kw: Any) -> subprocess.Popen[bytes]:
         out: IO[bytes] | int = subprocess.DEVNULL
         if log_file is not None:
-            out = open(log_file, "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(self.command(cmd, ns), stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kw)
+            out = open(log_file, "ab")
+        try:
+            proc = subprocess.Popen(self.command(cmd, ns), stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kw)
+        finally:
+            if not isinstance(out, int):
+                out.close()  # the child has its own copy
         self.procs.append(proc)
         return proc
 

@@ -32,11 +32,25 @@ class Vm:
         if qemu is None:
             raise LabError("qemu-system-x86_64 is not installed (qemu-system-x86)")
         cmd = [
-            qemu, "-accel", "tcg", "-m", str(self.memory), "-smp", "1",
-            "-display", "none", "-monitor", "none", "-serial", f"file:{self.log}",
-            "-no-reboot", "-nodefaults",
-            "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
-            "-device", f"{self.nic},netdev=n0,mac={self.mac}",
+            qemu,
+            "-accel",
+            "tcg",
+            "-m",
+            str(self.memory),
+            "-smp",
+            "1",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            f"file:{self.log}",
+            "-no-reboot",
+            "-nodefaults",
+            "-netdev",
+            f"tap,id=n0,ifname={tap},script=no,downscript=no",
+            "-device",
+            f"{self.nic},netdev=n0,mac={self.mac}",
         ]
         if self.kernel is not None:
             cmd += ["-kernel", str(self.kernel), "-append", self.append]

@@ -1,0 +1,102 @@
+"""Everything an agent serves for one site, rendered once from one SoT revision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from vaquero.sot import SoT
+from vaquero.sot.models import Asset, Site
+from vaquero.sot.templates import BootUrls, host_context
+
+from .config import meta_data, render_config
+from .dhcp import BootServer, Flavor, render_dhcp
+from .ipxe import chain_script, install_script, localboot_script, mac_key
+from .site import RenderError, agent_url, asset_relpath, get_site, profile_assets, server_address, site_hosts
+
+
+@dataclass
+class HostBoot:
+    name: str
+    cluster: str
+    macs: tuple[str, ...]
+    firmware: str
+    profile: str | None
+    install: str | None
+    localboot: str
+    config_format: str | None = None
+    config: bytes | None = None
+    meta_data: bytes = b""
+    context: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class SiteBundle:
+    site: Site
+    sha: str | None
+    base_url: str
+    server: BootServer
+    hosts: dict[str, HostBoot]
+    by_mac: dict[str, str]
+    chain: str
+    dhcp: str
+    assets: dict[str, Asset]  # relpath under the asset root -> asset
+
+    def host_for_mac(self, mac: str) -> HostBoot | None:
+        try:
+            name = self.by_mac.get(mac_key(mac))
+        except RenderError:
+            return None
+        return self.hosts.get(name) if name else None
+
+
+def render_site(
+    sot: SoT, site_name: str | None = None, *, agent: str | None = None, base_url: str | None = None, flavor: Flavor = "dnsmasq", log_dhcp: bool = False
+) -> SiteBundle:
+    site = get_site(sot, site_name)
+    base = (base_url or agent_url(site, agent)).rstrip("/")
+    server = BootServer(address=server_address(site, agent), http_base=base, log_dhcp=log_dhcp)
+    urls = BootUrls(base=base)
+    hosts = site_hosts(sot, site)
+    out: dict[str, HostBoot] = {}
+    by_mac: dict[str, str] = {}
+    assets: dict[str, Asset] = {}
+    for h in hosts:
+        install = None
+        ctx: dict[str, Any] = {}
+        cfg = None
+        if h.profile is not None:
+            ctx = host_context(site, h.cluster, h.host, h.profile, urls=urls, sha=sot.sha)
+            install = install_script(h.name, h.host.firmware, h.profile, ctx, urls)
+            cfg = render_config(sot.root, h.profile, ctx)
+            for a in profile_assets(h.profile):
+                rel = asset_relpath(h.profile, a)
+                if rel in assets and assets[rel].sha256 != a.sha256:
+                    raise RenderError(f"asset {rel} is given twice with different sha256")
+                assets[rel] = a
+        out[h.name] = HostBoot(
+            name=h.name,
+            cluster=h.cluster.name,
+            macs=tuple(h.host.macs),
+            firmware=h.host.firmware,
+            profile=h.profile.name if h.profile else None,
+            install=install,
+            localboot=localboot_script(h.name, h.host.firmware),
+            config_format=cfg[0] if cfg else None,
+            config=cfg[1] if cfg else None,
+            meta_data=meta_data(h.name, f"{h.name}-{h.host.reinstall}-{(sot.sha or 'local')[:12]}"),
+            context=ctx,
+        )
+        for mac in h.host.macs:
+            by_mac[mac_key(mac)] = h.name
+    return SiteBundle(
+        site=site,
+        sha=sot.sha,
+        base_url=base,
+        server=server,
+        hosts=out,
+        by_mac=by_mac,
+        chain=chain_script(base),
+        dhcp=render_dhcp(flavor, site, hosts, server),
+        assets=assets,
+    )

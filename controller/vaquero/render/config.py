@@ -1,0 +1,45 @@
+"""Per-host OS configuration: cloud-init NoCloud (user-data, meta-data) or Ignition JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from vaquero.sot.models import Profile
+from vaquero.sot.templates import config_source, environment
+
+from .site import RenderError
+
+
+def render_config(root: Path, profile: Profile, context: dict[str, Any]) -> tuple[str, bytes] | None:
+    """(format, bytes) of the host's config, or None when the profile has none."""
+    if profile.config is None:
+        return None
+    try:
+        source = config_source(root, profile)
+    except OSError as exc:
+        raise RenderError(f"profile {profile.name}: config template: {exc}") from exc
+    assert source is not None
+    try:
+        text = environment().from_string(source).render(context)
+    except jinja2.TemplateError as exc:
+        raise RenderError(f"profile {profile.name}: config template: {exc}") from exc
+    if profile.config.format == "ignition":
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RenderError(f"profile {profile.name}: Ignition config is not JSON: {exc}") from exc
+        if not isinstance(doc, dict) or not isinstance(doc.get("ignition"), dict) or "version" not in doc["ignition"]:
+            raise RenderError(f"profile {profile.name}: Ignition config lacks ignition.version")
+        return "ignition", (json.dumps(doc, separators=(",", ":"), sort_keys=True) + "\n").encode()
+    if not text.startswith("#cloud-config") and not text.startswith("#!"):
+        raise RenderError(f"profile {profile.name}: cloud-init user-data must start with '#cloud-config' or '#!'")
+    return "cloud-init", text.encode()
+
+
+def meta_data(host: str, instance: str) -> bytes:
+    """NoCloud meta-data: a new instance-id makes cloud-init run again after a reinstall."""
+    return f"instance-id: {instance}\nlocal-hostname: {host}\n".encode()

@@ -1,0 +1,90 @@
+"""The hosts a site serves, with their profile and network: what every renderer iterates over."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from pathlib import PurePosixPath
+from urllib.parse import urlsplit
+
+from vaquero.sot import SoT
+from vaquero.sot.models import Asset, Cluster, Host, Network, Profile, Site
+from vaquero.sot.templates import primary_network
+
+
+class RenderError(ValueError):
+    """The SoT cannot be rendered as asked (unknown site, missing profile, bad template...)."""
+
+
+@dataclass(frozen=True)
+class SiteHost:
+    cluster: Cluster
+    host: Host
+    profile: Profile | None
+    network: Network
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+    @property
+    def ip(self) -> IPv4Address | None:
+        return self.host.ips.get(self.network.name)
+
+
+def get_site(sot: SoT, name: str | None = None) -> Site:
+    if name is None:
+        if len(sot.sites) != 1:
+            raise RenderError(f"the SoT has {len(sot.sites)} sites: name one ({', '.join(sorted(sot.sites))})")
+        return next(iter(sot.sites.values()))
+    try:
+        return sot.sites[name]
+    except KeyError:
+        raise RenderError(f"unknown site {name!r} (known: {', '.join(sorted(sot.sites)) or 'none'})") from None
+
+
+def site_hosts(sot: SoT, site: Site) -> list[SiteHost]:
+    out = []
+    for cluster, _, host in sot.hosts():
+        if cluster.site != site.name:
+            continue
+        out.append(SiteHost(cluster=cluster, host=host, profile=sot.profile_of(cluster, host), network=primary_network(site, host)))
+    return sorted(out, key=lambda h: h.name)
+
+
+def asset_name(asset: Asset) -> str:
+    """The file name of an asset (last path segment of its url or path)."""
+    src = asset.path if asset.path is not None else urlsplit(asset.url or "").path
+    name = PurePosixPath(src).name
+    if not name or name in (".", ".."):
+        raise RenderError(f"asset {asset.url or asset.path!r} has no file name")
+    return name
+
+
+def asset_relpath(profile: Profile, asset: Asset) -> str:
+    """Where an asset lives under the agent's asset root: <profile>/<file name>."""
+    return f"{profile.name}/{asset_name(asset)}"
+
+
+def profile_assets(profile: Profile) -> list[Asset]:
+    return [profile.kernel, *profile.initrd, *([profile.image] if profile.image else [])]
+
+
+def server_address(site: Site, agent: str | None = None) -> str:
+    """The agent's address as hosts see it (next-server, TFTP), from the site's agent URL."""
+    if not site.agents:
+        raise RenderError(f"site {site.name} has no agents: cannot tell hosts where to boot from")
+    chosen = site.agents[0] if agent is None else next((a for a in site.agents if a.name == agent), None)
+    if chosen is None:
+        raise RenderError(f"site {site.name} has no agent {agent!r}")
+    host = urlsplit(chosen.url).hostname
+    if not host:
+        raise RenderError(f"agent {chosen.name} URL {chosen.url!r} has no host")
+    return host
+
+
+def agent_url(site: Site, agent: str | None = None) -> str:
+    chosen = site.agents[0] if agent is None else next((a for a in site.agents if a.name == agent), None)
+    if chosen is None:
+        raise RenderError(f"site {site.name} has no agent {agent or ''!r}")
+    return chosen.url.rstrip("/")
