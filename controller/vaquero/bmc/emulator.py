@@ -1,0 +1,189 @@
+"""A virtual IPMI BMC fleet for the lab, the tests and the benchmarks (pyghmi's ``Bmc``).
+
+One process serves any number of BMCs on consecutive UDP ports of one address; each keeps a
+power state, the full boot flags (device, persistent, UEFI) and a count of every operation it
+executed, so callers can check that nothing was lost or done twice. A small HTTP endpoint on
+loopback (``--control-port``) returns that state as JSON::
+
+    python -m vaquero.bmc.emulator --address 127.0.0.1 --port 6230 --count 100 \
+        --username admin --password-file pw.txt --control-port 6229
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pyghmi.ipmi.bmc as pbmc
+import pyghmi.ipmi.private.serversession as pserver
+
+_BOOT_NAMES = {0: "none", 1: "pxe", 2: "disk", 3: "safe", 5: "cdrom", 6: "bios", 15: "floppy"}
+
+
+class _Suite3Session(pserver.ServerSession):  # type: ignore[misc]
+    """pyghmi's server only speaks cipher suite 3 (HMAC-SHA1) but accepts a request for
+    SHA-256 and then answers in SHA-1, which breaks pyghmi's own client. A real SHA-1-only BMC
+    refuses the SHA-256 request, and the client falls back: do that."""
+
+    def create_open_session_response(self, request: bytes) -> bytearray:
+        if len(request) > 12 and request[12] not in (0, 1):
+            self.clientsessionid = request[4:8]
+            self.managedsessionid = b"\0\0\0\0"
+            return bytearray([request[0], 0x11, 0, 0]) + self.clientsessionid
+        return bytearray(super().create_open_session_response(request))
+
+
+pserver.ServerSession = _Suite3Session
+
+
+class EmulatedBmc(pbmc.Bmc):  # type: ignore[misc]
+    """One BMC. ``acpi_delay``: seconds a soft off takes (None: the OS ignores ACPI)."""
+
+    def __init__(self, authdata: dict[str, str], port: int, address: str, *, system_uuid: uuid.UUID, acpi_delay: float | None, delay: float) -> None:
+        super().__init__(authdata, port=port, address=address, bmcuuid=system_uuid)
+        self.mfgid = 0xA2F1  # an unassigned-looking IANA number for "Vaquero emulated"
+        self.prodid = 0x0001
+        self.system_uuid = system_uuid
+        self.powerstate = "off"
+        self.boot_flags = [0, 0, 0, 0, 0]  # data bytes 1..5 of boot option parameter 5
+        self.counts: Counter[str] = Counter()
+        self.acpi_delay = acpi_delay
+        self.delay = delay
+        self._off_at: float | None = None
+
+    # state --------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        if self._off_at is not None and time.monotonic() >= self._off_at:
+            self.powerstate = "off"
+            self._off_at = None
+
+    def get_power_state(self) -> str:
+        self._tick()
+        return self.powerstate
+
+    def power_on(self) -> int:
+        self.counts["power_on"] += 1
+        self.powerstate = "on"
+        self._off_at = None
+        return 0
+
+    def power_off(self) -> int:
+        self.counts["power_off"] += 1
+        self.powerstate = "off"
+        self._off_at = None
+        return 0
+
+    def power_shutdown(self) -> int:
+        self.counts["power_shutdown"] += 1
+        if self.powerstate == "on" and self.acpi_delay is not None:
+            self._off_at = time.monotonic() + self.acpi_delay
+        return 0
+
+    def power_cycle(self) -> int:
+        self.counts["power_cycle"] += 1
+        self.powerstate = "on"
+        self._off_at = None
+        return 0
+
+    def power_reset(self) -> int:
+        self.counts["power_reset"] += 1
+        self.powerstate = "on"
+        return 0
+
+    def get_system_guid(self) -> uuid.UUID:
+        return self.system_uuid
+
+    def is_active(self) -> bool:
+        return self.powerstate == "on"
+
+    # boot options, with the persistent and UEFI bits pyghmi's base class drops -------------
+    def get_system_boot_options(self, request: dict[str, Any], session: Any) -> None:
+        if request["data"][0] == 5:
+            session.send_ipmi_response(data=[1, 5, *self.boot_flags])
+        else:
+            session.send_ipmi_response(code=0x80)
+
+    def set_system_boot_options(self, request: dict[str, Any], session: Any) -> None:
+        data = list(request["data"])
+        if data[0] == 5:
+            flags = [*data[1:], 0, 0, 0, 0, 0][:5]
+            self.boot_flags = flags
+            self.counts["set_boot"] += 1
+        session.send_ipmi_response()
+
+    def boot_state(self) -> dict[str, Any]:
+        f = self.boot_flags
+        valid = bool(f[0] & 0x80)
+        return {
+            "device": _BOOT_NAMES.get((f[1] >> 2) & 0xF, str((f[1] >> 2) & 0xF)) if valid else "none",
+            "persistent": bool(f[0] & 0x40),
+            "uefi": bool(f[0] & 0x20),
+        }
+
+    def handle_raw_request(self, request: dict[str, Any], session: Any) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        self._tick()
+        super().handle_raw_request(request, session)
+
+    def state(self) -> dict[str, Any]:
+        self._tick()
+        return {"power": self.powerstate, "boot": self.boot_state(), "counts": dict(self.counts), "uuid": str(self.system_uuid)}
+
+
+def system_uuid_for(port: int) -> uuid.UUID:
+    """The deterministic system UUID of the emulated BMC on ``port``."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"vaquero-emulated-bmc:{port}")
+
+
+def serve(args: argparse.Namespace) -> None:
+    with open(args.password_file, encoding="utf-8") as fh:
+        password = fh.read().strip()
+    bmcs: dict[int, EmulatedBmc] = {}
+    for i in range(args.count):
+        port = args.port + i
+        bmcs[port] = EmulatedBmc({args.username: password}, port, args.address, system_uuid=system_uuid_for(port), acpi_delay=args.acpi_delay, delay=args.delay)
+
+    if args.control_port:
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = json.dumps({str(p): b.state() for p, b in bmcs.items()}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        httpd = ThreadingHTTPServer(("127.0.0.1", args.control_port), Handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    print(f"ready {args.address} {args.port}..{args.port + args.count - 1}", flush=True)
+    pbmc.Bmc.listen(timeout=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--address", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=6230, help="first UDP port")
+    ap.add_argument("--count", type=int, default=1, help="number of BMCs on consecutive ports")
+    ap.add_argument("--username", default="admin")
+    ap.add_argument("--password-file", required=True)
+    ap.add_argument("--control-port", type=int, default=0, help="loopback HTTP port serving the state as JSON")
+    ap.add_argument("--acpi-delay", type=float, default=None, help="seconds a soft off takes; omit: the OS ignores ACPI")
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds every answer is delayed (a slow BMC)")
+    serve(ap.parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

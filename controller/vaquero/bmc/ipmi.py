@@ -1,0 +1,183 @@
+"""IPMI 2.0 (RMCP+) driver over pyghmi."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from vaquero.bmc.base import (
+    Bmc,
+    BmcAuthError,
+    BmcError,
+    BmcProtocolError,
+    BmcServerError,
+    BmcUnreachable,
+    BmcUnsupported,
+    BootDevice,
+    BootMode,
+    BootSetting,
+    Endpoint,
+    Guard,
+    GuardPolicy,
+    Inventory,
+    PowerAction,
+    PowerState,
+)
+
+log = logging.getLogger("vaquero.bmc.ipmi")
+
+# chassis control directives (IPMI 2.0 table 28-4)
+_DIRECTIVE = {PowerAction.FORCE_OFF: 0, PowerAction.ON: 1, PowerAction.CYCLE: 2, PowerAction.RESET: 3, PowerAction.OFF: 5}
+_TO_PYGHMI = {BootDevice.PXE: "network", BootDevice.DISK: "hd", BootDevice.CDROM: "optical", BootDevice.BIOS_SETUP: "setup", BootDevice.NONE: "default"}
+_FROM_PYGHMI = {"network": BootDevice.PXE, "hd": BootDevice.DISK, "optical": BootDevice.CDROM, "setup": BootDevice.BIOS_SETUP, "default": BootDevice.NONE}
+# a few IANA enterprise numbers seen on BMCs
+_VENDORS = {2: "IBM", 674: "Dell", 10876: "Supermicro", 11: "HPE", 19046: "Lenovo", 343: "Intel", 7244: "Quanta", 41631: "Vaquero emulated"}
+
+_AUTH_WORDS = ("password", "unauthorized", "unknown user", "privilege", "authentication", "rakp")
+
+
+class IpmiBmc(Bmc):
+    """A BMC driven over IPMI (lanplus). UEFI HTTP boot does not exist in IPMI: ``http`` is unsupported."""
+
+    supports_http_boot = False
+
+    def __init__(self, endpoint: Endpoint, guard: Guard | None = None, policy: GuardPolicy | None = None) -> None:
+        super().__init__(endpoint, guard, policy)
+        self._cmd: Any = None
+
+    # connection ----------------------------------------------------------------------------
+    def _command(self) -> Any:
+        if self._cmd is not None and not getattr(self._cmd.ipmi_session, "broken", False):
+            return self._cmd
+        from pyghmi import exceptions as pexc
+        from pyghmi.ipmi import command
+
+        ep = self.endpoint
+        try:
+            self._cmd = command.Command(bmc=ep.address, userid=ep.username, password=ep.password.reveal(), port=ep.port or 623, keepalive=False)
+        except pexc.IpmiException as exc:
+            self._cmd = None
+            raise self._map(exc, connecting=True) from None
+        except OSError as exc:
+            self._cmd = None
+            raise BmcUnreachable(self.host, f"cannot reach {ep.address}:{ep.port or 623}/udp: {exc.strerror or exc}") from None
+        return self._cmd
+
+    def _map(self, exc: Exception, *, connecting: bool = False) -> BmcError:
+        text = str(exc.args[0]) if getattr(exc, "args", None) and exc.args[0] is not None else ""
+        low = text.lower()
+        ep = self.endpoint
+        if any(w in low for w in _AUTH_WORDS):
+            return BmcAuthError(self.host, f"IPMI login refused by {ep.address}:{ep.port or 623}: {text}")
+        if connecting or not text or "timeout" in low or "session no longer connected" in low or "unable to" in low:
+            return BmcUnreachable(
+                self.host, f"no IPMI answer from {ep.address}:{ep.port or 623}/udp{': ' + text if text else ''}", maybe_applied=not connecting
+            )
+        code = getattr(exc, "ipmicode", None)
+        if code in (0xC1, 0xCC, 0x80):
+            return BmcUnsupported(self.host, f"IPMI command not supported: {text}")
+        return BmcServerError(self.host, f"IPMI error: {text}", maybe_applied=True)
+
+    def _raw(self, netfn: int, command: int, data: tuple[int, ...] | list[int] = ()) -> dict[str, Any]:
+        from pyghmi import exceptions as pexc
+
+        cmd = self._command()
+        try:
+            rsp: dict[str, Any] = cmd.raw_command(netfn=netfn, command=command, data=data)
+        except pexc.IpmiException as exc:
+            self._cmd = None
+            raise self._map(exc) from None
+        if "error" in rsp:
+            err = str(rsp["error"])
+            code = rsp.get("code")
+            if code is None or "timeout" in err.lower() or "session" in err.lower():
+                self._cmd = None
+                raise BmcUnreachable(self.host, f"no IPMI answer: {err}", maybe_applied=True)
+            if code in (0xC1, 0xC2, 0xCC, 0x80):
+                raise BmcUnsupported(self.host, f"IPMI netfn {netfn:#x} cmd {command:#x} refused (code {code:#x}): {err}")
+            raise BmcServerError(self.host, f"IPMI netfn {netfn:#x} cmd {command:#x} failed (code {code:#x}): {err}", maybe_applied=True)
+        return rsp
+
+    # operations ----------------------------------------------------------------------------
+    def _raw_get_power(self) -> PowerState:
+        rsp = self._raw(0x00, 0x01)
+        data = rsp.get("data") or b"\x00"
+        return PowerState.ON if data[0] & 1 else PowerState.OFF
+
+    def _raw_power(self, action: PowerAction) -> None:
+        self._raw(0x00, 0x02, [_DIRECTIVE[action]])
+
+    def _raw_set_boot(self, device: BootDevice, persistent: bool, mode: BootMode | None) -> None:
+        if device == BootDevice.HTTP:
+            raise BmcUnsupported(self.host, "IPMI has no UEFI HTTP boot device")
+        num = {"network": 4, "hd": 8, "optical": 0x14, "setup": 0x18, "default": 0}[_TO_PYGHMI[device]]
+        flags = 0x80 | (0x40 if persistent else 0) | (0x20 if mode == BootMode.UEFI else 0)
+        if num == 0:
+            flags = 0
+        # clear the boot-info acknowledge bits / disable the 60 s timer, then set the flags
+        self._raw(0x00, 0x08, (3, 8))
+        self._raw(0x00, 0x08, (5, flags, num, 0, 0, 0))
+
+    def _raw_get_boot(self) -> BootSetting:
+        rsp = self._raw(0x00, 0x09, (5, 0, 0))
+        data = rsp.get("data") or b""
+        if len(data) < 4:
+            raise BmcProtocolError(self.host, "short answer to get system boot options")
+        if data[1] & 0x80 or not data[2] & 0x80:
+            return BootSetting(BootDevice.NONE, persistent=True, mode=None)
+        num = (data[3] >> 2) & 0xF
+        names = {1: "network", 2: "hd", 5: "optical", 6: "setup", 0: "default"}
+        dev = _FROM_PYGHMI.get(names.get(num, ""))
+        if dev is None:
+            raise BmcUnsupported(self.host, f"boot device selector {num} has no Vaquero name")
+        return BootSetting(dev, persistent=bool(data[2] & 0x40), mode=BootMode.UEFI if data[2] & 0x20 else BootMode.BIOS)
+
+    def _raw_inventory(self) -> Inventory:
+        import uuid
+
+        dev = self._raw(0x06, 0x01).get("data") or b""
+        mfg = prod = None
+        if len(dev) >= 11:
+            mfg = int.from_bytes(bytes(dev[6:9]), "little")
+            prod = int.from_bytes(bytes(dev[9:11]), "little")
+        try:
+            guid = self._raw(0x06, 0x37).get("data") or b""
+            sys_uuid = str(uuid.UUID(bytes_le=bytes(guid))) if len(guid) == 16 else None
+        except BmcUnsupported:
+            sys_uuid = None
+        fru = self._fru()
+        return Inventory(
+            manufacturer=fru.get("manufacturer") or (_VENDORS.get(mfg, f"IANA {mfg}") if mfg is not None else None),
+            model=fru.get("model") or (f"product {prod:#06x}" if prod is not None else None),
+            serial=fru.get("serial"),
+            uuid=sys_uuid,
+            macs=(),
+            power_state=self._raw_get_power(),
+            extra={"ipmi_manufacturer_id": mfg, "ipmi_product_id": prod},
+        )
+
+    def _fru(self) -> dict[str, str]:
+        """The System FRU (manufacturer, model, serial) when the BMC has one; empty otherwise."""
+        from pyghmi import exceptions as pexc
+
+        try:
+            inv = self._command().get_inventory_of_component("System") or {}
+        except (pexc.IpmiException, KeyError, TypeError, ValueError, AttributeError):
+            return {}
+        except Exception:  # FRU parsing in pyghmi can fail in many ways on odd BMCs
+            log.debug("ipmi FRU read failed", extra={"host": self.host}, exc_info=True)
+            return {}
+        out = {
+            "manufacturer": inv.get("Manufacturer") or inv.get("Board manufacturer"),
+            "model": inv.get("Product name") or inv.get("Model"),
+            "serial": inv.get("Serial Number") or inv.get("Board serial number"),
+        }
+        return {k: str(v) for k, v in out.items() if v}
+
+    def close(self) -> None:
+        cmd, self._cmd = self._cmd, None
+        if cmd is not None:
+            try:
+                cmd.ipmi_session.logout()
+            except Exception:  # best effort
+                log.debug("ipmi logout failed", extra={"host": self.host}, exc_info=True)
