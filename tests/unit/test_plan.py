@@ -161,3 +161,9 @@ def test_schema_accepts_the_examples(base):
                 jsonschema.validate(doc, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"apiVersion": "vaquero/v1", "kind": "Site", "name": "x", "networks": [], "bogus": 1}, schema)
+
+
+def test_committed_schema_matches_the_models():
+    """docs/schema/sot-v1.schema.json is what editors load; it must not drift from the models."""
+    res = _cli("schema")
+    assert json.loads(res.stdout) == json.loads((REPO / "docs/schema/sot-v1.schema.json").read_text()), "run: vaquero schema > docs/schema/sot-v1.schema.json"

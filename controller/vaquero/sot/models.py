@@ -277,6 +277,12 @@ class Host(Model):
             return [_mac(m) for m in v]
         return v
 
+    @field_validator("power", mode="before")
+    @classmethod
+    def _power(cls, v: Any) -> Any:
+        # YAML 1.1 reads unquoted on/off as booleans; take them as the user meant them.
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
     @field_validator("uuid", mode="before")
     @classmethod
     def _uuid(cls, v: Any) -> Any:
