@@ -7,6 +7,7 @@ import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from . import __version__
@@ -69,6 +70,14 @@ def _plan_spec(value: str, repo: str | None) -> str:
     return f"{repo}@{value}" if repo and value.lower() not in EMPTY else value
 
 
+def _instant(value: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO 8601 time (e.g. 2026-12-01T01:30:00+00:00)") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from .plan import make_plan, render_text
 
@@ -79,7 +88,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     new = empty_sot() if args.new.lower() in EMPTY else _load(new_spec, args.subdir, args.format)
     if old is None or new is None:
         return 1
-    plan = make_plan(old, new)
+    plan = make_plan(old, new, now=args.now)
     if args.format == "json":
         print(json.dumps(plan.to_dict(), indent=2))
     else:
@@ -110,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", help="a git repository: OLD and NEW are then revisions in it")
     p.add_argument("--subdir", default="", help="the SoT's folder inside the git repository")
     p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--now", type=_instant, help="ISO 8601 time (UTC if no offset): explain when waves wait for reboot windows")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("schema", help="print the JSON Schema of SoT documents (for editors)")

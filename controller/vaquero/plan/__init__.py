@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ..policy.waves import Schedule, schedule
@@ -34,19 +35,23 @@ class Plan:
             "summary": self.summary,
             "hosts": [asdict(h) for h in self.hosts],
             "scopes": [asdict(s) for s in self.scopes],
-            "waves": [{"number": w.number, "steps": [asdict(s) for s in w.steps]} for w in self.schedule.waves],
+            "waves": [
+                {"number": w.number, "steps": [asdict(s) for s in w.steps]} | ({"not_before": w.not_before.isoformat()} if w.not_before else {})
+                for w in self.schedule.waves
+            ],
             "decisions": self.schedule.decisions,
         }
 
 
-def make_plan(old: SoT, new: SoT) -> Plan:
+def make_plan(old: SoT, new: SoT, now: datetime | None = None) -> Plan:
+    """`now` (timezone-aware): explain in absolute times which waves wait for a reboot window."""
     hosts = host_changes(old, new)
     in_service = {h.name for _, _, h in old.hosts() if h.power == "on"}
     disruptive: dict[str, dict[str, str]] = {}
     for change in hosts:
         if change.disruptive:
             disruptive.setdefault(change.cluster, {})[change.host] = change.action
-    sched = schedule(new, disruptive, in_service)
+    sched = schedule(new, disruptive, in_service, now)
     order = {a: i for i, a in enumerate(ACTIONS)}
     hosts.sort(key=lambda h: (h.site, h.cluster, order[h.action], h.host))
     summary = {a: 0 for a in ACTIONS} | dict(Counter(h.action for h in hosts))

@@ -9,17 +9,33 @@ Rules, per cluster:
   steps, each starting only after the previous one finished;
 - a cluster starts after every cluster it depends on has finished its own waves.
 Clusters that do not depend on each other share wave numbers: they run in parallel.
+
+No wave is wasted: hosts keep their policy order (a wave never holds a host that comes after a
+host of a later wave), and among the plans that keep that order the greedy cut used here is the
+shortest. A cluster whose changed hosts are all in service takes exactly
+sum over stages of ceil(hosts in stage / min(max_concurrent, in service - min_available)) waves;
+a held host (no host of the cluster may go down) costs no wave; hosts removed from the SoT fill
+the last wave's free places. A chain of dependent clusters costs the sum of its clusters' waves
+and independent chains share wave numbers, so the plan's length is its longest chain.
+
+Windows: without `now` the plan names each cluster's windows but no time, so the same SoT gives
+the same plan text. With `now` (timezone-aware) every wave gets ``not_before``, the earliest time
+it may start assuming earlier waves take no time (so: a lower bound), and a decision for each
+wave that has to wait for a window ("wave 3 waits: window opens Tue 2026-12-01 02:00 UTC ...").
+The run-time gate (runtime.py) checks the live clock, states and revisions before every wave.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from graphlib import TopologicalSorter
 from typing import Any
 
 from ..sot.loader import SoT
 from ..sot.models import Cluster, Host
 from ..sot.validate import resolve_count
+from .windows import describe, next_span
 
 
 @dataclass
@@ -33,6 +49,7 @@ class Step:
 class Wave:
     number: int
     steps: list[Step] = field(default_factory=list)
+    not_before: datetime | None = None  # only with schedule(..., now=...): earliest start (UTC)
 
 
 @dataclass
@@ -90,13 +107,13 @@ def cluster_waves(cluster: Cluster, changes: dict[str, str], in_service: set[str
         for host in hosts:
             action = changes[host.name]
             takes_down = host.name in in_service and action != "remove"
+            if takes_down and up - 1 < need:
+                # Checked before cutting the batch: a held host must not cost a wave.
+                decisions.append(f"host {host.name} held: min_available {policy.min_available} would be violated ({up} of {size} up)")
+                continue
             if takes_down and up - (down + 1) < need:
-                if batch:
-                    batches.append(batch)
-                    batch, down = [], 0
-                if up - 1 < need:
-                    decisions.append(f"host {host.name} held: min_available {policy.min_available} would be violated ({up} of {size} up)")
-                    continue
+                batches.append(batch)  # not empty: down > 0 here
+                batch, down = [], 0
             batch.append(Step(host.name, cluster.name, action))
             down += takes_down
             if action == "power" and host.power == "off":
@@ -107,10 +124,16 @@ def cluster_waves(cluster: Cluster, changes: dict[str, str], in_service: set[str
                 batch, down = [], 0
         if batch:
             batches.append(batch)
-    # Hosts removed from the SoT are no longer in the cluster: they leave last, in batches.
-    gone = sorted(n for n in changes if n not in {h.name for h in cluster.hosts})
+    # Hosts removed from the SoT are no longer in the cluster (they count in no min_available):
+    # they leave last, first in the free places of the last wave, then in batches.
+    members = {h.name for h in cluster.hosts}
+    gone = [Step(n, cluster.name, changes[n]) for n in sorted(n for n in changes if n not in members)]
+    if gone and batches and len(batches[-1]) < policy.max_concurrent:
+        free = policy.max_concurrent - len(batches[-1])
+        batches[-1].extend(gone[:free])
+        gone = gone[free:]
     for i in range(0, len(gone), policy.max_concurrent):
-        batches.append([Step(n, cluster.name, changes[n]) for n in gone[i : i + policy.max_concurrent]])
+        batches.append(gone[i : i + policy.max_concurrent])
     if batches:
         limit = min(policy.max_concurrent, max(up - need, 0)) if in_service & set(changes) else policy.max_concurrent
         decisions.append(
@@ -122,25 +145,54 @@ def cluster_waves(cluster: Cluster, changes: dict[str, str], in_service: set[str
     return batches
 
 
-def schedule(new: SoT, changes: dict[str, dict[str, str]], in_service: set[str]) -> Schedule:
-    """`changes`: cluster name -> {host name -> action}. Returns global waves, numbered from 1."""
+def schedule(new: SoT, changes: dict[str, dict[str, str]], in_service: set[str], now: datetime | None = None) -> Schedule:
+    """`changes`: cluster name -> {host name -> action}. Returns global waves, numbered from 1.
+
+    `now` (timezone-aware): also explain, in absolute times, which waves wait for a window.
+    """
     decisions: list[str] = []
-    graph = {name: [d for d in c.depends_on if d in new.clusters] for name, c in new.clusters.items()}
-    finish: dict[str, int] = {}  # cluster -> last wave it uses (0 when it has no work)
+    graph = {name: sorted(d for d in c.depends_on if d in new.clusters) for name, c in new.clusters.items()}
+    finish: dict[str, int] = {}  # cluster -> last wave it uses (0 when neither it nor its dependencies have work)
     waves: dict[int, Wave] = {}
-    for name in TopologicalSorter(graph).static_order():
-        cluster = new.clusters[name]
-        start = max((finish[d] for d in graph[name]), default=0)
-        busy_deps = [d for d in graph[name] if finish[d] > 0]
-        batches = cluster_waves(cluster, changes.get(name, {}), in_service, decisions) if changes.get(name) else []
-        if batches and busy_deps:
-            decisions.append(f"cluster {name} waits for {', '.join(sorted(busy_deps))} to be ready (depends_on): starts at wave {start + 1}")
-        for offset, batch in enumerate(batches, start=1):
-            waves.setdefault(start + offset, Wave(start + offset)).steps.extend(batch)
-        finish[name] = start + len(batches)
+    sorter = TopologicalSorter(graph)
+    sorter.prepare()
+    while sorter.is_active():  # ready clusters in name order: the same SoT always gives the same plan
+        for name in sorted(sorter.get_ready()):
+            cluster = new.clusters[name]
+            start = max((finish[d] for d in graph[name]), default=0)
+            busy_deps = [d for d in graph[name] if finish[d] > 0]
+            batches = cluster_waves(cluster, changes.get(name, {}), in_service, decisions) if changes.get(name) else []
+            if batches and busy_deps:
+                decisions.append(f"cluster {name} waits for {', '.join(sorted(busy_deps))} to be ready (depends_on): starts at wave {start + 1}")
+            for offset, batch in enumerate(batches, start=1):
+                waves.setdefault(start + offset, Wave(start + offset)).steps.extend(batch)
+            finish[name] = start + len(batches)
+            sorter.done(name)
     # Clusters deleted from the SoT: their hosts are powered off and forgotten; nothing waits on them.
     for name in sorted(set(changes) - set(new.clusters)):
         steps = [Step(h, name, a) for h, a in sorted(changes[name].items())]
         waves.setdefault(1, Wave(1)).steps.extend(steps)
         decisions.append(f"cluster {name} was removed from the SoT: its {len(steps)} host(s) are removed in wave 1")
-    return Schedule([waves[n] for n in sorted(waves)], decisions)
+    ordered = [waves[n] for n in sorted(waves)]
+    if now is not None and ordered:
+        _explain_windows(new, ordered, now, decisions)
+    return Schedule(ordered, decisions)
+
+
+def _explain_windows(new: SoT, waves: list[Wave], now: datetime, decisions: list[str]) -> None:
+    """Set each wave's `not_before`: by then each of its clusters can have started, each inside its own windows."""
+    decisions.append(f"times below assume now = {now.isoformat()} and waves that take no time: a wave may start later, never earlier")
+    at = now
+    for wave in waves:
+        start = at
+        seen: set[str] = set()
+        for step in wave.steps:
+            if step.cluster in seen or step.cluster not in new.clusters:
+                continue
+            seen.add(step.cluster)
+            span = next_span(new.clusters[step.cluster].policy.windows, at)
+            if span is not None and not span.contains(at):
+                decisions.append(f"wave {wave.number} waits: window opens {span.describe_start()} (cluster {step.cluster}, window {describe(span.window)})")
+                start = max(start, span.start)
+        wave.not_before = start
+        at = start
