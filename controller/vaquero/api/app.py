@@ -1,0 +1,244 @@
+"""The controller's HTTP API: `create_app(settings, store)` returns a FastAPI app.
+
+The runner and `vaquero standalone` build their own Store and mount or serve this app in the
+same process; the gate's worker thread starts and stops with the app's lifespan.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+from .. import __version__
+from ..gate import records as r
+from ..gate.core import Gate, GateError
+from ..gate.github import StatusReporter
+from ..sot.source import split_spec
+from ..state.store import Store, StoreUnavailable
+from . import events, webhook
+from .auth import require
+from .hosts import HostViews
+from .metrics import Metrics
+from .settings import Settings, Token
+
+log = logging.getLogger("vaquero.api")
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+class RevisionRequest(BaseModel):
+    source: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="GIT-URL@REVISION (branch, tag or SHA; resolved once to a commit SHA) or an absolute path to a SoT folder on the server",
+        examples=["https://github.com/example/sot.git@main", "/srv/sot"],
+    )
+    subdir: str = Field("", max_length=512, pattern=r"^$|^[A-Za-z0-9._-][A-Za-z0-9._/-]*$", description="the SoT's folder inside the repository")
+
+
+class Decision(BaseModel):
+    comment: str = Field("", max_length=2000)
+
+
+def _gate_error(exc: GateError) -> HTTPException:
+    return HTTPException(exc.status, exc.message)
+
+
+def _get(store: Store, key: str, what: str) -> dict[str, Any]:
+    rec = store.get(key)
+    if rec is None:
+        raise HTTPException(404, f"no {what}")
+    return rec.value
+
+
+def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, start_gate: bool = True) -> FastAPI:
+    metrics = Metrics(store)
+    reporter = StatusReporter(settings.github_token, settings.github_api) if settings.github_token else None
+    gate = gate or Gate(store, cache=settings.cache, reporter=reporter, public_url=settings.public_url, observer=metrics, scrub=settings.scrub)
+    hosts = HostViews(store, gate)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if start_gate:
+            gate.start()
+        log.info("API ready: %d token(s), webhook %s", len(settings.tokens), "on" if settings.webhook_secret else "off")
+        try:
+            yield
+        finally:
+            if start_gate:
+                await run_in_threadpool(gate.stop)
+
+    app = FastAPI(
+        title="Vaquero controller API",
+        version=__version__,
+        description="Revisions of the source of truth, their plans and approvals, runs, hosts and their timelines. "
+        "Every endpoint needs a bearer token except the GitHub webhook (HMAC signature) and the probes.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.gate = gate
+    app.state.metrics = metrics
+    app.state.hosts = hosts
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        metrics.error("store_unavailable")
+        log.error("store unavailable: %s", settings.scrub(str(exc)))
+        return JSONResponse({"detail": "the store is unavailable; try again"}, status_code=503)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        metrics.error("internal")
+        log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    app.include_router(webhook.router)
+    app.include_router(events.router)
+
+    # -- probes and metrics --
+    @app.get("/healthz/live", tags=["probes"], summary="the process answers")
+    def live() -> dict[str, str]:
+        return {"status": "live"}
+
+    @app.get("/healthz/ready", tags=["probes"], summary="the Store is reachable and migrated", responses={503: {"description": "not ready"}})
+    def ready() -> JSONResponse:
+        try:
+            ok = store.ready()
+        except Exception:
+            ok = False
+        return JSONResponse({"status": "ready" if ok else "not ready", "store": ok}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["probes"], summary="Prometheus metrics", response_class=PlainTextResponse, dependencies=[Depends(require("read"))])
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # -- revisions --
+    @app.post("/v1/revisions", tags=["revisions"], status_code=202, summary="queue a revision (git URL@REV or a local path): validate and plan it")
+    def post_revision(body: RevisionRequest, response: Response, token: Token = Depends(require("approve"))) -> dict[str, Any]:  # noqa: B008
+        url, rev = split_spec(body.source)
+        try:
+            if rev is None:
+                record, created = gate.submit_path(body.source, subdir=body.subdir, actor=token.name)
+            else:
+                sha = gate.resolve(url, rev)
+                record, created = gate.submit_git(url, sha, subdir=body.subdir, actor=token.name)
+        except GateError as exc:
+            raise _gate_error(exc) from None
+        if not created:
+            response.status_code = 200
+        return {"created": created, "revision": record}
+
+    @app.get("/v1/revisions", tags=["revisions"], dependencies=[Depends(require("read"))], summary="revisions, newest first")
+    def list_revisions(state: str | None = Query(None, max_length=32), limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        items = [rec.value for rec in store.list("/revisions/") if state is None or rec.value.get("state") == state]
+        items.sort(key=lambda v: v.get("created") or 0, reverse=True)
+        return {"count": len(items[:limit]), "revisions": items[:limit]}
+
+    @app.get("/v1/revisions/{rid}", tags=["revisions"], dependencies=[Depends(require("read"))], summary="one revision")
+    def get_revision(rid: str) -> dict[str, Any]:
+        if not r.valid_id(rid):
+            raise HTTPException(404, "no such revision")
+        return _get(store, r.revision_key(rid), "such revision")
+
+    # -- plans --
+    @app.get("/v1/plans", tags=["plans"], dependencies=[Depends(require("read"))], summary="plans, newest first (without plan bodies)")
+    def list_plans(state: str | None = Query(None, max_length=32), limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        items = [r.plan_summary(rec.value) for rec in reversed(store.list("/plans/")) if state is None or rec.value.get("state") == state]
+        return {"count": len(items[:limit]), "plans": items[:limit]}
+
+    @app.get("/v1/plans/{pid}", tags=["plans"], dependencies=[Depends(require("read"))], summary="one plan: JSON plan, human dump (`text`), errors")
+    def get_plan(pid: str) -> dict[str, Any]:
+        if not r.valid_id(pid):
+            raise HTTPException(404, "no such plan")
+        return _get(store, r.plan_key(pid), "such plan")
+
+    @app.get(
+        "/v1/plans/{pid}/text",
+        tags=["plans"],
+        dependencies=[Depends(require("read"))],
+        response_class=PlainTextResponse,
+        summary="the human dump of a plan (or its errors, one per line, file:line: field: message)",
+    )
+    def get_plan_text(pid: str) -> PlainTextResponse:
+        if not r.valid_id(pid):
+            raise HTTPException(404, "no such plan")
+        v = _get(store, r.plan_key(pid), "such plan")
+        if v.get("text"):
+            return PlainTextResponse(v["text"])
+        lines = [
+            f"{e.get('file')}:{e.get('line')}: {e.get('field')}: {e.get('message')}" if e.get("file") else str(e.get("message")) for e in v.get("errors") or []
+        ]
+        return PlainTextResponse(f"Revision {v.get('label')} is {v.get('state')}:\n" + "".join(f"  {x}\n" for x in lines))
+
+    def _decide(verb: str, pid: str, token: Token) -> dict[str, Any]:
+        if not r.valid_id(pid):
+            raise HTTPException(404, f"no plan {pid}")
+        try:
+            value: dict[str, Any] = getattr(gate, verb)(pid, token.name)
+        except GateError as exc:
+            raise _gate_error(exc) from None
+        return r.plan_summary(value)
+
+    @app.post(
+        "/v1/plans/{pid}/approve",
+        tags=["approvals"],
+        summary="approve a plan waiting for approval (records who and when)",
+        responses={404: {"description": "no such plan"}, 409: {"description": "not waiting for approval (superseded, rejected, ...)"}},
+    )
+    def approve(pid: str, body: Decision | None = None, token: Token = Depends(require("approve"))) -> dict[str, Any]:  # noqa: B008
+        return _decide("approve", pid, token)
+
+    @app.post("/v1/plans/{pid}/reject", tags=["approvals"], summary="reject a plan waiting for approval", responses={404: {}, 409: {}})
+    def reject(pid: str, body: Decision | None = None, token: Token = Depends(require("approve"))) -> dict[str, Any]:  # noqa: B008
+        return _decide("reject", pid, token)
+
+    @app.post("/v1/plans/{pid}/cancel", tags=["approvals"], summary="ask the runner to stop an approved or running plan", responses={404: {}, 409: {}})
+    def cancel(pid: str, token: Token = Depends(require("approve"))) -> dict[str, Any]:  # noqa: B008
+        return _decide("cancel", pid, token)
+
+    # -- runs --
+    @app.get("/v1/runs", tags=["runs"], dependencies=[Depends(require("read"))], summary="runs (written by the runner), newest first")
+    def list_runs(limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        items = [rec.value for rec in store.list("/runs/")]
+        items.sort(key=lambda v: v.get("started") or v.get("created") or 0, reverse=True)
+        return {"count": len(items[:limit]), "runs": items[:limit]}
+
+    @app.get("/v1/runs/{rid}", tags=["runs"], dependencies=[Depends(require("read"))], summary="one run")
+    def get_run(rid: str) -> dict[str, Any]:
+        if not r.valid_id(rid):
+            raise HTTPException(404, "no such run")
+        return _get(store, r.run_key(rid), "such run")
+
+    # -- hosts --
+    @app.get("/v1/hosts", tags=["hosts"], dependencies=[Depends(require("read"))], summary="hosts with their state, filtered by cluster and state")
+    def list_hosts(cluster: str | None = Query(None, max_length=128), state: str | None = Query(None, max_length=32)) -> Response:
+        return Response(hosts.list_json(cluster, state), media_type="application/json")
+
+    @app.get("/v1/hosts/{name}", tags=["hosts"], dependencies=[Depends(require("read"))], summary="one host: state, since when, and why it is stuck")
+    def get_host(name: str) -> dict[str, Any]:
+        if not r.valid_id(name):
+            raise HTTPException(404, "no such host")
+        out = hosts.detail(name)
+        if out is None:
+            raise HTTPException(404, f"no host {name!r} in the current revision or the store")
+        return out
+
+    @app.get("/v1/hosts/{name}/timeline", tags=["hosts"], dependencies=[Depends(require("read"))], summary="a host's events, oldest first")
+    def get_timeline(name: str) -> dict[str, Any]:
+        if not r.valid_id(name):
+            raise HTTPException(404, "no such host")
+        items = hosts.timeline(name)
+        if items is None:
+            raise HTTPException(404, f"no host {name!r} in the current revision or the store")
+        return {"host": name, "count": len(items), "events": items}
+
+    return app

@@ -1,0 +1,185 @@
+"""`vaquero server` (the controller API) and `vaquero apply` (its client for a manual trigger)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..sot.source import split_spec
+
+DEFAULT_DATA_DIR = os.environ.get("VAQUERO_DATA_DIR") or os.path.join(os.path.expanduser("~"), ".local", "share", "vaquero")
+
+
+class ScrubFilter(logging.Filter):
+    """Last line of defence: a configured secret never leaves in a log line."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s and len(s) >= 4]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._secrets:
+            text = record.getMessage()
+            clean = text
+            for s in self._secrets:
+                clean = clean.replace(s, "***")
+            if clean != text:
+                record.msg, record.args = clean, None
+        return True
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    try:
+        return (host.strip("[]") or "127.0.0.1"), int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--listen wants HOST:PORT, not {value!r}") from None
+
+
+def build_settings(args: argparse.Namespace) -> Any:
+    from ..gate.core import GateError, check_git_url
+    from .settings import Settings, Tokens, read_secret
+
+    tokens = Tokens.load(args.tokens_file)
+    secret = read_secret(args.webhook_secret_file, "webhook secret") if args.webhook_secret_file else os.environ.get("VAQUERO_WEBHOOK_SECRET") or None
+    gh_token = read_secret(args.github_token_file, "GitHub token") if args.github_token_file else os.environ.get("VAQUERO_GITHUB_TOKEN") or None
+    if args.repo:
+        try:
+            check_git_url(args.repo)
+        except GateError as exc:
+            raise SystemExit(f"vaquero server: --repo: {exc.message}") from None
+    return Settings(
+        data_dir=Path(args.data_dir),
+        tokens=tokens,
+        webhook_secret=secret,
+        repo_url=args.repo,
+        repo_name=args.repo_name,
+        branch=args.branch,
+        subdir=args.subdir,
+        github_token=gh_token,
+        github_api=args.github_api,
+        public_url=args.public_url,
+    )
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ..state.sqlite import SQLiteStore
+    from .app import create_app
+    from .settings import SettingsError
+
+    log = logging.getLogger("vaquero.api")
+    try:
+        settings = build_settings(args)
+    except SettingsError as exc:
+        print(f"vaquero server: {exc}", file=sys.stderr)
+        return 2
+    if bool(args.cert) != bool(args.key):
+        print("vaquero server: --cert and --key go together", file=sys.stderr)
+        return 2
+    if not len(settings.tokens):
+        log.warning("no API tokens configured (--tokens-file or VAQUERO_API_TOKENS): every authenticated endpoint will answer 401")
+    scrub = ScrubFilter([s for s in (settings.webhook_secret, settings.github_token) if s])
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(scrub)
+    store = SQLiteStore(args.store or Path(args.data_dir) / "store.sqlite")
+    app = create_app(settings, store)
+    host, port = args.listen
+    level = logging.getLogger().getEffectiveLevel()
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        ssl_certfile=args.cert,
+        ssl_keyfile=args.key,
+        log_config=None,
+        log_level=level,
+        proxy_headers=False,
+        server_header=False,
+    )
+    store.close()
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    import httpx
+
+    token = os.environ.get("VAQUERO_TOKEN")
+    if not token:
+        print("vaquero apply: set VAQUERO_TOKEN to an API token with the approve or admin role", file=sys.stderr)
+        return 2
+    spec = args.spec
+    if split_spec(spec)[1] is None and os.path.isdir(spec):
+        spec = os.path.abspath(spec)
+    verify: Any = args.cacert or True
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        with httpx.Client(base_url=args.server.rstrip("/"), headers=headers, verify=verify, timeout=300) as client:
+            resp = client.post("/v1/revisions", json={"source": spec, "subdir": args.subdir})
+            if resp.status_code >= 300:
+                print(f"vaquero apply: {resp.status_code}: {_detail(resp)}", file=sys.stderr)
+                return 2
+            revision = resp.json()["revision"]
+            print(f"revision {revision['id']} {'queued' if resp.json()['created'] else 'already known'}: {revision['label']}", file=sys.stderr)
+            if args.no_wait:
+                return 0
+            deadline = time.monotonic() + args.timeout
+            while revision.get("state") in ("queued", "fetching"):
+                if time.monotonic() > deadline:
+                    print(f"vaquero apply: no plan after {args.timeout:.0f}s; see GET /v1/revisions/{revision['id']}", file=sys.stderr)
+                    return 2
+                time.sleep(0.2)
+                revision = client.get(f"/v1/revisions/{revision['id']}").raise_for_status().json()
+            plan = client.get(f"/v1/plans/{revision['plan']}").raise_for_status().json()
+            text = client.get(f"/v1/plans/{revision['plan']}/text").raise_for_status().text
+    except httpx.HTTPError as exc:
+        print(f"vaquero apply: {args.server}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    print(f"plan {plan['id']}: {plan['state']}", file=sys.stderr)
+    return 1 if plan["state"] == "invalid" else 0
+
+
+def _detail(resp: Any) -> str:
+    try:
+        return str(resp.json().get("detail"))
+    except ValueError:
+        return resp.text[:200]
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("server", help="run the controller API: webhook, revisions, plans, approvals, hosts")
+    p.add_argument("--listen", type=_listen, default=("127.0.0.1", 8080), metavar="HOST:PORT", help="default 127.0.0.1:8080")
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"state and git cache (default {DEFAULT_DATA_DIR}, or $VAQUERO_DATA_DIR)")
+    p.add_argument("--store", help="SQLite file of the Store (default DATA_DIR/store.sqlite)")
+    p.add_argument("--tokens-file", help="API tokens, lines name:role:token (roles read|approve|admin); also $VAQUERO_API_TOKENS")
+    p.add_argument("--webhook-secret-file", help="the GitHub webhook secret (or $VAQUERO_WEBHOOK_SECRET)")
+    p.add_argument("--github-token-file", help="a GitHub token to post commit statuses (or $VAQUERO_GITHUB_TOKEN)")
+    p.add_argument("--github-api", default="https://api.github.com", help="GitHub API base URL (GitHub Enterprise: https://HOST/api/v3)")
+    p.add_argument("--repo", help="the SoT repository's git URL: pushes to it are fetched from here")
+    p.add_argument("--repo-name", help="OWNER/NAME on GitHub (default: from --repo)")
+    p.add_argument("--branch", default="main", help="the branch whose pushes are planned (default main)")
+    p.add_argument("--subdir", default="", help="the SoT's folder inside the repository")
+    p.add_argument("--public-url", help="this API's URL as people reach it (links in commit statuses)")
+    p.add_argument("--cert", help="TLS certificate (PEM): serve HTTPS")
+    p.add_argument("--key", help="TLS private key (PEM)")
+    p.add_argument("--log-level", default=argparse.SUPPRESS, choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_server)
+
+    p = sub.add_parser("apply", help="send a SoT revision to a server to validate and plan it (token in $VAQUERO_TOKEN)")
+    p.add_argument("spec", help="GIT-URL@REVISION, or a SoT folder (read on the server)")
+    p.add_argument(
+        "--server", default=os.environ.get("VAQUERO_SERVER", "http://127.0.0.1:8080"), help="API URL (default $VAQUERO_SERVER or http://127.0.0.1:8080)"
+    )
+    p.add_argument("--subdir", default="", help="the SoT's folder inside the repository")
+    p.add_argument("--cacert", help="CA certificate to verify the server's HTTPS certificate")
+    p.add_argument("--no-wait", action="store_true", help="return once the revision is queued")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the plan (default 300)")
+    p.add_argument("--log-level", default=argparse.SUPPRESS, choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_apply)

@@ -1,0 +1,143 @@
+"""Server settings and API tokens. Secrets are kept out of reprs, logs, responses and exceptions."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROLES = {"read": 0, "approve": 1, "admin": 2}
+TOKENS_ENV = "VAQUERO_API_TOKENS"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message never quotes a secret."""
+
+
+@dataclass(frozen=True)
+class Token:
+    name: str
+    role: str
+    digest: bytes = field(repr=False)  # sha256 of the secret: equal length for every compare
+
+    def may(self, role: str) -> bool:
+        return ROLES[self.role] >= ROLES[role]
+
+
+class Tokens:
+    """Bearer tokens: lines `name:role:token` (roles read | approve | admin), '#' comments allowed."""
+
+    def __init__(self, tokens: list[Token]) -> None:
+        self._tokens = tokens
+
+    def __repr__(self) -> str:
+        return f"Tokens({[f'{t.name}:{t.role}' for t in self._tokens]})"
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self._tokens]
+
+    @classmethod
+    def parse(cls, text: str, origin: str) -> Tokens:
+        tokens: list[Token] = []
+        seen: set[str] = set()
+        for number, raw in enumerate(re.split(r"[\n,]", text), start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.split(":", 2)
+            if len(parts) != 3 or not parts[0] or not parts[2]:
+                raise SettingsError(f"{origin}: entry {number}: expected name:role:token")
+            name, role, secret = parts
+            if role not in ROLES:
+                raise SettingsError(f"{origin}: entry {number}: role must be one of {', '.join(ROLES)}, not {role!r}")
+            if len(secret) < 16:
+                raise SettingsError(f"{origin}: entry {number} ({name}): a token needs at least 16 characters")
+            if name in seen:
+                raise SettingsError(f"{origin}: entry {number}: token name {name!r} used twice")
+            seen.add(name)
+            tokens.append(Token(name, role, hashlib.sha256(secret.encode()).digest()))
+        return cls(tokens)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, env: str | None = None) -> Tokens:
+        """From a file and/or the VAQUERO_API_TOKENS variable (entries separated by newlines or commas)."""
+        tokens: list[Token] = []
+        if path:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise SettingsError(f"tokens file {path}: {exc.strerror}") from None
+            tokens.extend(cls.parse(text, str(path))._tokens)
+        env_text = os.environ.get(TOKENS_ENV) if env is None else env
+        if env_text:
+            tokens.extend(cls.parse(env_text, TOKENS_ENV)._tokens)
+        names = [t.name for t in tokens]
+        if len(names) != len(set(names)):
+            raise SettingsError("a token name is used twice across the tokens file and the environment")
+        return cls(tokens)
+
+    def match(self, presented: str) -> Token | None:
+        """Constant time: every token is compared, digests of equal length, no early exit."""
+        digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
+        found: Token | None = None
+        for token in self._tokens:
+            if hmac.compare_digest(digest, token.digest):
+                found = token
+        return found
+
+
+def read_secret(path: str | Path, what: str) -> str:
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SettingsError(f"{what} file {path}: {exc.strerror}") from None
+    if not value:
+        raise SettingsError(f"{what} file {path} is empty")
+    return value
+
+
+def repo_name_of(url: str) -> str | None:
+    """'https://github.com/org/sot.git' or 'git@github.com:org/sot.git' -> 'org/sot'."""
+    m = re.search(r"[:/]([^/:]+)/([^/]+?)(?:\.git)?/?$", url)
+    return f"{m.group(1)}/{m.group(2)}" if m else None
+
+
+@dataclass
+class Settings:
+    data_dir: Path
+    tokens: Tokens = field(default_factory=lambda: Tokens([]))
+    webhook_secret: str | None = field(default=None, repr=False)
+    repo_url: str | None = None  # the git URL fetched on a push (never the URL in the payload)
+    repo_name: str | None = None  # owner/name as GitHub spells it; derived from repo_url when not given
+    branch: str = "main"
+    subdir: str = ""
+    github_token: str | None = field(default=None, repr=False)
+    github_api: str = "https://api.github.com"
+    public_url: str | None = None  # where people reach this API: links in commit statuses
+    cache_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        if self.cache_dir is None:
+            self.cache_dir = self.data_dir / "cache"
+        if self.repo_url and not self.repo_name:
+            self.repo_name = repo_name_of(self.repo_url)
+
+    @property
+    def cache(self) -> Path:
+        assert self.cache_dir is not None
+        return Path(self.cache_dir)
+
+    def scrub(self, text: str) -> str:
+        """Replace any configured secret in `text` (an error message from git, say) with ***."""
+        for secret in (self.webhook_secret, self.github_token):
+            if secret and len(secret) >= 4:
+                text = text.replace(secret, "***")
+        return text

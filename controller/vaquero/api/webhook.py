@@ -1,0 +1,161 @@
+"""POST /v1/webhooks/github: GitHub as the SoT provider.
+
+Checked in this order: a webhook secret is configured (else 503), the signature over the raw body
+(401), the delivery id (400), the body (400), then deduplication by delivery id, kept in the
+Store so a replay does nothing twice, also after a restart. A `push` to the configured repository
+and branch queues exactly the pushed SHA (`after`); the gate does the rest in the background.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from ..gate import records as r
+from ..gate.core import SHA_RE, ZERO_SHA, GateError
+
+log = logging.getLogger("vaquero.api.webhook")
+router = APIRouter()
+
+_URL_FIELDS = ("clone_url", "git_url", "ssh_url", "html_url", "url", "svn_url")
+
+
+def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), header.strip().encode("ascii", "replace"))
+
+
+def _norm(url: str) -> str:
+    url = url.strip().rstrip("/")
+    return url[:-4] if url.endswith(".git") else url
+
+
+def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
+    try:
+        if content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
+            form = parse_qs(body.decode("utf-8"), strict_parsing=False)
+            text = form.get("payload", [""])[0]
+        else:
+            text = body.decode("utf-8")
+        payload = json.loads(text)
+    except (UnicodeDecodeError, ValueError):
+        raise HTTPException(400, "the body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise HTTPException(400, "the body must be a JSON object")
+    return payload
+
+
+def repository_matches(payload: dict[str, Any], repo_url: str | None, repo_name: str | None) -> str | None:
+    """The payload's repository full_name when it is the configured repository, else None."""
+    repo = payload.get("repository")
+    if not isinstance(repo, dict):
+        return None
+    full_name = repo.get("full_name") if isinstance(repo.get("full_name"), str) else None
+    if repo_name and full_name and full_name.lower() == repo_name.lower():
+        return full_name
+    if repo_url:
+        for name in _URL_FIELDS:
+            value = repo.get(name)
+            if isinstance(value, str) and _norm(value) == _norm(repo_url):
+                return full_name or repo_name
+    return None
+
+
+@router.post(
+    "/v1/webhooks/github",
+    tags=["webhook"],
+    summary="GitHub webhook (push, ping); authenticated by X-Hub-Signature-256, not by a bearer token",
+    responses={
+        200: {"description": "ping answered, duplicate delivery, or an event that needs no work"},
+        202: {"description": "push accepted: the revision is queued"},
+        400: {"description": "malformed body or missing delivery id"},
+        401: {"description": "missing or wrong signature"},
+        503: {"description": "no webhook secret configured"},
+    },
+)
+async def github_webhook(
+    request: Request,
+    x_github_event: str | None = Header(None),
+    x_github_delivery: str | None = Header(None),
+    x_hub_signature_256: str | None = Header(None),
+) -> JSONResponse:
+    received = time.time()
+    settings = request.app.state.settings
+    metrics = request.app.state.metrics
+    body = await request.body()
+    if not settings.webhook_secret:
+        metrics.deliveries.labels(x_github_event or "none", "not_configured").inc()
+        raise HTTPException(503, "no webhook secret is configured on this server")
+    if not signature_ok(settings.webhook_secret, body, x_hub_signature_256):
+        metrics.deliveries.labels("unverified", "bad_signature").inc()
+        log.warning("webhook delivery refused: missing or wrong signature")
+        raise HTTPException(401, "missing or wrong X-Hub-Signature-256")
+    event = (x_github_event or "").strip()
+    delivery = (x_github_delivery or "").strip()
+    if not event:
+        raise HTTPException(400, "missing X-GitHub-Event header")
+    if not r.valid_id(delivery):
+        metrics.deliveries.labels(event, "bad_request").inc()
+        raise HTTPException(400, "missing or malformed X-GitHub-Delivery header")
+    payload = parse_body(body, request.headers.get("content-type", "application/json"))
+    result = await run_in_threadpool(_handle, request, event, delivery, payload, received)
+    metrics.deliveries.labels(event, result["status"]).inc()
+    return JSONResponse(result, status_code=202 if result["status"] == "queued" else 200)
+
+
+def _handle(request: Request, event: str, delivery: str, payload: dict[str, Any], received: float) -> dict[str, Any]:
+    settings = request.app.state.settings
+    store = request.app.state.store
+    gate = request.app.state.gate
+    key = r.delivery_key(delivery)
+    if store.get(key) is not None:
+        log.info("webhook delivery %s already handled: nothing to do", delivery)
+        return {"status": "duplicate", "delivery": delivery}
+    result: dict[str, Any] = {"delivery": delivery, "event": event}
+    if event == "ping":
+        result |= {"status": "pong", "zen": payload.get("zen") if isinstance(payload.get("zen"), str) else None}
+    elif event != "push":
+        result |= {"status": "ignored", "reason": f"event {event!r} is not acted on (only push)"}
+    else:
+        result |= _push(settings, gate, delivery, payload, received)
+    record = {"event": event, "received": received, **{k: v for k, v in result.items() if k != "zen"}}
+    if store.cas(key, record, expect=0) is None:
+        return {"status": "duplicate", "delivery": delivery}
+    log.info("webhook %s delivery %s: %s %s", event, delivery, result["status"], result.get("reason", ""), extra={"sha": result.get("sha")})
+    return result
+
+
+def _push(settings: Any, gate: Any, delivery: str, payload: dict[str, Any], received: float) -> dict[str, Any]:
+    if not settings.repo_url:
+        return {"status": "ignored", "reason": "no repository is configured on this server (--repo)"}
+    full_name = repository_matches(payload, settings.repo_url, settings.repo_name)
+    if full_name is None:
+        return {"status": "ignored", "reason": "push to another repository"}
+    ref = payload.get("ref")
+    if ref != f"refs/heads/{settings.branch}":
+        return {"status": "ignored", "reason": f"push to {ref!r}, not to branch {settings.branch!r}"}
+    after = payload.get("after")
+    if payload.get("deleted") is True or after == ZERO_SHA:
+        return {"status": "ignored", "reason": "branch deletion"}
+    if not isinstance(after, str) or not SHA_RE.match(after):
+        raise HTTPException(400, "push payload without a valid 'after' commit SHA")
+    try:
+        rev, created = gate.submit_git(
+            settings.repo_url, after, subdir=settings.subdir, actor=f"github:{full_name}", github=full_name, delivery=delivery, received=received
+        )
+    except GateError as exc:
+        raise HTTPException(exc.status, exc.message) from None
+    if not created:
+        return {"status": "known", "sha": after, "revision": rev["id"], "reason": "this commit was already received"}
+    return {"status": "queued", "sha": after, "revision": rev["id"]}

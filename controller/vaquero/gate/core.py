@@ -1,0 +1,414 @@
+"""The gate: every revision is fetched at one SHA, validated and planned; then it waits for approval.
+
+A revision comes from a GitHub push (webhook) or a manual trigger (`vaquero apply`, POST
+/v1/revisions). It is recorded as `queued` at once, and one worker thread does the slow part in
+arrival order: fetch exactly that commit into the content-addressed cache, load and validate it,
+plan it against the current revision (what the hardware runs, `/sites-applied/current`), and
+write a plan record: `invalid` (with every error, file/line/field), `pending_approval`, or
+`approved` when the SoT policy lets every touched cluster apply by itself. A valid newer plan
+supersedes older plans still waiting for approval. Queued revisions survive a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import queue
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from ..plan import Plan, make_plan, render_text
+from ..sot import SoT, SoTInvalid, SourceError, empty_sot, load
+from ..sot.source import checkout, resolve_rev
+from ..state.store import Store
+from . import records as r
+from .github import StatusReporter
+
+log = logging.getLogger("vaquero.gate")
+
+SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+_REV_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]{0,254}$")
+ZERO_SHA = "0" * 40
+
+
+class GateError(Exception):
+    """A request the gate refuses: `status` is the HTTP status an API should answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(message)
+
+
+class GateObserver(Protocol):
+    def planned(self, state: str, seconds: float) -> None: ...
+
+    def error(self, kind: str) -> None: ...
+
+
+def check_git_url(url: str) -> str:
+    """Refuse URLs git could read as an option, and URLs carrying credentials (they would end up in records)."""
+    if not url or url.startswith("-") or any(c in url for c in "\n\r\0 "):
+        raise GateError(422, "not a usable git URL")
+    parts = urlsplit(url)
+    if parts.scheme and "@" in parts.netloc and parts.scheme in ("http", "https", "git", "ftp", "ftps"):
+        raise GateError(422, "git URLs must not carry credentials: use a git credential helper or an SSH key")
+    return url
+
+
+def check_rev(rev: str) -> str:
+    if not _REV_RE.match(rev) or ".." in rev:
+        raise GateError(422, f"not a usable git revision: {rev[:60]!r}")
+    return rev
+
+
+def tree_digest(root: Path) -> str:
+    """A content hash of a folder (paths and bytes, .git skipped): the id of a local SoT revision."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != ".git")
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            h.update(rel.encode() + b"\0")
+            try:
+                h.update(path.read_bytes())
+            except OSError:
+                h.update(b"\1unreadable")
+            h.update(b"\0")
+    return h.hexdigest()
+
+
+def snapshot(root: Path, cache: Path) -> tuple[str, Path]:
+    """Copy a local SoT folder into the content-addressed cache once; later edits of the folder do not leak in."""
+    digest = tree_digest(root)
+    tree = cache / "trees" / f"local-{digest}"
+    if not tree.is_dir():
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=tree.parent, prefix=".local-"))
+        try:
+            shutil.copytree(root, tmp / "t", ignore=shutil.ignore_patterns(".git"))
+            os.replace(tmp / "t", tree)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise GateError(422, f"cannot read the SoT folder: {exc.strerror}") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return digest, tree
+
+
+def touched_clusters(plan: Plan) -> set[str]:
+    return {h.cluster for h in plan.hosts} | {s.name for s in plan.scopes if s.kind == "cluster"}
+
+
+def auto_apply(plan: Plan, old: SoT, new: SoT) -> bool:
+    """True when every cluster the plan touches is marked policy.auto_apply (and it touches at least one,
+    and no site changes: a site holds the network every cluster in it depends on)."""
+    touched = touched_clusters(plan)
+    if not touched or any(s.kind == "site" for s in plan.scopes):
+        return False
+    for name in touched:
+        cluster = new.clusters.get(name) or old.clusters.get(name)
+        if cluster is None or not cluster.policy.auto_apply:
+            return False
+    return True
+
+
+class Gate:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        cache: Path,
+        reporter: StatusReporter | None = None,
+        public_url: str | None = None,
+        observer: GateObserver | None = None,
+        scrub: Callable[[str], str] = lambda s: s,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.reporter = reporter
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.observer = observer
+        self.scrub = scrub
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._busy = threading.Event()
+        self._old: tuple[tuple[str | None, str | None], SoT] | None = None
+        self._lock = threading.Lock()  # approve / reject / supersede read-modify-write of plans
+
+    # -- lifecycle --
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        for rec in self.store.list("/revisions/"):
+            if rec.value.get("state") in (r.QUEUED, r.FETCHING):
+                log.info("resuming revision left %s", rec.value["state"], extra={"sha": rec.value.get("sha")})
+                self._queue.put(rec.value["id"])
+        self._thread = threading.Thread(target=self._work, name="vaquero-gate", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def idle(self) -> bool:
+        return self._queue.unfinished_tasks == 0 and not self._busy.is_set()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.idle():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def _work(self) -> None:
+        while True:
+            rid = self._queue.get()
+            try:
+                if rid is None:
+                    return
+                self._busy.set()
+                self.process(rid)
+            except Exception:
+                log.exception("revision %s could not be processed", rid)
+                if self.observer:
+                    self.observer.error("gate")
+            finally:
+                self._busy.clear()
+                self._queue.task_done()
+
+    # -- submitting --
+    def submit_git(
+        self, url: str, sha: str, *, subdir: str = "", actor: str, github: str | None = None, delivery: str | None = None, received: float | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Queue commit `sha` of `url`; returns (revision record, False when that SHA was already known)."""
+        if not SHA_RE.match(sha):
+            raise GateError(422, "a revision is a full 40-digit commit SHA")
+        value: dict[str, Any] = {
+            "id": sha,
+            "kind": "git",
+            "sha": sha,
+            "source": check_git_url(url),
+            "subdir": subdir,
+            "label": f"{url}@{sha[:12]}",
+            "root": None,
+            "created": received or time.time(),
+            "state": r.QUEUED,
+            "actor": actor,
+            "github": github,
+            "delivery": delivery,
+            "plan": None,
+            "errors": [],
+        }
+        return self._queue_revision(value)
+
+    def resolve(self, url: str, rev: str) -> str:
+        """A manual trigger names a branch, tag or SHA: resolve it to one commit SHA, once, now."""
+        check_git_url(url)
+        check_rev(rev)
+        try:
+            _, sha = resolve_rev(url, rev, self.cache)
+        except SourceError as exc:
+            raise GateError(422, self.scrub(str(exc))) from None
+        return sha
+
+    def submit_path(self, path: str, *, subdir: str = "", actor: str) -> tuple[dict[str, Any], bool]:
+        root = Path(path)
+        if not root.is_absolute() or not root.is_dir():
+            raise GateError(422, "a local SoT must be an absolute path to a folder on the server")
+        digest, tree = snapshot(root, self.cache)
+        value: dict[str, Any] = {
+            "id": f"local-{digest[:24]}",
+            "kind": "path",
+            "sha": None,
+            "digest": digest,
+            "source": str(root),
+            "subdir": subdir,
+            "label": f"{root} (content {digest[:12]})",
+            "root": str(tree / subdir if subdir else tree),
+            "created": time.time(),
+            "state": r.QUEUED,
+            "actor": actor,
+            "github": None,
+            "delivery": None,
+            "plan": None,
+            "errors": [],
+        }
+        return self._queue_revision(value)
+
+    def _queue_revision(self, value: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        key = r.revision_key(value["id"])
+        if self.store.cas(key, value, expect=0) is None:
+            existing = self.store.get(key)
+            return (existing.value if existing else value), False
+        log.info("revision %s queued from %s", value["id"][:12], value["source"], extra={"sha": value["sha"]})
+        self._queue.put(value["id"])
+        return value, True
+
+    # -- the work --
+    def _update_revision(self, rid: str, **changes: Any) -> dict[str, Any]:
+        rec = self.store.get(r.revision_key(rid))
+        value = (rec.value if rec else {}) | changes
+        self.store.put(r.revision_key(rid), value)
+        return value
+
+    def current(self) -> tuple[SoT, str | None]:
+        """The revision the hardware runs (empty before the first apply), parsed once per SHA."""
+        rec = self.store.get(r.CURRENT_KEY)
+        if rec is None or not rec.value.get("root"):
+            return empty_sot(), None
+        sha, root = rec.value.get("sha"), rec.value["root"]
+        if self._old is not None and self._old[0] == (sha, root):
+            return self._old[1], sha
+        # What the hardware runs was validated when it was applied: parse only.
+        old = load(root, sha=sha, label=rec.value.get("label") or (sha or root), semantic=False)
+        self._old = ((sha, root), old)
+        return old, sha
+
+    def process(self, rid: str) -> dict[str, Any] | None:
+        rec = self.store.get(r.revision_key(rid))
+        if rec is None or rec.value.get("state") not in (r.QUEUED, r.FETCHING):
+            return None
+        rev = self._update_revision(rid, state=r.FETCHING)
+        sha = rev.get("sha")
+        extra: dict[str, Any] = {"sha": sha or rev.get("digest")}
+        self._status(rev, "pending", "Vaquero is validating and planning this revision")
+        started = time.monotonic()
+        errors: list[dict[str, Any]] = []
+        new: SoT | None = None
+        root = rev.get("root")
+        try:
+            if rev["kind"] == "git":
+                gitdir, sha = resolve_rev(rev["source"], rev["sha"], self.cache)
+                tree = checkout(gitdir, sha, self.cache)
+                root = str(tree / rev["subdir"] if rev.get("subdir") else tree)
+                if not Path(root).is_dir():
+                    raise SourceError(f"folder {rev['subdir']!r} does not exist in commit {sha[:12]}")
+            assert root is not None
+            new = load(root, sha=sha, label=rev["label"])
+        except SoTInvalid as exc:
+            errors = [e.to_dict() for e in exc.errors]
+        except SourceError as exc:
+            errors = [{"file": None, "line": None, "field": None, "message": self.scrub(str(exc))}]
+        pid = r.new_plan_id()
+        extra["plan"] = pid
+        value: dict[str, Any] = {
+            "id": pid,
+            "revision": rid,
+            "sha": sha,
+            "source": rev["source"],
+            "label": rev["label"],
+            "root": root,
+            "created": time.time(),
+            "actor": rev.get("actor"),
+            "base_sha": None,
+            "state": r.INVALID,
+            "auto_apply": False,
+            "plan": None,
+            "text": None,
+            "errors": errors,
+            "approved_by": None,
+            "approved_at": None,
+            "rejected_by": None,
+            "rejected_at": None,
+            "superseded_by": None,
+            "run": None,
+            "cancel_requested": False,
+        }
+        if new is not None:
+            try:
+                old, base_sha = self.current()
+            except (SoTInvalid, SourceError) as exc:
+                # The tree of the current revision is gone or unreadable: say so, do not plan against a guess.
+                msg = f"the current revision cannot be read: {exc}"
+                value["errors"] = [{"file": None, "line": None, "field": None, "message": self.scrub(msg)}]
+                new = None
+        if new is not None:
+            plan = make_plan(old, new)
+            auto = auto_apply(plan, old, new)
+            value |= {"plan": plan.to_dict(), "text": render_text(plan), "base_sha": base_sha, "auto_apply": auto}
+            if auto or not plan.has_changes:
+                value |= {"state": r.APPROVED, "approved_by": "policy:auto_apply" if auto else "policy:no_changes", "approved_at": time.time()}
+            else:
+                value["state"] = r.PENDING_APPROVAL
+        with self._lock:
+            self.store.put(r.plan_key(pid), value)
+            if new is not None:
+                self._supersede(pid)
+        self._update_revision(rid, state=r.PLANNED if new is not None else r.INVALID, plan=pid, root=root, errors=value["errors"])
+        seconds = time.time() - rev["created"]
+        if self.observer:
+            self.observer.planned(value["state"], seconds)
+        if value["state"] == r.INVALID:
+            first = value["errors"][0] if value["errors"] else {}
+            where = f"{first.get('file')}:{first.get('line')}: " if first.get("file") else ""
+            log.warning("revision invalid: %d error(s), first: %s%s", len(value["errors"]), where, first.get("message"), extra=extra)
+            self._status(rev, "failure" if first.get("file") else "error", f"invalid: {where}{first.get('message', '')}", pid)
+        else:
+            summary = value["plan"]["summary"]
+            changes = ", ".join(f"{n} {a}" for a, n in summary.items() if n) or "no changes"
+            log.info("plan %s ready (%s) in %.2fs: %s", pid, value["state"], time.monotonic() - started, changes, extra=extra)
+            self._status(rev, "success", f"valid; plan {value['state'].replace('_', ' ')}: {changes}", pid)
+        return value
+
+    def _status(self, rev: dict[str, Any], state: str, description: str, pid: str | None = None) -> None:
+        if self.reporter is None or not rev.get("github") or not rev.get("sha"):
+            return
+        target = f"{self.public_url}/v1/plans/{pid}" if self.public_url and pid else None
+        if not self.reporter.post(rev["github"], rev["sha"], state, description, target) and self.observer:
+            self.observer.error("github_status")
+
+    def _supersede(self, newest: str) -> None:
+        for rec in self.store.list("/plans/"):
+            v = rec.value
+            if v.get("id") == newest or v.get("state") != r.PENDING_APPROVAL:
+                continue
+            if self.store.cas(rec.key, v | {"state": r.SUPERSEDED, "superseded_by": newest}, expect=rec.revision) is not None:
+                log.info("plan %s superseded by %s", v["id"], newest, extra={"plan": v["id"], "sha": v.get("sha")})
+
+    # -- decisions --
+    def _decide(self, pid: str, allowed: tuple[str, ...], change: Callable[[dict[str, Any]], dict[str, Any]], verb: str) -> dict[str, Any]:
+        key = r.plan_key(pid)
+        for _ in range(20):
+            rec = self.store.get(key)
+            if rec is None:
+                raise GateError(404, f"no plan {pid}")
+            state = rec.value.get("state")
+            if state not in allowed:
+                hint = f" (superseded by {rec.value.get('superseded_by')})" if state == r.SUPERSEDED else ""
+                raise GateError(409, f"plan {pid} is {state}{hint}: it cannot be {verb}")
+            value = change(dict(rec.value))
+            if self.store.cas(key, value, expect=rec.revision) is not None:
+                return value
+        raise GateError(409, f"plan {pid} keeps changing: try again")
+
+    def approve(self, pid: str, who: str) -> dict[str, Any]:
+        with self._lock:
+            value = self._decide(pid, (r.PENDING_APPROVAL,), lambda v: v | {"state": r.APPROVED, "approved_by": who, "approved_at": time.time()}, "approved")
+        log.info("plan %s approved by %s", pid, who, extra={"plan": pid, "sha": value.get("sha")})
+        return value
+
+    def reject(self, pid: str, who: str) -> dict[str, Any]:
+        with self._lock:
+            value = self._decide(pid, (r.PENDING_APPROVAL,), lambda v: v | {"state": r.REJECTED, "rejected_by": who, "rejected_at": time.time()}, "rejected")
+        log.info("plan %s rejected by %s", pid, who, extra={"plan": pid, "sha": value.get("sha")})
+        return value
+
+    def cancel(self, pid: str, who: str) -> dict[str, Any]:
+        value = self._decide(pid, (r.APPROVED, r.RUNNING), lambda v: v | {"cancel_requested": True, "cancel_requested_by": who}, "cancelled")
+        log.info("cancel of plan %s requested by %s", pid, who, extra={"plan": pid, "sha": value.get("sha"), "run": value.get("run")})
+        return value

@@ -1,0 +1,63 @@
+"""Store keys and states of the gate's records: revisions, plans, webhook deliveries.
+
+The Store is the contract with the runner: the gate writes `/revisions/<id>` and `/plans/<id>`,
+the runner moves `approved` plans on and writes `/runs/<id>` and `/sites-applied/current`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from typing import Any
+
+# Plan states. The gate sets the first five; the runner sets the rest.
+INVALID = "invalid"
+PENDING_APPROVAL = "pending_approval"
+APPROVED = "approved"
+REJECTED = "rejected"
+SUPERSEDED = "superseded"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+PLAN_STATES = (INVALID, PENDING_APPROVAL, APPROVED, REJECTED, SUPERSEDED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+
+# Revision states: queued (accepted, not yet fetched) -> fetching -> planned | invalid.
+QUEUED = "queued"
+FETCHING = "fetching"
+PLANNED = "planned"
+REVISION_STATES = (QUEUED, FETCHING, PLANNED, INVALID)
+
+CURRENT_KEY = "/sites-applied/current"
+
+
+def revision_key(rid: str) -> str:
+    return f"/revisions/{rid}"
+
+
+def plan_key(pid: str) -> str:
+    return f"/plans/{pid}"
+
+
+def run_key(rid: str) -> str:
+    return f"/runs/{rid}"
+
+
+def delivery_key(guid: str) -> str:
+    return f"/deliveries/{guid}"
+
+
+def new_plan_id() -> str:
+    """Time-ordered (a listing by key is by creation) and unique: 12 hex digits of ms, 6 random."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(3)}"
+
+
+def plan_summary(value: dict[str, Any]) -> dict[str, Any]:
+    """A plan record without its large parts (the plan body and the human dump)."""
+    return {k: v for k, v in value.items() if k not in ("plan", "text")}
+
+
+def valid_id(value: str) -> bool:
+    """Ids that are safe as one Store key segment."""
+    return bool(value) and len(value) <= 128 and "/" not in value and value not in (".", "..") and value.isprintable() and os.sep not in value
