@@ -92,10 +92,10 @@ class IpmiFleet:
         return self.state()[str(self.port + i)]
 
 
-def start_ipmi_fleet(tmp: Path, count: int = 1, acpi_delay: float | None = 0.3, delay: float = 0.0) -> IpmiFleet:
+def start_ipmi_fleet(tmp: Path, count: int = 1, acpi_delay: float | None = 0.3, delay: float = 0.0, port: int | None = None) -> IpmiFleet:
     pwfile = tmp / "ipmi-pw.txt"
     pwfile.write_text(PASSWORD)
-    port = free_port(socket.SOCK_DGRAM, count)
+    port = port or free_port(socket.SOCK_DGRAM, count)
     cport = free_port()
     cmd = [sys.executable, "-m", "vaquero.bmc.emulator", "--address", "127.0.0.1", "--port", str(port), "--count", str(count)]
     cmd += ["--username", USERNAME, "--password-file", str(pwfile), "--control-port", str(cport), "--delay", str(delay)]
@@ -244,12 +244,13 @@ def silent_udp():
 
 class FaultHTTP:
     """A tiny real HTTP server on loopback: mode "500", "slow" (sleeps before answering), or "flap"
-    (serves a minimal Redfish tree, but every other connection is answered with a 503)."""
+    (serves a minimal Redfish tree for 0.5 s, then answers 503 for 0.25 s, and again)."""
 
     def __init__(self, mode: str, delay: float = 3.0) -> None:
         self.mode = mode
         self.delay = delay
         self.requests = 0
+        self.t0 = time.monotonic()
         outer = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -265,13 +266,13 @@ class FaultHTTP:
 
             def handle_one(self) -> None:
                 outer.requests += 1
-                n = outer.requests
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)
                 if outer.mode == "slow":
                     time.sleep(outer.delay)
-                if outer.mode == "500" or (outer.mode == "flap" and n % 2 == 0):
+                down = outer.mode == "flap" and (time.monotonic() - outer.t0) % 0.75 >= 0.5
+                if outer.mode == "500" or down:
                     self._send(500 if outer.mode == "500" else 503, {"error": {"code": "Base.1.0.GeneralError", "message": "internal error"}})
                     return
                 self._send(200, _mini_redfish(self.path))

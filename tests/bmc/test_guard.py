@@ -148,13 +148,19 @@ def test_circuit_breaker_opens_and_half_opens():
 
 
 def test_hung_call_is_cut_at_the_deadline_and_keeps_the_bmc_locked():
-    g = Guard(policy=GuardPolicy(attempt_timeout=0.3, deadline=0.6, retries=2, backoff_base=0.01))
+    g = Guard(policy=GuardPolicy(attempt_timeout=0.3, deadline=0.6, retries=2, backoff_base=0.01, breaker_reset=0.3))
     release = threading.Event()
     t0 = time.monotonic()
     with pytest.raises(BmcTimeout):
         g.run(ep(), "get", lambda: release.wait(10))
     assert time.monotonic() - t0 < 1.0
-    # the abandoned call still runs: the BMC stays locked, a second call is refused, not raced
+    # the abandoned call still runs: the BMC stays locked and the breaker open, a second call
+    # is refused at once, not raced
+    t0 = time.monotonic()
+    with pytest.raises((BmcBusy, BmcCircuitOpen)):
+        g.run(ep(), "get", lambda: "x")
+    assert time.monotonic() - t0 < 0.2
+    time.sleep(0.35)  # breaker half-open, but the hung call still holds the BMC
     with pytest.raises(BmcBusy):
         g.run(ep(), "get", lambda: "x", policy=GuardPolicy(deadline=0.2))
     release.set()

@@ -285,8 +285,11 @@ class Guard:
         slot = self._slot(endpoint.key)
 
         self._check_breaker(slot, host)
-        if not slot.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise BmcBusy(host, f"{name}: another operation held the BMC for the whole deadline ({pol.deadline:.1f}s)")
+        # wait for the BMC in slices: if the call ahead of us opens the breaker, fail fast
+        while not slot.lock.acquire(timeout=min(0.1, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                raise BmcBusy(host, f"{name}: another operation held the BMC for the whole deadline ({pol.deadline:.1f}s)")
+            self._check_breaker(slot, host)
         handed_off = False
         try:
             attempt = 0
@@ -311,7 +314,9 @@ class Guard:
                 if isinstance(err, BmcUnreachable | BmcTimeout | BmcServerError):
                     self._record(slot, ok=False, host=host)
                 if handed_off:
-                    # the abandoned attempt still runs and now owns the lock; never start another one
+                    # the abandoned attempt still runs and now owns the lock; never start another
+                    # one, and open the breaker: calls queued for this BMC fail fast instead of waiting
+                    self._trip(slot, host)
                     raise err
                 retry_ok = err.retryable and (idempotent or not err.maybe_applied) and attempt <= pol.retries
                 if not retry_ok:
@@ -336,6 +341,12 @@ class Guard:
                     raise BmcCircuitOpen(host, f"circuit open for another {slot.open_until - now:.1f}s after repeated failures")
                 # half open: let this call through as the trial; one more failure re-opens at once
                 slot.failures = max(slot.failures, self.policy.breaker_threshold - 1)
+
+    def _trip(self, slot: _BmcSlot, host: str) -> None:
+        with slot.mutex:
+            slot.failures = max(slot.failures, self.policy.breaker_threshold)
+            slot.open_until = time.monotonic() + self.policy.breaker_reset
+        log.warning("bmc circuit opened: a call hung past its deadline", extra={"host": host})
 
     def _record(self, slot: _BmcSlot, *, ok: bool, host: str = "") -> None:
         with slot.mutex:
@@ -406,8 +417,12 @@ class Bmc:
     def host(self) -> str:
         return self.endpoint.host
 
-    def _run(self, name: str, fn: Callable[[], T], *, idempotent: bool = True) -> T:
-        return self.guard.run(self.endpoint, name, fn, idempotent=idempotent, policy=self.policy)
+    def _run(self, name: str, fn: Callable[[], T], *, idempotent: bool = True, policy: GuardPolicy | None = None) -> T:
+        return self.guard.run(self.endpoint, name, lambda: self._wrap(fn), idempotent=idempotent, policy=policy or self.policy)
+
+    def _wrap(self, fn: Callable[[], T]) -> T:
+        """Runs around every attempt, in the attempt's thread (drivers open/close sessions here)."""
+        return fn()
 
     # public, guarded API
     def get_power_state(self) -> PowerState:
@@ -428,7 +443,7 @@ class Bmc:
         wait = self.soft_off_timeout if timeout is None else timeout
         base = self.policy or self.guard.policy
         policy = dataclasses.replace(base, attempt_timeout=base.attempt_timeout + wait, deadline=base.deadline + wait)
-        return self.guard.run(self.endpoint, "power_off_soft", lambda: self._soft_off(wait), policy=policy)
+        return self._run("power_off_soft", lambda: self._soft_off(wait), policy=policy)
 
     def _soft_off(self, wait: float) -> bool:
         if self._raw_get_power() == PowerState.OFF:

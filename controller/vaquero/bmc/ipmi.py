@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from vaquero.bmc.base import (
     Bmc,
@@ -25,6 +26,7 @@ from vaquero.bmc.base import (
 )
 
 log = logging.getLogger("vaquero.bmc.ipmi")
+T = TypeVar("T")
 
 # chassis control directives (IPMI 2.0 table 28-4)
 _DIRECTIVE = {PowerAction.FORCE_OFF: 0, PowerAction.ON: 1, PowerAction.CYCLE: 2, PowerAction.RESET: 3, PowerAction.OFF: 5}
@@ -46,6 +48,17 @@ class IpmiBmc(Bmc):
         self._cmd: Any = None
 
     # connection ----------------------------------------------------------------------------
+    def _wrap(self, fn: Callable[[], T]) -> T:
+        """One IPMI session per operation: a session kept across operations hangs for ~30 s in
+        pyghmi's re-login logic when the BMC has gone away; a fresh login fails in ~3 s."""
+        try:
+            result = fn()
+        except BaseException:
+            self._cmd = None  # do not wait for a logout answer from a BMC that just failed
+            raise
+        self.close()
+        return result
+
     def _command(self) -> Any:
         if self._cmd is not None and not getattr(self._cmd.ipmi_session, "broken", False):
             return self._cmd
@@ -53,6 +66,12 @@ class IpmiBmc(Bmc):
         from pyghmi.ipmi import command
 
         ep = self.endpoint
+        from pyghmi.ipmi.private import session as psession
+
+        # pyghmi 1.6 files a session as "initting" under str credentials but removes it under
+        # bytes ones, so it never leaves, and the next login (after a success or a failure) picks
+        # up that stale session. Remove it once the login attempt is over.
+        key = (ep.address, ep.username, ep.password.reveal(), ep.port or 623, None)
         try:
             self._cmd = command.Command(bmc=ep.address, userid=ep.username, password=ep.password.reveal(), port=ep.port or 623, keepalive=False)
         except pexc.IpmiException as exc:
@@ -61,6 +80,8 @@ class IpmiBmc(Bmc):
         except OSError as exc:
             self._cmd = None
             raise BmcUnreachable(self.host, f"cannot reach {ep.address}:{ep.port or 623}/udp: {exc.strerror or exc}") from None
+        finally:
+            psession.Session.initting_sessions.pop(key, None)
         return self._cmd
 
     def _map(self, exc: Exception, *, connecting: bool = False) -> BmcError:

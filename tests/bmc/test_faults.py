@@ -1,0 +1,191 @@
+"""Faults injected for real: every one ends in a typed error within a bounded time, and the
+password never shows up in a log, an exception or the captured output."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+from conftest import PASSWORD, FaultHTTP, free_port, start_ipmi_fleet, stop
+
+from vaquero.bmc import (
+    BmcAuthError,
+    BmcCircuitOpen,
+    BmcError,
+    BmcServerError,
+    BmcTimeout,
+    BmcUnreachable,
+    Endpoint,
+    Guard,
+    GuardPolicy,
+    PowerState,
+    open_bmc,
+)
+
+
+@pytest.fixture(autouse=True)
+def _debug_logs(caplog):
+    caplog.set_level(logging.DEBUG)
+
+
+@pytest.fixture(autouse=True)
+def _never_the_password(caplog, capfd):
+    yield
+    out, err = capfd.readouterr()
+    assert PASSWORD not in caplog.text and PASSWORD not in out and PASSWORD not in err
+
+
+def timed(fn, bound: float):
+    t0 = time.monotonic()
+    try:
+        fn()
+    except BmcError as exc:
+        elapsed = time.monotonic() - t0
+        assert elapsed < bound, f"{type(exc).__name__} after {elapsed:.1f}s (bound {bound}s)"
+        assert PASSWORD not in str(exc) and PASSWORD not in repr(exc.args)
+        return exc, elapsed
+    raise AssertionError("no error raised")
+
+
+def ipmi_ep(port: int, **kw) -> Endpoint:
+    return Endpoint("ipmi", "127.0.0.1", "admin", kw.pop("password", PASSWORD), host=kw.pop("host", "faulty"), port=port, **kw)
+
+
+def rf_ep(port: int, **kw) -> Endpoint:
+    return Endpoint("redfish", "127.0.0.1", "admin", PASSWORD, host="faulty", port=port, scheme="http", **kw)
+
+
+# --- IPMI -------------------------------------------------------------------------------------
+
+
+def test_ipmi_packets_dropped(silent_udp, fast_guard):
+    exc, _ = timed(lambda: open_bmc(ipmi_ep(silent_udp), fast_guard).get_power_state(), bound=fast_guard.policy.deadline + 1)
+    assert isinstance(exc, BmcUnreachable | BmcTimeout) and exc.host == "faulty"
+
+
+def test_ipmi_port_closed(fast_guard):
+    exc, _ = timed(lambda: open_bmc(ipmi_ep(free_port(socket.SOCK_DGRAM)), fast_guard).get_power_state(), bound=fast_guard.policy.deadline + 1)
+    assert isinstance(exc, BmcUnreachable | BmcTimeout)
+
+
+def test_ipmi_wrong_password_fails_fast_without_retries(ipmi_bmc, fast_guard):
+    exc, _elapsed = timed(lambda: open_bmc(ipmi_bmc.endpoint(password="wrong-password"), fast_guard).get_power_state(), bound=3)
+    assert isinstance(exc, BmcAuthError) and exc.host == "node0"
+
+
+def test_ipmi_slow_bmc_times_out(tmp_path):
+    fleet = start_ipmi_fleet(tmp_path, delay=1.5)
+    try:
+        guard = Guard(policy=GuardPolicy(attempt_timeout=1.0, deadline=2.5, retries=1, backoff_base=0.05))
+        exc, _ = timed(lambda: open_bmc(fleet.endpoint(), guard).get_power_state(), bound=4)
+        assert isinstance(exc, BmcTimeout | BmcUnreachable)
+    finally:
+        stop(fleet.proc)
+
+
+def test_ipmi_bmc_that_goes_away_and_comes_back(tmp_path):
+    """Flapping: the BMC process dies, calls fail typed and the breaker opens; it comes back on
+    the same port and the half-open trial call succeeds."""
+    fleet = start_ipmi_fleet(tmp_path)
+    guard = Guard(policy=GuardPolicy(attempt_timeout=5, deadline=9, retries=1, backoff_base=0.05, breaker_threshold=2, breaker_reset=1.0))
+    ep = fleet.endpoint()
+    assert open_bmc(ep, guard).get_power_state() == PowerState.OFF
+    stop(fleet.proc)
+    exc, _ = timed(lambda: open_bmc(ep, guard).get_power_state(), bound=10)
+    assert isinstance(exc, BmcUnreachable | BmcTimeout)
+    exc, _elapsed = timed(lambda: open_bmc(ep, guard).get_power_state(), bound=0.5)
+    assert isinstance(exc, BmcCircuitOpen)
+    fleet2 = start_ipmi_fleet(tmp_path, port=fleet.port)
+    try:
+        time.sleep(1.1)
+        assert open_bmc(ep, guard).get_power_state() == PowerState.OFF
+        assert guard.breaker_state(ep.key) == "closed"
+    finally:
+        stop(fleet2.proc)
+
+
+# --- Redfish ----------------------------------------------------------------------------------
+
+
+def test_redfish_500s_end_in_server_error_then_open_circuit(fast_guard):
+    with FaultHTTP("500") as srv:
+        ep = rf_ep(srv.port)
+        exc, _ = timed(lambda: open_bmc(ep, fast_guard).get_power_state(), bound=fast_guard.policy.deadline)
+        assert isinstance(exc, BmcServerError | BmcCircuitOpen)
+        sent = srv.requests
+        assert sent == 3  # one per attempt: retries bounded, and the client's own 10 retries are off
+        exc, _elapsed = timed(lambda: open_bmc(ep, fast_guard).get_power_state(), bound=0.5)
+        assert isinstance(exc, BmcCircuitOpen)
+        assert srv.requests == sent  # the dead BMC is not hammered
+
+
+def test_redfish_slow_answers_time_out(fast_guard):
+    from vaquero.bmc.redfish_driver import RedfishBmc
+
+    with FaultHTTP("slow", delay=2.0) as srv:
+        bmc = RedfishBmc(rf_ep(srv.port), fast_guard, read_timeout=0.5, connect_timeout=0.5)
+        exc, _ = timed(bmc.get_power_state, bound=fast_guard.policy.deadline)
+        assert isinstance(exc, BmcTimeout | BmcCircuitOpen)
+
+
+def test_redfish_flapping_bmc_recovers_with_retries():
+    guard = Guard(policy=GuardPolicy(attempt_timeout=3, deadline=10, retries=4, backoff_base=0.1, backoff_max=0.3, breaker_threshold=50))
+    with FaultHTTP("flap") as srv:
+        results = []
+        for _ in range(5):
+            try:
+                results.append(open_bmc(rf_ep(srv.port), guard).get_power_state())
+            except BmcError as exc:  # typed, always
+                results.append(exc)
+        assert PowerState.ON in results
+
+
+def test_redfish_port_closed(fast_guard):
+    exc, _ = timed(lambda: open_bmc(rf_ep(free_port()), fast_guard).get_power_state(), bound=2)
+    assert isinstance(exc, BmcUnreachable | BmcCircuitOpen)
+
+
+NETNS_OK = os.geteuid() == 0 and shutil.which("ip") and shutil.which("iptables")
+
+
+@pytest.mark.skipif(not NETNS_OK, reason="needs root, ip and iptables")
+def test_redfish_tcp_packets_dropped_in_a_netns(tmp_path):
+    """In a network namespace of our own, iptables drops everything to the BMC port: the TCP
+    connect never completes and the driver reports the BMC unreachable within its deadline."""
+    ns = f"vqbmc-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
+        rule = ["ip", "netns", "exec", ns, "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "8443", "-j", "DROP"]
+        if subprocess.run(rule, capture_output=True).returncode != 0:
+            pytest.skip("iptables does not work in a netns here")
+        script = textwrap.dedent(
+            f"""
+            import time
+            from vaquero.bmc import Endpoint, Guard, GuardPolicy, BmcError, BmcUnreachable
+            from vaquero.bmc.redfish_driver import RedfishBmc
+            g = Guard(policy=GuardPolicy(attempt_timeout=3, deadline=6, retries=1, backoff_base=0.05))
+            ep = Endpoint("redfish", "127.0.0.1", "admin", "{PASSWORD}", host="dropped", port=8443)
+            t0 = time.monotonic()
+            try:
+                RedfishBmc(ep, g, connect_timeout=1.0).get_power_state()
+                print("NO ERROR")
+            except BmcError as e:
+                print(type(e).__name__, isinstance(e, BmcUnreachable), round(time.monotonic() - t0, 1))
+            """
+        )
+        out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        _name, unreachable, elapsed = out.stdout.split()
+        assert unreachable == "True" and float(elapsed) < 7, out.stdout
+        assert PASSWORD not in out.stdout + out.stderr
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
