@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .store import Lease, Record, Store, StoreUnavailable, WatchEvent
+from .store import Lease, LeaseExpired, Record, Store, StoreUnavailable, WatchEvent
 
 SCHEMA_VERSION = 1
 _MIGRATIONS = [
@@ -80,6 +80,12 @@ class SQLiteStore(Store):
                 db.execute("ROLLBACK")
                 raise
 
+    @staticmethod
+    def _check_lease(db: sqlite3.Connection, lease: Lease | None) -> None:
+        # Like etcd: a key attached to a lease that is gone would otherwise never expire.
+        if lease is not None and db.execute("SELECT 1 FROM leases WHERE id = ?", (lease.id,)).fetchone() is None:
+            raise LeaseExpired(f"lease {lease.id} expired or was revoked")
+
     def _read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         with self._lock:
             self._write(lambda db: None)  # applies lease expiry before reads, like etcd would have
@@ -94,6 +100,7 @@ class SQLiteStore(Store):
         data = json.dumps(value, separators=(",", ":"))
 
         def op(db: sqlite3.Connection) -> int:
+            self._check_lease(db, lease)
             rev = self._bump(db, "put", key, data)
             db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)", (key, data, rev, lease.id if lease else None))
             return rev
@@ -108,6 +115,7 @@ class SQLiteStore(Store):
             row = db.execute("SELECT revision FROM kv WHERE key = ?", (key,)).fetchone()
             if (row[0] if row else 0) != expect:
                 return None
+            self._check_lease(db, lease)
             rev = self._bump(db, "put", key, data)
             db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)", (key, data, rev, lease.id if lease else None))
             return rev
@@ -126,7 +134,8 @@ class SQLiteStore(Store):
         return result
 
     def list(self, prefix: str) -> list[Record]:
-        rows = self._read("SELECT key, value, revision FROM kv WHERE key >= ? AND key < ? ORDER BY key", (prefix, prefix + "\uffff"))
+        # substr, not `key < prefix || '\uffff'`: keys may hold characters above U+FFFF.
+        rows = self._read("SELECT key, value, revision FROM kv WHERE key >= ? AND substr(key, 1, ?) = ? ORDER BY key", (prefix, len(prefix), prefix))
         return [Record(k, json.loads(v), r) for k, v, r in rows]
 
     def revision(self) -> int:
@@ -137,8 +146,8 @@ class SQLiteStore(Store):
         last = since
         while time.monotonic() < deadline:
             rows = self._read(
-                "SELECT revision, type, key, value FROM changes WHERE revision > ? AND key >= ? AND key < ? ORDER BY revision",
-                (last, prefix, prefix + "\uffff"),
+                "SELECT revision, type, key, value FROM changes WHERE revision > ? AND key >= ? AND substr(key, 1, ?) = ? ORDER BY revision",
+                (last, prefix, len(prefix), prefix),
             )
             for rev, kind, key, value in rows:
                 last = rev

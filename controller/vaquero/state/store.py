@@ -38,13 +38,17 @@ class StoreUnavailable(Exception):
     """The store cannot be reached or has no quorum; the caller should retry later, not guess."""
 
 
+class LeaseExpired(Exception):
+    """A write named a lease that expired or was revoked (etcd: "requested lease not found")."""
+
+
 class Store(abc.ABC):
     @abc.abstractmethod
     def get(self, key: str) -> Record | None: ...
 
     @abc.abstractmethod
     def put(self, key: str, value: dict[str, Any], *, lease: Lease | None = None) -> int:
-        """Write unconditionally; returns the new revision."""
+        """Write unconditionally; returns the new revision. LeaseExpired if `lease` is gone."""
 
     @abc.abstractmethod
     def cas(self, key: str, value: dict[str, Any], *, expect: int, lease: Lease | None = None) -> int | None:
@@ -73,6 +77,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def revoke(self, lease: Lease) -> None: ...
+
+    def revision(self) -> int:
+        """The store's current revision: list, then watch(since=revision) misses nothing."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def ready(self) -> bool:

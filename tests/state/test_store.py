@@ -1,0 +1,263 @@
+"""One conformance suite for every Store: the same tests run on SQLite and on a real etcd cluster."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from vaquero.state import LeaseExpired, Store, open_store
+from vaquero.state.etcd import EtcdStore
+from vaquero.state.sqlite import SQLiteStore
+
+
+def test_put_get_roundtrip(store: Store) -> None:
+    assert store.get("/hosts/none") is None
+    value = {"name": "node-1", "nested": {"list": [1, 2, 3], "unicode": "čaj ☕"}, "n": None}
+    rev = store.put("/hosts/node-1", value)
+    rec = store.get("/hosts/node-1")
+    assert rec is not None
+    assert rec.key == "/hosts/node-1"
+    assert rec.value == value
+    assert rec.revision == rev > 0
+
+
+def test_revisions_are_monotonic(store: Store) -> None:
+    revs = [store.put(f"/r/{i % 3}", {"i": i}) for i in range(20)]
+    assert revs == sorted(revs) and len(set(revs)) == len(revs)
+    assert store.revision() >= revs[-1]
+    assert store.delete("/r/0")
+    assert store.revision() > revs[-1]
+    rec = store.get("/r/1")
+    assert rec is not None and rec.revision in revs
+
+
+def test_cas(store: Store) -> None:
+    r1 = store.cas("/c", {"v": 1}, expect=0)
+    assert r1 is not None
+    assert store.cas("/c", {"v": 2}, expect=0) is None  # exists already
+    assert store.cas("/c", {"v": 2}, expect=r1 + 1000) is None  # wrong revision
+    r2 = store.cas("/c", {"v": 2}, expect=r1)
+    assert r2 is not None and r2 > r1
+    assert store.cas("/c", {"v": 3}, expect=r1) is None  # stale
+    rec = store.get("/c")
+    assert rec is not None and rec.value == {"v": 2} and rec.revision == r2
+    assert store.delete("/c")
+    assert store.cas("/c", {"v": 4}, expect=0) is not None  # gone: may be created again
+
+
+def test_cas_create_race_has_one_winner(store: Store) -> None:
+    barrier = threading.Barrier(8)
+    wins: list[int] = []
+
+    def racer(i: int) -> None:
+        barrier.wait()
+        if store.cas("/race/key", {"winner": i}, expect=0) is not None:
+            wins.append(i)
+
+    threads = [threading.Thread(target=racer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+    rec = store.get("/race/key")
+    assert rec is not None and rec.value == {"winner": wins[0]}
+
+
+def test_cas_counter_from_8_threads_loses_no_increment(store: Store) -> None:
+    store.put("/counter", {"n": 0})
+    per_thread = 15
+
+    def worker() -> None:
+        done = 0
+        while done < per_thread:
+            rec = store.get("/counter")
+            assert rec is not None
+            if store.cas("/counter", {"n": rec.value["n"] + 1}, expect=rec.revision) is not None:
+                done += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rec = store.get("/counter")
+    assert rec is not None and rec.value["n"] == 8 * per_thread
+
+
+def test_delete(store: Store) -> None:
+    store.put("/d/a", {})
+    assert store.delete("/d/a") is True
+    assert store.get("/d/a") is None
+    assert store.delete("/d/a") is False
+    assert store.delete("/d/never") is False
+
+
+def test_list_by_prefix_sorted_by_key(store: Store) -> None:
+    keys = ["/a/b", "/a/b/c", "/a/bb", "/a/c", "/a/a", "/a/z/😀", "/a/é", "/ab", "/b", "/a"]
+    for k in random.sample(keys, len(keys)):
+        store.put(k, {"k": k})
+    under_a = [r.key for r in store.list("/a/")]
+    assert under_a == sorted(k for k in keys if k.startswith("/a/"))  # '/ab', '/a', '/b' excluded
+    assert [r.value["k"] for r in store.list("/a/")] == under_a
+    assert [r.key for r in store.list("/a/b")] == ["/a/b", "/a/b/c", "/a/bb"]
+    assert store.list("/nothing/") == []
+    everything = [r.key for r in store.list("/")]
+    assert everything == sorted(keys)  # byte order of UTF-8 == code point order
+
+
+def test_list_more_than_one_page(store: Store) -> None:
+    for i in range(1005):
+        store.put(f"/many/{i:05d}", {"i": i})
+    got = store.list("/many/")
+    assert [r.value["i"] for r in got] == list(range(1005))
+
+
+def test_watch_from_a_revision(store: Store) -> None:
+    start = store.revision()
+    r1 = store.put("/w/a", {"v": 1})
+    r2 = store.put("/w/b", {"v": 2})
+    store.put("/other", {"v": 0})
+    r3 = store.put("/w/a", {"v": 3})
+    assert store.delete("/w/b")
+    events = list(store.watch("/w/", since=start, timeout=0.5))
+    assert [(e.type, e.key, e.value) for e in events] == [
+        ("put", "/w/a", {"v": 1}),
+        ("put", "/w/b", {"v": 2}),
+        ("put", "/w/a", {"v": 3}),
+        ("delete", "/w/b", None),
+    ]
+    assert [e.revision for e in events[:3]] == [r1, r2, r3]
+    assert events[3].revision > r3
+    later = list(store.watch("/w/", since=r2, timeout=0.3))  # strictly after r2
+    assert [(e.type, e.key) for e in later] == [("put", "/w/a"), ("delete", "/w/b")]
+
+
+def test_watch_sees_live_changes_and_ends_after_quiet_timeout(store: Store) -> None:
+    since = store.revision()
+
+    def writer() -> None:
+        for i in range(5):
+            time.sleep(0.05)
+            store.put(f"/live/{i}", {"i": i})
+
+    t = threading.Thread(target=writer)
+    t.start()
+    started = time.monotonic()
+    got = [e.value for e in store.watch("/live/", since=since, timeout=1.0)]
+    took = time.monotonic() - started
+    t.join()
+    assert got == [{"i": i} for i in range(5)]
+    assert 1.0 <= took < 3.5  # ends about one quiet timeout after the last event
+
+
+def test_lease_expiry_removes_keys(store: Store) -> None:
+    lease = store.grant(1)  # etcd rounds up to its minimum TTL (2 s with default timings)
+    assert lease.ttl >= 1
+    since = store.revision()
+    store.put("/lease/a", {"v": 1}, lease=lease)
+    assert store.cas("/lease/b", {"v": 2}, expect=0, lease=lease) is not None
+    store.put("/lease/kept", {"v": 3})
+    assert store.refresh(lease) is True
+    deadline = time.monotonic() + lease.ttl + 5
+    while store.get("/lease/a") is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert store.get("/lease/a") is None and store.get("/lease/b") is None
+    assert store.get("/lease/kept") is not None
+    assert store.refresh(lease) is False
+    with pytest.raises(LeaseExpired):
+        store.put("/lease/c", {}, lease=lease)
+    deletes = {e.key for e in store.watch("/lease/", since=since, timeout=0.3) if e.type == "delete"}
+    assert deletes == {"/lease/a", "/lease/b"}
+
+
+def test_refresh_keeps_lease_alive_and_revoke_removes_keys(store: Store) -> None:
+    lease = store.grant(1)
+    store.put("/lease2/a", {}, lease=lease)
+    end = time.monotonic() + lease.ttl * 1.6
+    while time.monotonic() < end:
+        assert store.refresh(lease)
+        time.sleep(lease.ttl / 4)
+    assert store.get("/lease2/a") is not None  # outlived its TTL thanks to the refreshes
+    store.revoke(lease)
+    assert store.get("/lease2/a") is None
+    store.revoke(lease)  # twice is harmless
+
+
+def test_ready(store: Store) -> None:
+    assert store.ready() is True
+
+
+def test_data_survives_reopen(store_url: str) -> None:
+    s = open_store(store_url)
+    rev = s.put("/persist/a", {"v": 1})
+    s.close()
+    s2 = open_store(store_url)
+    try:
+        rec = s2.get("/persist/a")
+        assert rec is not None and rec.value == {"v": 1} and rec.revision == rev
+        assert s2.put("/persist/b", {}) > rev  # the revision counter survives too
+    finally:
+        s2.close()
+
+
+# -- implementation specifics --
+
+
+def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = open_store(f"sqlite://{tmp_path}/x/y.db")
+    assert isinstance(s, SQLiteStore) and s.path == f"{tmp_path}/x/y.db"
+    s.close()
+    monkeypatch.setenv("VAQUERO_DATA_DIR", str(tmp_path / "data"))
+    s = open_store("sqlite://")
+    assert isinstance(s, SQLiteStore) and s.path == str(tmp_path / "data" / "state.db")
+    s.close()
+    s = open_store("sqlite://", data_dir=tmp_path / "other")
+    assert isinstance(s, SQLiteStore) and s.path == str(tmp_path / "other" / "state.db")
+    s.close()
+    e = open_store("etcd://10.0.0.1:2379,10.0.0.2:2379/vaquero/prod?timeout=0.5")
+    assert isinstance(e, EtcdStore)
+    assert e.endpoints == ["http://10.0.0.1:2379", "http://10.0.0.2:2379"] and e.prefix == "/vaquero/prod" and e.timeout == 0.5
+    e.close()
+    e = open_store("etcd+https://a:2379")
+    assert isinstance(e, EtcdStore) and e.endpoints == ["https://a:2379"] and e.prefix == ""
+    e.close()
+    for bad in ("nothing", "mysql://x", "etcd://"):
+        with pytest.raises(ValueError):
+            open_store(bad)
+
+
+def test_etcd_prefixes_isolate_installations(etcd_cluster, etcd_prefix: str) -> None:
+    a = EtcdStore(etcd_cluster.endpoints, prefix=etcd_prefix + "-a")
+    b = EtcdStore(etcd_cluster.endpoints, prefix=etcd_prefix + "-b")
+    try:
+        a.put("/hosts/x", {"site": "a"})
+        b.put("/hosts/x", {"site": "b"})
+        a_rec, b_rec = a.get("/hosts/x"), b.get("/hosts/x")
+        assert a_rec is not None and b_rec is not None
+        assert (a_rec.value, b_rec.value) == ({"site": "a"}, {"site": "b"})
+        assert [r.key for r in a.list("/")] == ["/hosts/x"]
+        raw = EtcdStore(etcd_cluster.endpoints)
+        assert {r.key for r in raw.list(etcd_prefix)} == {etcd_prefix + "-a/hosts/x", etcd_prefix + "-b/hosts/x"}
+        raw.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_etcd_fails_over_from_a_dead_endpoint(etcd_cluster, etcd_prefix: str) -> None:
+    dead = "http://127.0.0.1:9"  # discard port: connection refused
+    s = EtcdStore([dead, *etcd_cluster.endpoints], prefix=etcd_prefix)
+    try:
+        started = time.monotonic()
+        s.put("/f", {"ok": True})
+        rec = s.get("/f")
+        assert rec is not None and rec.value == {"ok": True}
+        assert time.monotonic() - started < 1.0
+        assert s.endpoints[s._current] != dead
+    finally:
+        s.close()
