@@ -9,8 +9,10 @@ The rule is the wall clock of the window's time zone, and it never errs on the o
 - on the night clocks go forward, a start or end that does not exist moves to the instant the
   clocks jump (a 02:00-04:00 window on that night is open 03:00-04:00 local, one real hour; a
   02:00-02:30 window does not open that night);
-- on the night clocks go back, a local time that occurs twice means its first occurrence, so the
-  repeated hour counts once (a window is never open while the wall clock reads outside it).
+- on the night clocks go back, a start that occurs twice means its last occurrence and an end its
+  first, so a window is never open while the wall clock reads outside it (00:30-03:00 is open
+  through both passes of the repeated hour; 01:00-03:00 opens at the second 01:00; 01:00-01:30,
+  inside the repeated hour, does not open that night).
 
 All instants are timezone-aware datetimes; results are in UTC.
 """
@@ -65,17 +67,20 @@ def _aware(now: datetime) -> datetime:
     return now.astimezone(UTC)
 
 
-def local_to_utc(day: date, clock: time, tz: ZoneInfo) -> datetime:
-    """The instant the wall clock of `tz` shows `day clock`, by the module's rules (gap -> jump, fold -> first)."""
+def local_to_utc(day: date, clock: time, tz: ZoneInfo, last: bool = False) -> datetime:
+    """The instant the wall clock of `tz` shows `day clock`.
+
+    A time in a gap (clocks go forward) maps to the jump; a time that occurs twice (clocks go
+    back) maps to its first occurrence, or its last with `last=True`.
+    """
     naive = datetime.combine(day, clock)
-    first = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
-    if first.astimezone(tz).replace(tzinfo=None) == naive:
-        return first  # exists (fold=0 is its first occurrence when it is ambiguous)
+    u0 = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    u1 = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    if u0 <= u1:  # exists: once (equal) or twice (u0 < u1)
+        return u1 if last else u0
     # In a gap: fold=1 maps before the jump, fold=0 after it. Find the jump: the first instant
-    # whose wall clock reads `naive` or later. Wall time is monotone inside [lo, hi].
-    lo = int(naive.replace(tzinfo=tz, fold=1).timestamp())
-    hi = int(first.timestamp())
-    lo, hi = min(lo, hi), max(lo, hi)
+    # whose wall clock reads `naive` or later. Wall time is monotone inside [u1, u0].
+    lo, hi = int(u1.timestamp()), int(u0.timestamp())
     while hi - lo > 1:  # zone transitions fall on whole seconds
         mid = (lo + hi) // 2
         if datetime.fromtimestamp(mid, tz).replace(tzinfo=None) >= naive:
@@ -102,7 +107,7 @@ def openings(window: Window, since: datetime, days: int = 9) -> list[tuple[datet
         day = first_day + timedelta(days=i)
         if day.weekday() not in wanted:
             continue
-        a = local_to_utc(day, start, tz)
+        a = local_to_utc(day, start, tz, last=True)
         b = local_to_utc(day + timedelta(days=1) if crosses else day, end, tz)
         if a < b:
             spans.append((a, b))
