@@ -1,0 +1,116 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the Vaquero project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: hook
+short_description: Run one Vaquero hook for one host
+version_added: 0.1.0
+description:
+  - Runs a hook declared in the SoT (C(kind: Hook)) for a host, with the hook's timeout, retries
+    and delay, and returns every attempt's output (the controller keeps it in the host's timeline).
+  - "Types: C(wait_for_ssh), C(http_check) (url, status, body), C(command), C(kubernetes_drain) and
+    C(kubernetes_uncordon) (through kubectl when it is installed), C(playbook) (a playbook file in
+    the SoT repository, run with the SoT as inventory, limited to the host)."
+  - A C(tasks) hook is not run here. The module returns its task file as C(include) and the
+    C(vaquero.metal.hooks) role includes it.
+  - Needs the C(vaquero) Python package on the node running the module.
+author:
+  - Vaquero developers
+options:
+  name:
+    description: The hook's name in the SoT.
+    type: str
+    required: true
+  host:
+    description: The host, as named in the SoT (normally C(inventory_hostname)).
+    type: str
+    required: true
+  phase:
+    description: The phase the hook runs in; kept with its output.
+    type: str
+    required: true
+    choices: [pre_shutdown, pre_reboot, post_reboot, validate]
+  sot:
+    description: The SoT folder (normally C(vaquero_sot_root) from the C(vaquero.metal.sot) inventory).
+    type: path
+    required: true
+requirements:
+  - vaquero
+notes:
+  - In check mode the hook is not run.
+attributes:
+  check_mode:
+    support: partial
+    details: The hook is not run; the result says which hook would run.
+  diff_mode:
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Drain the host
+  vaquero.metal.hook:
+    name: drain-node
+    host: "{{ inventory_hostname }}"
+    phase: pre_shutdown
+    sot: "{{ vaquero_sot_root }}"
+"""
+
+RETURN = r"""
+vaquero_hook:
+  description: The hook's result, every attempt with its output.
+  returned: always
+  type: dict
+  sample: {"name": "drain", "type": "command", "phase": "pre_shutdown", "host": "node1", "ok": true,
+           "attempts": [{"number": 1, "ok": true, "output": "drained", "seconds": 0.1, "rc": 0}], "include": null}
+include:
+  description: For a C(tasks) hook, the task file to include.
+  returned: always
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+try:
+    from vaquero.runner.hooks import HookError, run_hook
+    from vaquero.sot import SoTError, load
+
+    HAS_VAQUERO = True
+except ImportError:
+    HAS_VAQUERO = False
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            host=dict(type="str", required=True),
+            phase=dict(type="str", required=True, choices=["pre_shutdown", "pre_reboot", "post_reboot", "validate"]),
+            sot=dict(type="path", required=True),
+        ),
+        supports_check_mode=True,
+    )
+    if not HAS_VAQUERO:
+        module.fail_json(msg=missing_required_lib("vaquero"))
+    p = module.params
+    try:
+        sot = load(p["sot"], semantic=False)
+    except (SoTError, Exception) as exc:  # SoTInvalid, SourceError: the SoT tree is unusable
+        module.fail_json(msg="cannot load the SoT at %s: %s" % (p["sot"], exc))
+    if module.check_mode:
+        module.exit_json(changed=False, vaquero_hook=dict(name=p["name"], host=p["host"], phase=p["phase"], ok=True, attempts=[]), include=None)
+    try:
+        result = run_hook(sot, p["name"], p["host"], p["phase"])
+    except HookError as exc:
+        module.fail_json(msg=str(exc), vaquero_hook=dict(name=p["name"], host=p["host"], phase=p["phase"], ok=False, attempts=[]), include=None)
+    data = result.to_dict()
+    if not result.ok:
+        module.fail_json(msg=result.message, vaquero_hook=data, include=None)
+    module.exit_json(changed=result.type not in ("http_check", "wait_for_ssh"), msg=result.message, vaquero_hook=data, include=result.include)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Running the collection's playbooks through ansible-runner, and turning its events into host events.
+
+One private data dir per run (``<data_dir>/runs/<run>``): its inventory file points the
+``vaquero.metal.sot`` inventory plugin at the SoT tree of the plan's SHA. Each playbook launch
+is one runner *ident* inside it (``artifacts/<ident>/``), so every attempt's artifacts are kept.
+
+What goes to Ansible: the playbook, ``--limit``, the inventory file and non-secret extravars
+(plan id, run id, SHA). Secrets never do: see :mod:`vaquero.runner.secrets`.
+
+Events: the ``vaquero.metal.host_state`` module returns ``vaquero_event``; the handler turns it
+into a host state transition. ``vaquero.metal.hook`` returns ``vaquero_hook``; the handler keeps
+its output in the host's timeline. A failed task (not ignored) or an unreachable host moves the
+host to ``failed`` with the task as the step and the module's message as the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vaquero.state.machine import Event, State, TransitionRefused, current, transition
+from vaquero.state.store import Store
+
+log = logging.getLogger("vaquero.runner")
+
+PLAYBOOKS = {"add": "install.yml", "reinstall": "install.yml", "upgrade": "upgrade.yml"}
+
+
+def content_dir() -> Path:
+    """The folder holding ``playbooks/`` and ``ansible_collections/`` (a checkout, or VAQUERO_CONTENT_DIR)."""
+    env = os.environ.get("VAQUERO_CONTENT_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "playbooks").is_dir() and (parent / "ansible_collections" / "vaquero" / "metal").is_dir():
+            return parent
+    raise RuntimeError("cannot find playbooks/ and ansible_collections/ (set VAQUERO_CONTENT_DIR)")
+
+
+@dataclass
+class RunContext:
+    """Who the events of one playbook launch belong to."""
+
+    store: Store
+    run: str
+    plan: str
+    sha: str | None
+    attempts: dict[str, int]  # host -> attempt number of its step
+    failures: dict[str, str] = field(default_factory=dict)  # host -> why it failed in this launch
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def extra(self, host: str | None = None) -> dict[str, Any]:
+        return {"host": host, "plan": self.plan, "sha": self.sha, "run": self.run}
+
+
+def record(ctx: RunContext, host: str, state: str, reason: str, *, step: str | None = None, detail: dict[str, Any] | None = None, key: str | None = None) -> bool:
+    """Apply one host event; False (logged) when the state machine refuses it."""
+    attempt = ctx.attempts.get(host)
+    event = Event(host=host, state=state, previous=None, actor="runner", reason=reason, sha=ctx.sha, plan=ctx.plan, run=ctx.run, step=step, attempt=attempt, detail=detail or {})
+    if key is not None:
+        event.id = key
+    try:
+        transition(ctx.store, event)
+    except TransitionRefused as exc:
+        log.warning("event refused: %s", exc, extra=ctx.extra(host))
+        return False
+    log.info("host %s: %s (%s)", host, state, reason, extra=ctx.extra(host))
+    return True
+
+
+def event_key(ctx: RunContext, host: str, state: str) -> str:
+    """Deterministic id of a state event: replaying the same step does not add it twice."""
+    return f"{ctx.run}:{host}:{ctx.attempts.get(host, 0)}:{state}"
+
+
+def handle_event(ctx: RunContext, event: dict[str, Any]) -> None:
+    kind = event.get("event", "")
+    data = event.get("event_data") or {}
+    host = data.get("host") or data.get("remote_addr")
+    if not host or kind not in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable", "runner_item_on_failed"):
+        return
+    res = data.get("res") or {}
+    task = data.get("task") or data.get("task_action") or "?"
+    hook = res.get("vaquero_hook") if isinstance(res, dict) else None
+    if isinstance(hook, dict) and hook.get("name"):
+        now = current(ctx.store, host)
+        state = now["state"] if now else State.PENDING.value
+        verdict = "passed" if hook.get("ok") else "failed"
+        record(ctx, host, state, f"hook {hook['name']} ({hook.get('phase')}) {verdict}", step=task, detail={"hook": hook}, key=event.get("uuid"))
+    if kind == "runner_on_ok":
+        ev = res.get("vaquero_event") if isinstance(res, dict) else None
+        if isinstance(ev, dict) and ev.get("state"):
+            record(ctx, host, ev["state"], ev.get("reason") or "", step=task, detail=ev.get("detail") or {}, key=event_key(ctx, host, ev["state"]))
+        return
+    if data.get("ignore_errors"):
+        return
+    msg = res.get("msg") if isinstance(res, dict) else None
+    reason = f"task '{task}' {'unreachable' if kind == 'runner_on_unreachable' else 'failed'}: {msg or 'no message'}"
+    with ctx.lock:
+        ctx.failures.setdefault(host, reason)
+    now = current(ctx.store, host)
+    if now is None or now.get("state") not in (State.READY.value, State.FAILED.value):
+        record(ctx, host, State.FAILED.value, reason, step=now.get("state") if now else task, detail={"task": task}, key=event_key(ctx, host, "failed"))
+
+
+def write_inventory(private: Path, sot_root: Path) -> Path:
+    inv = private / "inventory" / "inventory.vaquero.yml"
+    inv.parent.mkdir(parents=True, exist_ok=True)
+    inv.write_text(f"# the SoT tree of this run's SHA\nplugin: vaquero.metal.sot\npath: {sot_root}\nvalidate: false\n", encoding="utf-8")
+    return inv
+
+
+@dataclass
+class Launch:
+    status: str
+    rc: int | None
+    ident: str
+    failures: dict[str, str]
+
+
+def launch(
+    ctx: RunContext,
+    private: Path,
+    sot_root: Path,
+    playbook: str,
+    hosts: list[str],
+    *,
+    ident: str,
+    cancelled: Callable[[], bool],
+    secrets_env: dict[str, str],
+    extravars: dict[str, Any] | None = None,
+) -> Launch:
+    """Run one playbook for `hosts` and wait. Host events are applied while it runs."""
+    import ansible_runner
+
+    content = content_dir()
+    inventory = write_inventory(private, sot_root)
+    bindir = str(Path(sys.executable).parent)
+    envvars = {
+        "ANSIBLE_COLLECTIONS_PATH": str(content),
+        "ANSIBLE_INVENTORY_ENABLED": "vaquero.metal.sot,yaml,ini,host_list",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+        **secrets_env,
+    }
+    variables = {"vaquero_run": ctx.run, "vaquero_plan": ctx.plan, "vaquero_run_sha": ctx.sha or "", "upgrade_serial": len(hosts)}
+    variables.update(extravars or {})
+    last_check = [0.0, False]
+
+    def cancel_callback() -> bool:
+        now = time.monotonic()
+        if now - last_check[0] > 0.5:
+            last_check[0], last_check[1] = now, cancelled()
+        return bool(last_check[1])
+
+    def event_handler(event: dict[str, Any]) -> bool:
+        try:
+            handle_event(ctx, event)
+        except Exception:  # a bad event must not kill the run; it is logged with its context
+            log.exception("event handler failed on %s", event.get("event"), extra=ctx.extra(event.get("event_data", {}).get("host")))
+        return True
+
+    log.info("ansible-runner %s for %s (%s)", playbook, ", ".join(hosts), ident, extra=ctx.extra())
+    r = ansible_runner.run(
+        private_data_dir=str(private),
+        project_dir=str(content / "playbooks"),
+        playbook=playbook,
+        inventory=str(inventory),
+        limit=",".join(hosts),
+        forks=max(1, len(hosts)),
+        ident=ident,
+        extravars=variables,
+        envvars=envvars,
+        event_handler=event_handler,
+        cancel_callback=cancel_callback,
+        quiet=True,
+        rotate_artifacts=0,
+        timeout=None,
+    )
+    return Launch(status=r.status, rc=r.rc, ident=ident, failures=dict(ctx.failures))

@@ -1,0 +1,80 @@
+"""Waiting for a netbooting host's install callback, through the site agent's boot status."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from vaquero.sot.loader import SoT
+
+# Fields of the agent's status document that may carry when the callback arrived.
+_TIME_FIELDS = ("callback_at", "installed_at", "time", "updated", "since")
+
+
+class CallbackError(Exception):
+    pass
+
+
+def status_url(sot: SoT, host: str) -> str:
+    found = sot.host(host)
+    if found is None:
+        raise CallbackError(f"host {host} is not in the SoT at {sot.root}")
+    cluster, _ = found
+    site = sot.sites.get(cluster.site)
+    if site is None or not site.agents:
+        raise CallbackError(f"site {cluster.site} has no agent to ask about {host}")
+    return f"{site.agents[0].url.rstrip('/')}/v1/boot/status/{host}"
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - the agent URL from the SoT
+            return resp.status, resp.read(65536).decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(2048).decode(errors="replace")
+
+
+def installed(status: dict[str, Any], since: float) -> bool:
+    """True when the status says the install callback came, at or after `since`."""
+    state = status.get("state") or status.get("mode") or status.get("status")
+    if state not in ("installed", "localboot"):
+        return False
+    if not since:
+        return True
+    for key in _TIME_FIELDS:
+        value = status.get(key)
+        if isinstance(value, int | float):
+            return float(value) >= since
+    cb = status.get("callback")
+    if isinstance(cb, dict):
+        for key in _TIME_FIELDS:
+            value = cb.get(key)
+            if isinstance(value, int | float):
+                return float(value) >= since
+    return True  # no time reported: the install mode set before the power cycle makes it this install
+
+
+def wait_for_callback(url: str, *, since: float = 0, timeout: float = 900, interval: float = 1) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while True:
+        try:
+            code, body = _get(url)
+            if code == 200:
+                try:
+                    status = json.loads(body)
+                except ValueError:
+                    status = {"state": "installed"} if "installed" in body else {"raw": body[:200]}
+                if isinstance(status, dict) and installed(status, since):
+                    return status
+                last = f"status {body[:200]}"
+            else:
+                last = f"HTTP {code}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(getattr(exc, "reason", exc))
+        if time.monotonic() >= deadline:
+            raise CallbackError(f"no install callback within {timeout:g}s ({url}: {last})")
+        time.sleep(interval)

@@ -1,0 +1,236 @@
+"""Hooks: named actions run around a host's reboot (drain, checks, commands, task files).
+
+The work of the ``vaquero.metal.hook`` module lives here, in plain Python, so it is tested
+without Ansible. A hook is declared once in the SoT (``kind: Hook``) and named per cluster or
+host under ``hooks: {pre_shutdown, pre_reboot, post_reboot, validate}``. Each attempt runs under
+the hook's ``timeout``; a failed attempt is retried ``retries`` times, ``delay`` seconds apart.
+Every attempt's output is returned so the controller keeps it in the host's timeline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from vaquero.sot.loader import SoT
+from vaquero.sot.models import Cluster, Hook, Host
+from vaquero.sot.templates import BootUrls, environment, host_context, primary_network
+
+OUTPUT_LIMIT = 4000  # characters of output kept per attempt (the tail: where errors are)
+
+
+class HookError(Exception):
+    pass
+
+
+@dataclass
+class Attempt:
+    number: int
+    ok: bool
+    output: str
+    seconds: float
+    rc: int | None = None
+
+
+@dataclass
+class HookResult:
+    name: str
+    type: str
+    phase: str
+    host: str
+    ok: bool
+    attempts: list[Attempt] = field(default_factory=list)
+    include: str | None = None  # tasks hooks: the task file the role includes
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def message(self) -> str:
+        last = self.attempts[-1].output.strip().splitlines()[-1:] if self.attempts else []
+        verdict = "passed" if self.ok else "failed"
+        return f"hook {self.name} ({self.type}, {self.phase}) {verdict} after {len(self.attempts)} attempt(s)" + (f": {last[0]}" if last else "")
+
+
+def _tail(text: str) -> str:
+    return text if len(text) <= OUTPUT_LIMIT else "..." + text[-OUTPUT_LIMIT:]
+
+
+def hooks_for(sot: SoT, host_name: str, phase: str) -> list[str]:
+    """Hook names for one host and phase: the host's list when it has one, else its cluster's."""
+    found = sot.host(host_name)
+    if found is None:
+        raise HookError(f"host {host_name} is not in the SoT at {sot.root}")
+    cluster, host = found
+    return list(host.hooks.get(phase, cluster.hooks.get(phase, [])))  # type: ignore[call-overload]
+
+
+def context(sot: SoT, cluster: Cluster, host: Host) -> dict[str, Any]:
+    site = sot.sites[cluster.site]
+    profile = sot.profile_of(cluster, host)
+    urls = BootUrls(site.agents[0].url.rstrip("/")) if site.agents else BootUrls()
+    if profile is None:
+        return {"host": {"name": host.name}, "cluster": {"name": cluster.name}, "site": {"name": site.name}, "vars": {**cluster.vars, **host.vars}}
+    return host_context(site, cluster, host, profile, urls=urls, sha=sot.sha)
+
+
+def render(text: str | None, ctx: dict[str, Any]) -> str | None:
+    if text is None:
+        return None
+    try:
+        return environment().from_string(text).render(ctx)
+    except jinja2.TemplateError as exc:
+        raise HookError(f"template {text!r}: {exc}") from None
+
+
+def _host_ip(sot: SoT, cluster: Cluster, host: Host) -> str | None:
+    site = sot.sites.get(cluster.site)
+    if site is None:
+        return None
+    net = primary_network(site, host)
+    ip = host.ips.get(net.name)
+    return str(ip) if ip else None
+
+
+def _command(cmd: str, timeout: float, env: dict[str, str], cwd: Path) -> tuple[bool, str, int | None]:
+    try:
+        res = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout, env={**os.environ, **env}, cwd=cwd)
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        return False, f"{out}\ntimed out after {timeout:g}s", None
+    return res.returncode == 0, (res.stdout + res.stderr), res.returncode
+
+
+def _http(url: str, status: int, body: str | None, timeout: float) -> tuple[bool, str, int | None]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - URL from the SoT, http(s) only
+            code, text = resp.status, resp.read(65536).decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        code, text = exc.code, exc.read(65536).decode(errors="replace")
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        return False, f"GET {url}: {getattr(exc, 'reason', exc)}", None
+    if code != status:
+        return False, f"GET {url}: status {code}, expected {status}: {text[:300]}", code
+    if body is not None and body not in text:
+        return False, f"GET {url}: status {code}, body does not contain {body!r}: {text[:300]}", code
+    return True, f"GET {url}: status {code}" + (f", body contains {body!r}" if body else ""), code
+
+
+def _ssh(address: str | None, port: int, timeout: float) -> tuple[bool, str, int | None]:
+    if not address:
+        return False, "the host has no address on its primary network", None
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((address, port), timeout=min(5.0, max(0.1, deadline - time.monotonic()))) as sock:
+                sock.settimeout(min(5.0, max(0.1, deadline - time.monotonic())))
+                banner = sock.recv(64).decode(errors="replace").strip()
+                if banner.startswith("SSH-"):
+                    return True, f"{address}:{port} answers: {banner}", None
+                last = f"{address}:{port} answered {banner!r}, not an SSH banner"
+        except OSError as exc:
+            last = f"{address}:{port}: {exc}"
+        time.sleep(1)
+    return False, f"no SSH on {address}:{port} within {timeout:g}s ({last})", None
+
+
+def _kubectl(args: list[str], timeout: float) -> tuple[bool, str, int | None]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        return False, "kubectl is not installed on the node running the hook", None
+    try:
+        res = subprocess.run([kubectl, *args], capture_output=True, text=True, timeout=timeout + 10)
+    except subprocess.TimeoutExpired:
+        return False, f"kubectl {' '.join(args)} timed out", None
+    return res.returncode == 0, res.stdout + res.stderr, res.returncode
+
+
+def _playbook(sot: SoT, path: Path, host: str, timeout: float, env: dict[str, str]) -> tuple[bool, str, int | None]:
+    with tempfile.TemporaryDirectory(prefix="vaquero-hook-") as tmp:
+        inv = Path(tmp) / "inventory.vaquero.yml"
+        inv.write_text(f"plugin: vaquero.metal.sot\npath: {sot.root}\nvalidate: false\n")
+        cmd = [shutil.which("ansible-playbook") or "ansible-playbook", "-i", str(inv), "--limit", host, str(path)]
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **env}, cwd=sot.root)
+        except subprocess.TimeoutExpired:
+            return False, f"playbook {path.name} timed out after {timeout:g}s", None
+        except FileNotFoundError:
+            return False, "ansible-playbook is not on PATH", None
+    return res.returncode == 0, res.stdout + res.stderr, res.returncode
+
+
+def sot_file(sot: SoT, rel: str) -> Path:
+    path = (sot.root / rel).resolve()
+    if not path.is_relative_to(sot.root.resolve()):
+        raise HookError(f"hook file {rel!r} is outside the SoT repository")
+    if not path.is_file():
+        raise HookError(f"hook file {rel!r} does not exist in the SoT")
+    return path
+
+
+def attempt_once(sot: SoT, hook: Hook, cluster: Cluster, host: Host, phase: str) -> tuple[bool, str, int | None]:
+    ctx = context(sot, cluster, host)
+    env = {
+        "VAQUERO_HOST": host.name,
+        "VAQUERO_CLUSTER": cluster.name,
+        "VAQUERO_SITE": cluster.site,
+        "VAQUERO_PHASE": phase,
+        "VAQUERO_HOOK": hook.name,
+        "VAQUERO_HOST_IP": _host_ip(sot, cluster, host) or "",
+        "VAQUERO_SOT_SHA": sot.sha or "",
+        "VAQUERO_SOT_ROOT": str(sot.root),
+    }
+    if hook.type == "command":
+        return _command(render(hook.command, ctx) or "", hook.timeout, env, sot.root)
+    if hook.type == "http_check":
+        return _http(render(hook.url, ctx) or "", hook.status, render(hook.body, ctx), hook.timeout)
+    if hook.type == "wait_for_ssh":
+        return _ssh(_host_ip(sot, cluster, host), hook.port, hook.timeout)
+    if hook.type == "kubernetes_drain":
+        return _kubectl(["drain", host.name, "--ignore-daemonsets", "--delete-emptydir-data", f"--timeout={hook.timeout}s"], hook.timeout)
+    if hook.type == "kubernetes_uncordon":
+        return _kubectl(["uncordon", host.name], hook.timeout)
+    if hook.type == "playbook":
+        return _playbook(sot, sot_file(sot, hook.file or ""), host.name, hook.timeout, env)
+    raise HookError(f"hook type {hook.type} is run by the hooks role, not here")
+
+
+def run_hook(sot: SoT, name: str, host_name: str, phase: str, *, sleep: Any = time.sleep) -> HookResult:
+    """Run one hook for one host with its timeout, retries and delay. Never raises for a failed check."""
+    hook = sot.hooks.get(name)
+    if hook is None:
+        raise HookError(f"hook {name!r} is not defined in the SoT")
+    found = sot.host(host_name)
+    if found is None:
+        raise HookError(f"host {host_name} is not in the SoT at {sot.root}")
+    cluster, host = found
+    result = HookResult(name=name, type=hook.type, phase=phase, host=host_name, ok=False)
+    if hook.type == "tasks":
+        result.include = str(sot_file(sot, hook.file or ""))
+        result.ok = True
+        return result
+    for number in range(1, hook.retries + 2):
+        start = time.monotonic()
+        try:
+            ok, output, rc = attempt_once(sot, hook, cluster, host, phase)
+        except HookError as exc:
+            ok, output, rc = False, str(exc), None
+        result.attempts.append(Attempt(number, ok, _tail(output), round(time.monotonic() - start, 3), rc))
+        if ok:
+            result.ok = True
+            break
+        if number <= hook.retries:
+            sleep(hook.delay)
+    return result

@@ -1,0 +1,485 @@
+"""The run worker: picks up approved plans and applies them, wave by wave, host step by host step.
+
+plan (``/plans/<id>``, state ``approved``) -> run (``/runs/<id>``) -> waves -> host steps
+(``/run-steps/<id>/<host>``). Each level is persisted before the runner acts, so a controller
+that stops can resume mid-way:
+
+- a step still marked ``running`` whose host got past ``netbooting`` for this plan is *not*
+  started again (its install may be under way or done): it fails with a reason a person reads;
+- a step whose host had not yet started netbooting is started again (its first actions -
+  hooks, boot device, power cycle - can be repeated);
+- a step whose host reached ``ready`` for this plan counts as done.
+
+Before every launch the run-time policy gate (``vaquero.policy.runtime.gate``) is asked with the
+live host states; after a failure the failure budget (``budget``) decides continue / retry /
+halt / rollback. An operator can pause (takes effect before the next launch), resume and abort
+(``cancel_requested``: the playbook is cancelled through ansible-runner's cancel callback).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from vaquero.policy import runtime
+from vaquero.sot.loader import SoT, load
+from vaquero.state.machine import State, current
+from vaquero.state.store import Store
+
+from . import records as R
+from .ansible import PLAYBOOKS, Launch, RunContext, launch, record
+from .secrets import SecretsDir, env_references
+
+log = logging.getLogger("vaquero.runner")
+
+PAST_NETBOOT = (State.NETBOOTING.value, State.INSTALLING.value, State.REBOOTING.value, State.VALIDATING.value)
+ACTIVE = (State.PENDING.value, State.DRAINING.value, State.POWERING_OFF.value, *PAST_NETBOOT)
+
+Launcher = Callable[..., Launch]
+
+
+class RunError(Exception):
+    pass
+
+
+class RunWorker:
+    def __init__(
+        self,
+        store: Store,
+        data_dir: str | os.PathLike[str],
+        *,
+        poll: float = 1.0,
+        heartbeat: float = 2.0,
+        hold_timeout: float = 600.0,
+        launcher: Launcher = launch,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.data_dir = Path(data_dir)
+        self.poll = poll
+        self.heartbeat = heartbeat
+        self.hold_timeout = hold_timeout
+        self.launcher = launcher
+        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> RunWorker:
+        self._thread = threading.Thread(target=self.loop, name="vaquero-run-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def loop(self) -> None:
+        log.info("run worker %s started", self.id)
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("run worker: tick failed")
+            self._stop.wait(self.poll)
+
+    def tick(self) -> bool:
+        """Resume an abandoned run, or start the oldest approved plan. True when a run was executed."""
+        for rec in self.store.list("/plans/"):
+            plan = rec.value
+            if plan.get("state") == R.RUNNING and self._abandoned(plan["id"]):
+                if self._claim(plan["id"], R.RUNNING):
+                    self.execute(plan["id"], resume=True)
+                    return True
+        for rec in self.store.list("/plans/"):
+            plan = rec.value
+            if plan.get("state") == "approved" and self._claim(plan["id"], "approved"):
+                self.execute(plan["id"], resume=False)
+                return True
+        return False
+
+    def _abandoned(self, pid: str) -> bool:
+        run = self.store.get(R.run_key(pid))
+        if run is None:
+            return True
+        if run.value.get("worker") == self.id:
+            return False
+        return bool(time.time() - float(run.value.get("heartbeat") or 0) > 3 * self.heartbeat)
+
+    def _claim(self, pid: str, expect_state: str) -> bool:
+        rec = self.store.get(R.plan_key(pid))
+        if rec is None or rec.value.get("state") != expect_state:
+            return False
+        value = {**rec.value, "state": R.RUNNING, "run": pid}
+        if self.store.cas(R.plan_key(pid), value, expect=rec.revision) is None:
+            return False
+        now = time.time()
+        prev = self.store.get(R.CURRENT_KEY)
+
+        def claim_run(run: dict[str, Any]) -> dict[str, Any]:
+            if not run:
+                waves = (value.get("plan") or {}).get("waves") or []
+                run = {
+                    "id": pid,
+                    "plan": pid,
+                    "sha": value.get("sha"),
+                    "root": value.get("root"),
+                    "state": R.RUNNING,
+                    "started": now,
+                    "finished": None,
+                    "wave": None,
+                    "waves": [{"number": w["number"], "state": "pending"} for w in waves],
+                    "error": None,
+                    "paused": False,
+                    "abort_requested": False,
+                    "decisions": [],
+                    "previous": prev.value if prev else None,
+                    "resumed": 0,
+                }
+            else:
+                run["resumed"] = int(run.get("resumed") or 0) + 1
+                run["state"] = R.PAUSED if run.get("paused") else R.RUNNING
+            run["worker"] = self.id
+            run["heartbeat"] = now
+            return run
+
+        R.update(self.store, R.run_key(pid), claim_run)
+        return True
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _extra(self, pid: str, sha: str | None, host: str | None = None) -> dict[str, Any]:
+        return {"plan": pid, "run": pid, "sha": sha, "host": host}
+
+    def _run_update(self, pid: str, **fields: Any) -> dict[str, Any] | None:
+        return R.update(self.store, R.run_key(pid), lambda run: {**run, **fields, "heartbeat": time.time()})
+
+    def _decision(self, pid: str, text: str) -> None:
+        def add(run: dict[str, Any]) -> dict[str, Any] | None:
+            decisions = list(run.get("decisions") or [])
+            if decisions and decisions[-1]["text"] == text:
+                return None
+            decisions.append({"time": time.time(), "text": text})
+            return {**run, "decisions": decisions[-200:]}
+
+        R.update(self.store, R.run_key(pid), add)
+
+    def _step_update(self, pid: str, host: str, **fields: Any) -> dict[str, Any]:
+        new = R.update(self.store, R.step_key(pid, host), lambda s: {**s, **fields, "updated": time.time()})
+        assert new is not None
+        return new
+
+    def cancelled(self, pid: str) -> bool:
+        plan = self.store.get(R.plan_key(pid))
+        run = self.store.get(R.run_key(pid))
+        return bool((plan and plan.value.get("cancel_requested")) or (run and run.value.get("abort_requested")))
+
+    def _beat(self, pid: str, stop: threading.Event) -> None:
+        while not stop.wait(self.heartbeat):
+            try:
+                R.update(self.store, R.run_key(pid), lambda run: {**run, "heartbeat": time.time()} if run.get("worker") == self.id else None)
+            except Exception:
+                log.exception("heartbeat failed", extra={"run": pid, "plan": pid})
+
+    def _wait_while_paused(self, pid: str) -> bool:
+        """Block while the run is paused. False when it was aborted meanwhile."""
+        announced = False
+        while True:
+            if self.cancelled(pid):
+                return False
+            run = self.store.get(R.run_key(pid))
+            if not run or not run.value.get("paused"):
+                if announced:
+                    self._run_update(pid, state=R.RUNNING)
+                    log.info("run resumed", extra={"run": pid, "plan": pid})
+                return True
+            if not announced:
+                self._run_update(pid, state=R.PAUSED)
+                log.info("run paused", extra={"run": pid, "plan": pid})
+                announced = True
+            if self._stop.wait(0.5):
+                return False
+
+    # -- a run ------------------------------------------------------------------------------
+    def execute(self, pid: str, *, resume: bool) -> str:
+        rec = self.store.get(R.plan_key(pid))
+        assert rec is not None
+        plan = rec.value
+        sha = plan.get("sha")
+        stop_beat = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(pid, stop_beat), daemon=True)
+        beat.start()
+        log.info("run %s %s", pid, "resumed" if resume else "started", extra=self._extra(pid, sha))
+        try:
+            state, error = self._execute(pid, plan, resume)
+        except Exception as exc:
+            log.exception("run failed", extra=self._extra(pid, sha))
+            state, error = R.FAILED, f"{type(exc).__name__}: {exc}"
+        finally:
+            stop_beat.set()
+        self._finish(pid, plan, state, error)
+        return state
+
+    def _finish(self, pid: str, plan: dict[str, Any], state: str, error: str | None) -> None:
+        now = time.time()
+        self._run_update(pid, state=state, finished=now, error=error, wave=None)
+        R.update(self.store, R.plan_key(pid), lambda p: {**p, "state": state, "run": pid, "finished": now, "error": error})
+        if state == R.SUCCEEDED:
+            self.store.put(R.CURRENT_KEY, {"sha": plan.get("sha"), "root": plan.get("root"), "plan": pid, "time": now})
+        log.info("run %s %s%s", pid, state, f": {error}" if error else "", extra=self._extra(pid, plan.get("sha")))
+
+    def _execute(self, pid: str, plan: dict[str, Any], resume: bool) -> tuple[str, str | None]:
+        sha = plan.get("sha")
+        root = Path(plan["root"])
+        sot = load(root, sha=sha, label=plan.get("label") or sha, semantic=False)
+        waves = (plan.get("plan") or {}).get("waves") or []
+        private = self.data_dir / "runs" / pid
+        private.mkdir(parents=True, exist_ok=True)
+        with SecretsDir(env_references(sot)) as secrets:
+            for index, wave in enumerate(waves):
+                run = self.store.get(R.run_key(pid))
+                progress = (run.value.get("waves") if run else None) or []
+                if index < len(progress) and progress[index].get("state") == "done":
+                    continue
+                self._set_wave(pid, index, "running")
+                outcome, error = self._wave(pid, plan, sot, private, wave, secrets.envvars())
+                if outcome != "done":
+                    self._set_wave(pid, index, outcome)
+                    return (R.CANCELLED if outcome == "cancelled" else R.FAILED), error
+                self._set_wave(pid, index, "done")
+        return R.SUCCEEDED, None
+
+    def _set_wave(self, pid: str, index: int, state: str) -> None:
+        def change(run: dict[str, Any]) -> dict[str, Any]:
+            waves = [dict(w) for w in run.get("waves") or []]
+            if index < len(waves):
+                waves[index]["state"] = state
+                waves[index].setdefault("started", time.time())
+                if state in ("done", "failed", "cancelled"):
+                    waves[index]["finished"] = time.time()
+            return {**run, "waves": waves, "wave": waves[index]["number"] if index < len(waves) else None}
+
+        R.update(self.store, R.run_key(pid), change)
+
+    def _init_steps(self, pid: str, wave: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        out = {}
+        for step in wave["steps"]:
+            host = step["host"]
+
+            def create(s: dict[str, Any], step: dict[str, Any] = step) -> dict[str, Any] | None:
+                if s:
+                    return None
+                return {
+                    "host": step["host"],
+                    "cluster": step["cluster"],
+                    "action": step["action"],
+                    "wave": wave["number"],
+                    "state": R.STEP_PENDING,
+                    "attempt": 0,
+                    "failures": 0,
+                    "playbook": PLAYBOOKS.get(step["action"]),
+                    "started": None,
+                    "finished": None,
+                    "error": None,
+                }
+
+            value = R.update(self.store, R.step_key(pid, host), create)
+            assert value is not None
+            out[host] = value
+        return out
+
+    def _recover_step(self, pid: str, sha: str | None, sot: SoT, step: dict[str, Any]) -> dict[str, Any]:
+        """A step left `running` by a controller that stopped: decide without guessing."""
+        host = step["host"]
+        now = current(self.store, host) or {}
+        ctx = RunContext(self.store, pid, pid, sha, {host: int(step.get("attempt") or 0)})
+        state = now.get("state")
+        if state == State.READY.value and now.get("plan") == pid:
+            log.info("recovered step: host reached ready before the restart", extra=self._extra(pid, sha, host))
+            return self._step_update(pid, host, state=R.STEP_SUCCEEDED, finished=time.time(), error=None)
+        if state in PAST_NETBOOT and now.get("plan") == pid:
+            reason = f"the controller restarted while the host was {state} for this plan: its install is not started again; check the host and re-run"
+            record(ctx, host, State.FAILED.value, reason, step=state, key=f"{pid}:{host}:{step.get('attempt')}:interrupted")
+            cluster = sot.clusters.get(step["cluster"])
+            exhausted = (cluster.policy.retries if cluster and cluster.policy.on_failure == "retry" else 0) + 1
+            return self._step_update(pid, host, state=R.STEP_FAILED, failures=exhausted, finished=time.time(), error=reason, final=True)
+        if state in ACTIVE:
+            record(ctx, host, State.FAILED.value, f"interrupted by a controller restart while {state}; the step is started again", step=state,
+                   key=f"{pid}:{host}:{step.get('attempt')}:interrupted")
+        log.info("recovered step: host had not started netbooting (%s): start it again", state, extra=self._extra(pid, sha, host))
+        return self._step_update(pid, host, state=R.STEP_PENDING)
+
+    def _wave(self, pid: str, plan: dict[str, Any], sot: SoT, private: Path, wave: dict[str, Any], secrets_env: dict[str, str]) -> tuple[str, str | None]:
+        sha = plan.get("sha")
+        steps = self._init_steps(pid, wave)
+        for host, step in list(steps.items()):
+            if step["state"] == R.STEP_RUNNING:
+                steps[host] = self._recover_step(pid, sha, sot, step)
+        for host, step in list(steps.items()):
+            if step["state"] == R.STEP_PENDING and step["action"] not in PLAYBOOKS:
+                done = step["action"] == "config"
+                note = "config only: nothing to do on the machine" if done else f"action {step['action']} is not run by the runner yet"
+                steps[host] = self._step_update(pid, host, state=R.STEP_SUCCEEDED if done else R.STEP_SKIPPED, error=None if done else note, note=note)
+        held_since: float | None = None
+        halted: str | None = None
+        while True:
+            if not self._wait_while_paused(pid):
+                return "cancelled", "cancelled by an operator" if self.cancelled(pid) else "controller stopping"
+            steps = {h: self.store.get(R.step_key(pid, h)).value for h in steps}  # type: ignore[union-attr]
+            todo = [s for s in steps.values() if s["state"] == R.STEP_PENDING]
+            if halted or not todo:
+                break
+            allowed = self._gate(pid, sot, todo)
+            if not allowed:
+                held_since = held_since or time.monotonic()
+                if time.monotonic() - held_since > self.hold_timeout:
+                    return "failed", f"wave {wave['number']}: held by policy for more than {self.hold_timeout:g}s"
+                self._stop.wait(1.0)
+                continue
+            held_since = None
+            results = self._launch_all(pid, sha, sot, private, wave["number"], [steps[h] for h in allowed], secrets_env)
+            if self.cancelled(pid):
+                return "cancelled", "cancelled by an operator"
+            halted = self._apply_budget(pid, sha, sot, private, wave, results, secrets_env)
+        failed = [s["host"] for s in steps.values() if s["state"] == R.STEP_FAILED]
+        if halted:
+            return "failed", halted
+        if failed:
+            self._decision(pid, f"wave {wave['number']}: {len(failed)} failed host(s) tolerated by policy ({', '.join(failed)})")
+        return "done", None
+
+    def _gate(self, pid: str, sot: SoT, todo: list[dict[str, Any]]) -> list[str]:
+        states = {r.value["name"]: r.value.get("state") for r in self.store.list("/hosts/") if "name" in r.value}
+        by_cluster: dict[str, list[str]] = {}
+        for s in todo:
+            by_cluster.setdefault(s["cluster"], []).append(s["host"])
+        allowed: list[str] = []
+        now = datetime.now(UTC)
+        for cluster, hosts in by_cluster.items():
+            if cluster not in sot.clusters:
+                allowed.extend(hosts)
+                continue
+            members = {h.name for h in sot.clusters[cluster].hosts}
+            known = [h for h in hosts if h in members]
+            allowed.extend(h for h in hosts if h not in members)
+            if not known:
+                continue
+            verdict = runtime.gate(sot, cluster, known, {k: v for k, v in states.items() if v}, now)
+            if isinstance(verdict, runtime.Allow):
+                allowed.extend(verdict.hosts)
+            elif isinstance(verdict, runtime.Hold):
+                allowed.extend(verdict.allowed)
+                self._decision(pid, verdict.reason)
+            else:
+                self._decision(pid, verdict.reason)
+        return allowed
+
+    def _launch_all(
+        self, pid: str, sha: str | None, sot: SoT, private: Path, number: int, steps: list[dict[str, Any]], secrets_env: dict[str, str], *, root: Path | None = None
+    ) -> dict[str, bool]:
+        """Launch the steps (one ansible-runner per playbook, in parallel); host -> succeeded."""
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for s in steps:
+            groups.setdefault(s.get("playbook_override") or s["playbook"], []).append(s)
+        attempts: dict[str, int] = {}
+        for s in steps:
+            attempt = int(s.get("attempt") or 0) + 1
+            attempts[s["host"]] = attempt
+            # Persist before acting: a restarted controller knows this host's step was under way.
+            self._step_update(pid, s["host"], state=R.STEP_RUNNING, attempt=attempt, started=s.get("started") or time.time(), error=None)
+            ctx = RunContext(self.store, pid, pid, sha, attempts)
+            record(ctx, s["host"], State.PENDING.value, f"wave {number}: {s['action']} (attempt {attempt})", step=s["action"],
+                   key=f"{pid}:{s['host']}:{attempt}:pending")
+        launches: dict[str, Launch] = {}
+        errors: dict[str, str] = {}
+
+        def one(playbook: str, group: list[dict[str, Any]]) -> None:
+            hosts = [s["host"] for s in group]
+            ctx = RunContext(self.store, pid, pid, sha, {h: attempts[h] for h in hosts})
+            ident = f"w{number}-{playbook.removesuffix('.yml')}-{'-'.join(hosts)[:60]}-a{max(attempts[h] for h in hosts)}-{int(time.time())}"
+            try:
+                launches[playbook] = self.launcher(ctx, private, root or sot.root, playbook, hosts, ident=ident, cancelled=lambda: self.cancelled(pid), secrets_env=secrets_env)
+            except Exception as exc:
+                log.exception("launch failed", extra=self._extra(pid, sha))
+                errors[playbook] = f"{type(exc).__name__}: {exc}"
+
+        threads = [threading.Thread(target=one, args=(pb, g), daemon=True) for pb, g in groups.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        results: dict[str, bool] = {}
+        for playbook, group in groups.items():
+            res = launches.get(playbook)
+            for s in group:
+                host = s["host"]
+                h = current(self.store, host) or {}
+                ok = h.get("state") == State.READY.value and h.get("plan") == pid and h.get("run") == pid and res is not None and res.status == "successful"
+                if res is not None and res.status == "successful" and h.get("state") == State.READY.value and h.get("plan") == pid:
+                    ok = True
+                if not ok:
+                    why = (res.failures.get(host) if res else None) or errors.get(playbook) or (f"playbook {res.status} (rc {res.rc})" if res else "not launched")
+                    if res is not None and res.status == "canceled":
+                        why = "cancelled by an operator"
+                    if h.get("state") in ACTIVE:
+                        ctx = RunContext(self.store, pid, pid, sha, attempts)
+                        record(ctx, host, State.FAILED.value, why, step=h.get("state"), key=f"{pid}:{host}:{attempts[host]}:failed")
+                    self._step_update(pid, host, state=R.STEP_FAILED, error=why, finished=time.time(), artifacts=str(private / "artifacts" / (res.ident if res else "")))
+                else:
+                    self._step_update(pid, host, state=R.STEP_SUCCEEDED, error=None, finished=time.time(), artifacts=str(private / "artifacts" / res.ident))  # type: ignore[union-attr]
+                results[host] = ok
+        return results
+
+    def _apply_budget(self, pid: str, sha: str | None, sot: SoT, private: Path, wave: dict[str, Any], results: dict[str, bool], secrets_env: dict[str, str]) -> str | None:
+        """After a launch: ask the failure budget about each failed host. Returns why the run halts, or None."""
+        halted: str | None = None
+        all_steps = R.steps(self.store, pid)
+        for host, ok in results.items():
+            if ok:
+                continue
+            step = all_steps[host]
+            failures = int(step.get("failures") or 0) + (0 if step.get("final") else 1)
+            self._step_update(pid, host, failures=failures)
+            all_steps[host]["failures"] = failures
+            cluster = sot.clusters.get(step["cluster"])
+            if cluster is None:
+                halted = halted or f"host {host} failed: {step.get('error')}"
+                continue
+            counts = {h: int(s.get("failures") or 0) for h, s in all_steps.items() if s["cluster"] == cluster.name and s["state"] == R.STEP_FAILED}
+            counts[host] = failures
+            outcome = runtime.budget(cluster, host, counts)
+            self._decision(pid, outcome.reason)
+            log.info("failure budget: %s", outcome.reason, extra=self._extra(pid, sha, host))
+            if isinstance(outcome, runtime.Retry) and not step.get("final"):
+                self._step_update(pid, host, state=R.STEP_PENDING)
+            elif isinstance(outcome, runtime.Halt):
+                halted = halted or outcome.reason
+            elif isinstance(outcome, runtime.Rollback):
+                self._rollback(pid, sha, private, wave["number"], list(outcome.hosts), secrets_env)
+                halted = halted or outcome.reason
+        return halted
+
+    def _rollback(self, pid: str, sha: str | None, private: Path, number: int, hosts: list[str], secrets_env: dict[str, str]) -> None:
+        run = self.store.get(R.run_key(pid))
+        previous = (run.value.get("previous") if run else None) or {}
+        root = previous.get("root")
+        if not root or not Path(root).is_dir():
+            self._decision(pid, f"rollback of {', '.join(hosts)} impossible: no previous revision was applied")
+            return
+        old = load(root, sha=previous.get("sha"), semantic=False)
+        steps = []
+        for h in hosts:
+            step = self._step_update(pid, h, playbook_override="upgrade.yml", rollback_to=previous.get("sha"))
+            steps.append(step)
+        self._decision(pid, f"rolling back {', '.join(hosts)} to {str(previous.get('sha'))[:12]}")
+        results = self._launch_all(pid, previous.get("sha"), old, private, number, steps, secrets_env, root=Path(root))
+        for h, ok in results.items():
+            self._step_update(pid, h, state=R.STEP_FAILED, rolled_back=ok, error=f"rolled back to {str(previous.get('sha'))[:12]}" + ("" if ok else " (rollback failed)"))
