@@ -2,8 +2,8 @@
 
 `open_store(url)` picks the implementation from a URL:
 
-- ``sqlite:///var/lib/vaquero/state.db``: one SQLite file (WAL); ``sqlite://`` alone uses
-  ``<data_dir>/state.db`` where data_dir is the argument, ``$VAQUERO_DATA_DIR`` or ``~/.local/share/vaquero``.
+- ``sqlite:///var/lib/vaquero/store.sqlite``: one SQLite file (WAL); ``sqlite://`` alone uses
+  ``<data_dir>/store.sqlite`` where data_dir is the argument, ``$VAQUERO_DATA_DIR`` or ``~/.local/share/vaquero``.
 - ``etcd://10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379/vaquero``: etcd over its v3 JSON gateway,
   failing over between the members, every key under the prefix (``/vaquero``). ``etcd+https://``
   talks HTTPS. ``?timeout=2`` sets the per-call timeout in seconds.
@@ -40,7 +40,7 @@ def open_store(url: str, *, data_dir: str | Path | None = None) -> Store:
 
         if rest in ("", "/"):
             path = Path(data_dir) if data_dir else default_data_dir()
-            return SQLiteStore(path / "state.db")
+            return SQLiteStore(path / "store.sqlite")
         return SQLiteStore(rest if rest == ":memory:" else os.path.expanduser(rest))
     if scheme in ("etcd", "etcd+http", "etcd+https"):
         from .etcd import EtcdStore

@@ -48,6 +48,8 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     S.FAILED: frozenset({S.PENDING, S.ENROLLED, S.READY, S.REMOVED}),
     S.REMOVED: frozenset({S.ENROLLED}),
 }
+# States a host the store has never seen may start in.
+INITIAL: frozenset[State] = frozenset({S.ENROLLED, S.PENDING, S.READY})
 
 
 class TransitionRefused(Exception):
@@ -72,6 +74,7 @@ class Event:
     detail: dict[str, Any] = field(default_factory=dict)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     time: float = field(default_factory=time.time)
+    revision: int | None = None  # the store revision at which the host record took this event (set by transition)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,8 +85,12 @@ def host_key(host: str) -> str:
 
 
 def event_key(host: str, event: Event) -> str:
-    # Time first so a prefix listing is the timeline in order; the id keeps keys unique.
-    return f"/events/{host}/{event.time:017.6f}-{event.id}"
+    # Keyed by the revision of the host-record write that applied the event: a prefix listing is
+    # the timeline in the order the transitions really happened (event.time is when the event was
+    # created, possibly by another thread or an agent replaying it later, so it can be out of order).
+    if event.revision is None:
+        return f"/events/{host}/t{event.time:017.6f}-{event.id}"
+    return f"/events/{host}/{event.revision:020d}"
 
 
 def event_seen_key(event_id: str) -> str:
@@ -99,6 +106,12 @@ def transition(store: Store, event: Event, *, retries: int = 20) -> dict[str, An
     """Move a host to `event.state` if the table allows it; record the event. Idempotent by event id.
 
     Returns the host record after the call. Raises TransitionRefused for a move the table forbids.
+
+    The host record is written first (compare-and-set on its revision), then the event under the
+    revision of that write, then the event id as seen. A caller that stops in between leaves the
+    host record naming the event (`last_event`); replaying the event then only records what is
+    missing instead of applying it twice. (If another event moved the host before the replay, the
+    replay is judged as a new transition against the table.)
     """
     target = State(event.state)
     for _ in range(retries):
@@ -106,15 +119,22 @@ def transition(store: Store, event: Event, *, retries: int = 20) -> dict[str, An
             rec = store.get(host_key(event.host))
             return rec.value if rec else {}
         rec = store.get(host_key(event.host))
+        if rec is not None and rec.value.get("last_event") == event.id:
+            # Applied already (by us before a crash, or by a concurrent replay): finish recording it.
+            event.previous = rec.value.get("previous")
+            event.revision = rec.revision
+            _record(store, event)
+            return rec.value
         now_state = State(rec.value["state"]) if rec else None
         if now_state is not None and target not in TRANSITIONS[now_state] and target != now_state:
             raise TransitionRefused(event.host, now_state, target)
-        if now_state is None and target not in (S.ENROLLED, S.PENDING, S.READY):
+        if now_state is None and target not in INITIAL:
             raise TransitionRefused(event.host, S.REMOVED, target)
         event.previous = now_state.value if now_state else None
         value = {
             "name": event.host,
             "state": target.value,
+            "previous": event.previous,
             "since": event.time,
             "reason": event.reason,
             "actor": event.actor,
@@ -128,12 +148,18 @@ def transition(store: Store, event: Event, *, retries: int = 20) -> dict[str, An
         # Same state again (a retry step, a hook's output) keeps `since`: it is when the state began.
         if rec and now_state == target:
             value["since"] = rec.value.get("since", event.time)
-        if store.cas(host_key(event.host), value, expect=rec.revision if rec else 0) is None:
+        revision = store.cas(host_key(event.host), value, expect=rec.revision if rec else 0)
+        if revision is None:
             continue  # someone else moved the host first: read again and re-check the table
-        store.put(event_key(event.host, event), event.to_dict())
-        store.put(event_seen_key(event.id), {"host": event.host})
+        event.revision = revision
+        _record(store, event)
         return value
     raise RuntimeError(f"host {event.host}: too much contention to record a transition")
+
+
+def _record(store: Store, event: Event) -> None:
+    store.put(event_key(event.host, event), event.to_dict())
+    store.put(event_seen_key(event.id), {"host": event.host})
 
 
 def timeline(store: Store, host: str) -> list[dict[str, Any]]:
