@@ -61,10 +61,24 @@ class RunContext:
         return {"host": host, "plan": self.plan, "sha": self.sha, "run": self.run}
 
 
-def record(ctx: RunContext, host: str, state: str, reason: str, *, step: str | None = None, detail: dict[str, Any] | None = None, key: str | None = None) -> bool:
+def record(
+    ctx: RunContext, host: str, state: str, reason: str, *, step: str | None = None, detail: dict[str, Any] | None = None, key: str | None = None
+) -> bool:
     """Apply one host event; False (logged) when the state machine refuses it."""
     attempt = ctx.attempts.get(host)
-    event = Event(host=host, state=state, previous=None, actor="runner", reason=reason, sha=ctx.sha, plan=ctx.plan, run=ctx.run, step=step, attempt=attempt, detail=detail or {})
+    event = Event(
+        host=host,
+        state=state,
+        previous=None,
+        actor="runner",
+        reason=reason,
+        sha=ctx.sha,
+        plan=ctx.plan,
+        run=ctx.run,
+        step=step,
+        attempt=attempt,
+        detail=detail or {},
+    )
     if key is not None:
         event.id = key
     try:

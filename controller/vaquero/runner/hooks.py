@@ -114,7 +114,7 @@ def _command(cmd: str, timeout: float, env: dict[str, str], cwd: Path) -> tuple[
 
 def _http(url: str, status: int, body: str | None, timeout: float) -> tuple[bool, str, int | None]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - URL from the SoT, http(s) only
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             code, text = resp.status, resp.read(65536).decode(errors="replace")
     except urllib.error.HTTPError as exc:
         code, text = exc.code, exc.read(65536).decode(errors="replace")

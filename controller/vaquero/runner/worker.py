@@ -102,6 +102,11 @@ class RunWorker:
                     return True
         for rec in self.store.list("/plans/"):
             plan = rec.value
+            if plan.get("state") == "approved" and plan.get("cancel_requested"):
+                R.update(
+                    self.store, R.plan_key(plan["id"]), lambda p: {**p, "state": R.CANCELLED, "finished": time.time()} if p.get("state") == "approved" else None
+                )
+                continue
             if plan.get("state") == "approved" and self._claim(plan["id"], "approved"):
                 self.execute(plan["id"], resume=False)
                 return True
@@ -312,8 +317,14 @@ class RunWorker:
             exhausted = (cluster.policy.retries if cluster and cluster.policy.on_failure == "retry" else 0) + 1
             return self._step_update(pid, host, state=R.STEP_FAILED, failures=exhausted, finished=time.time(), error=reason, final=True)
         if state in ACTIVE:
-            record(ctx, host, State.FAILED.value, f"interrupted by a controller restart while {state}; the step is started again", step=state,
-                   key=f"{pid}:{host}:{step.get('attempt')}:interrupted")
+            record(
+                ctx,
+                host,
+                State.FAILED.value,
+                f"interrupted by a controller restart while {state}; the step is started again",
+                step=state,
+                key=f"{pid}:{host}:{step.get('attempt')}:interrupted",
+            )
         log.info("recovered step: host had not started netbooting (%s): start it again", state, extra=self._extra(pid, sha, host))
         return self._step_update(pid, host, state=R.STEP_PENDING)
 
@@ -383,7 +394,16 @@ class RunWorker:
         return allowed
 
     def _launch_all(
-        self, pid: str, sha: str | None, sot: SoT, private: Path, number: int, steps: list[dict[str, Any]], secrets_env: dict[str, str], *, root: Path | None = None
+        self,
+        pid: str,
+        sha: str | None,
+        sot: SoT,
+        private: Path,
+        number: int,
+        steps: list[dict[str, Any]],
+        secrets_env: dict[str, str],
+        *,
+        root: Path | None = None,
     ) -> dict[str, bool]:
         """Launch the steps (one ansible-runner per playbook, in parallel); host -> succeeded."""
         groups: dict[str, list[dict[str, Any]]] = {}
@@ -396,8 +416,14 @@ class RunWorker:
             # Persist before acting: a restarted controller knows this host's step was under way.
             self._step_update(pid, s["host"], state=R.STEP_RUNNING, attempt=attempt, started=s.get("started") or time.time(), error=None)
             ctx = RunContext(self.store, pid, pid, sha, attempts)
-            record(ctx, s["host"], State.PENDING.value, f"wave {number}: {s['action']} (attempt {attempt})", step=s["action"],
-                   key=f"{pid}:{s['host']}:{attempt}:pending")
+            record(
+                ctx,
+                s["host"],
+                State.PENDING.value,
+                f"wave {number}: {s['action']} (attempt {attempt})",
+                step=s["action"],
+                key=f"{pid}:{s['host']}:{attempt}:pending",
+            )
         launches: dict[str, Launch] = {}
         errors: dict[str, str] = {}
 
@@ -406,7 +432,9 @@ class RunWorker:
             ctx = RunContext(self.store, pid, pid, sha, {h: attempts[h] for h in hosts})
             ident = f"w{number}-{playbook.removesuffix('.yml')}-{'-'.join(hosts)[:60]}-a{max(attempts[h] for h in hosts)}-{int(time.time())}"
             try:
-                launches[playbook] = self.launcher(ctx, private, root or sot.root, playbook, hosts, ident=ident, cancelled=lambda: self.cancelled(pid), secrets_env=secrets_env)
+                launches[playbook] = self.launcher(
+                    ctx, private, root or sot.root, playbook, hosts, ident=ident, cancelled=lambda: self.cancelled(pid), secrets_env=secrets_env
+                )
             except Exception as exc:
                 log.exception("launch failed", extra=self._extra(pid, sha))
                 errors[playbook] = f"{type(exc).__name__}: {exc}"
@@ -426,19 +454,25 @@ class RunWorker:
                 if res is not None and res.status == "successful" and h.get("state") == State.READY.value and h.get("plan") == pid:
                     ok = True
                 if not ok:
-                    why = (res.failures.get(host) if res else None) or errors.get(playbook) or (f"playbook {res.status} (rc {res.rc})" if res else "not launched")
+                    why = (
+                        (res.failures.get(host) if res else None) or errors.get(playbook) or (f"playbook {res.status} (rc {res.rc})" if res else "not launched")
+                    )
                     if res is not None and res.status == "canceled":
                         why = "cancelled by an operator"
                     if h.get("state") in ACTIVE:
                         ctx = RunContext(self.store, pid, pid, sha, attempts)
                         record(ctx, host, State.FAILED.value, why, step=h.get("state"), key=f"{pid}:{host}:{attempts[host]}:failed")
-                    self._step_update(pid, host, state=R.STEP_FAILED, error=why, finished=time.time(), artifacts=str(private / "artifacts" / (res.ident if res else "")))
+                    self._step_update(
+                        pid, host, state=R.STEP_FAILED, error=why, finished=time.time(), artifacts=str(private / "artifacts" / (res.ident if res else ""))
+                    )
                 else:
                     self._step_update(pid, host, state=R.STEP_SUCCEEDED, error=None, finished=time.time(), artifacts=str(private / "artifacts" / res.ident))  # type: ignore[union-attr]
                 results[host] = ok
         return results
 
-    def _apply_budget(self, pid: str, sha: str | None, sot: SoT, private: Path, wave: dict[str, Any], results: dict[str, bool], secrets_env: dict[str, str]) -> str | None:
+    def _apply_budget(
+        self, pid: str, sha: str | None, sot: SoT, private: Path, wave: dict[str, Any], results: dict[str, bool], secrets_env: dict[str, str]
+    ) -> str | None:
         """After a launch: ask the failure budget about each failed host. Returns why the run halts, or None."""
         halted: str | None = None
         all_steps = R.steps(self.store, pid)
@@ -482,4 +516,6 @@ class RunWorker:
         self._decision(pid, f"rolling back {', '.join(hosts)} to {str(previous.get('sha'))[:12]}")
         results = self._launch_all(pid, previous.get("sha"), old, private, number, steps, secrets_env, root=Path(root))
         for h, ok in results.items():
-            self._step_update(pid, h, state=R.STEP_FAILED, rolled_back=ok, error=f"rolled back to {str(previous.get('sha'))[:12]}" + ("" if ok else " (rollback failed)"))
+            self._step_update(
+                pid, h, state=R.STEP_FAILED, rolled_back=ok, error=f"rolled back to {str(previous.get('sha'))[:12]}" + ("" if ok else " (rollback failed)")
+            )

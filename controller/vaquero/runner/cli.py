@@ -1,0 +1,102 @@
+"""`vaquero standalone` and `vaquero run ...` (list, show, steps, approve, pause, resume, abort)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATA_DIR = os.environ.get("VAQUERO_DATA_DIR") or os.path.join(os.path.expanduser("~"), ".local", "share", "vaquero")
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    try:
+        return (host.strip("[]") or "127.0.0.1"), int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--listen wants HOST:PORT, not {value!r}") from None
+
+
+def cmd_standalone(args: argparse.Namespace) -> int:
+    from ..standalone import Standalone
+
+    token = None
+    if args.token_file:
+        token = Path(args.token_file).read_text().strip()
+    app = Standalone(
+        sot=args.sot, data_dir=Path(args.data_dir), subdir=args.subdir, listen=args.listen, approve=args.approve, agent=not args.no_agent, token=token
+    )
+    return app.serve()
+
+
+def _token(args: argparse.Namespace) -> str:
+    if os.environ.get("VAQUERO_TOKEN"):
+        return os.environ["VAQUERO_TOKEN"]
+    path = Path(args.token_file) if args.token_file else Path(args.data_dir) / "token"
+    if path.is_file():
+        return path.read_text().strip()
+    raise SystemExit(f"vaquero run: no API token (set VAQUERO_TOKEN, --token-file, or run standalone with --data-dir {args.data_dir})")
+
+
+def _call(args: argparse.Namespace, method: str, path: str) -> Any:
+    import httpx
+
+    url = args.server.rstrip("/") + path
+    resp = httpx.request(method, url, headers={"Authorization": f"Bearer {_token(args)}"}, timeout=30)
+    if resp.status_code >= 400:
+        try:
+            detail = resp.json().get("detail")
+        except ValueError:
+            detail = resp.text
+        raise SystemExit(f"vaquero run: {method} {path}: HTTP {resp.status_code}: {detail}")
+    return resp.json()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    verb = args.verb
+    if verb == "list":
+        data = _call(args, "GET", "/v1/runs")
+        rows = data.get("runs", data) if isinstance(data, dict) else data
+        for run in rows:
+            print(f"{run.get('id')}  {run.get('state'):<10} sha {str(run.get('sha'))[:12]}  wave {run.get('wave')}  {run.get('error') or ''}")
+        return 0
+    if not args.id:
+        raise SystemExit(f"vaquero run {verb}: give a run (plan) id")
+    if verb == "show":
+        print(json.dumps(_call(args, "GET", f"/v1/runs/{args.id}"), indent=2))
+    elif verb == "steps":
+        for s in _call(args, "GET", f"/v1/runs/{args.id}/steps")["steps"]:
+            print(f"wave {s.get('wave')}  {s['host']:<20} {s.get('action'):<10} {s.get('state'):<10} attempt {s.get('attempt')}  {s.get('error') or ''}")
+    elif verb == "approve":
+        print(json.dumps(_call(args, "POST", f"/v1/plans/{args.id}/approve"), indent=2))
+    elif verb in ("pause", "resume", "abort"):
+        run = _call(args, "POST", f"/v1/runs/{args.id}/{verb}")
+        print(f"run {args.id}: {verb} requested (state {run.get('state')}, paused {run.get('paused')})")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("standalone", help="controller + agent in one process with SQLite: apply a SoT to a lab or a small site")
+    p.add_argument("--sot", required=True, help="a SoT folder, or REPO@REVISION (a local git repository path or a URL)")
+    p.add_argument("--subdir", default="", help="the SoT's folder inside the git repository")
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="SQLite store, run folders, API token (default %(default)s)")
+    p.add_argument("--listen", type=_listen, default=("127.0.0.1", 8000), help="API address HOST:PORT (default 127.0.0.1:8000)")
+    p.add_argument("--approve", action="store_true", help="approve the plan of the revision given with --sot (you read it with `vaquero plan` first)")
+    p.add_argument("--token-file", help="API admin token (default: made once in DATA_DIR/token)")
+    p.add_argument("--no-agent", action="store_true", help="do not start the boot services (an agent runs elsewhere)")
+    p.set_defaults(func=cmd_standalone)
+
+    p = sub.add_parser("run", help="runs of approved plans: list, show, steps, approve, pause, resume, abort")
+    p.add_argument("verb", choices=["list", "show", "steps", "approve", "pause", "resume", "abort"])
+    p.add_argument("id", nargs="?", help="the run id (= the plan id)")
+    p.add_argument("--server", default=os.environ.get("VAQUERO_SERVER", "http://127.0.0.1:8000"))
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where standalone keeps its API token")
+    p.add_argument("--token-file", help="file with an API token (else VAQUERO_TOKEN or DATA_DIR/token)")
+    p.set_defaults(func=cmd_run)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(1)

@@ -1,0 +1,167 @@
+"""`vaquero standalone`: the controller and the site agent in one process, with SQLite.
+
+For a lab or a single small site: the SoT comes from a folder or a git repository
+(``--sot PATH`` or ``--sot REPO@REV``), the gate validates and plans it, the plan waits for an
+approval (``vaquero run approve``, the API, or ``--approve`` on the command line for the plan of
+the revision given at start), and the run worker applies it with the collection's playbooks
+while the agent serves DHCP, TFTP, HTTP boot files and the install callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .sot.source import split_spec
+from .state.store import Store
+
+log = logging.getLogger("vaquero.standalone")
+
+
+@dataclass
+class Standalone:
+    sot: str
+    data_dir: Path
+    subdir: str = ""
+    listen: tuple[str, int] = ("127.0.0.1", 8000)
+    approve: bool = False
+    agent: bool = True
+    token: str | None = None
+    store: Store | None = None
+    threads: list[threading.Thread] = field(default_factory=list)
+    closers: list[Any] = field(default_factory=list)
+
+    def open_store(self) -> Store:
+        from .state.sqlite import SQLiteStore
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = SQLiteStore(self.data_dir / "state.db")
+        return self.store
+
+    def admin_token(self) -> str:
+        """The API token of this standalone: given, or made once and kept in <data_dir>/token (0600)."""
+        if self.token:
+            return self.token
+        path = self.data_dir / "token"
+        if path.is_file():
+            return path.read_text().strip()
+        token = secrets.token_urlsafe(24)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+        return token
+
+    def build(self) -> Any:
+        """The FastAPI app (gate + runner router), the run worker and the agent; nothing listens yet."""
+        from .api.app import create_app
+        from .api.settings import Settings, Token, Tokens
+        from .runner import api as runner_api
+        from .runner.worker import RunWorker
+
+        store = self.store or self.open_store()
+        import hashlib
+
+        token = self.admin_token()
+        tokens = Tokens([Token("standalone", "admin", hashlib.sha256(token.encode()).digest())])
+        settings = Settings(data_dir=self.data_dir, tokens=tokens)
+        app = create_app(settings, store)
+        app.include_router(runner_api.router)
+        self.app = app
+        self.worker = RunWorker(store, self.data_dir)
+        return app
+
+    def submit(self) -> str | None:
+        """Queue the SoT given at start; returns the revision id."""
+        gate = self.app.state.gate
+        url, rev = split_spec(self.sot)
+        if rev is None:
+            record, _ = gate.submit_path(os.path.abspath(self.sot), subdir=self.subdir, actor="standalone")
+        else:
+            if os.path.isdir(url):
+                url = os.path.abspath(url)
+            sha = gate.resolve(url, rev)
+            record, _ = gate.submit_git(url, sha, subdir=self.subdir, actor="standalone")
+        rid: str = record["id"]
+        log.info("SoT %s queued as revision %s", self.sot, rid[:12])
+        return rid
+
+    def approve_when_planned(self, rid: str, timeout: float = 120) -> None:
+        """--approve: the operator approved the plan of this revision on the command line."""
+        gate = self.app.state.gate
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rev = self.app.state.store.get(f"/revisions/{rid}")
+            pid = rev.value.get("plan") if rev else None
+            if pid:
+                plan = self.app.state.store.get(f"/plans/{pid}")
+                state = plan.value.get("state") if plan else None
+                if state == "pending_approval":
+                    gate.approve(pid, "standalone --approve")
+                    log.info("plan %s approved (--approve)", pid, extra={"plan": pid})
+                elif state == "invalid":
+                    log.error("revision %s is invalid: %s", rid[:12], plan.value.get("errors") if plan else None)
+                return
+            time.sleep(0.2)
+        log.error("revision %s was not planned within %ss", rid[:12], timeout)
+
+    def start_agent(self) -> None:
+        """The site agent's boot services (DHCP, TFTP, HTTP, callbacks) in this process, when available."""
+        try:
+            from .agent import embedded  # type: ignore[attr-defined]  # the agent's in-process entry point
+        except ImportError:
+            log.warning("the agent package offers no embedded entry point: boot services are not started")
+            return
+        service = embedded.start(store=self.store, data_dir=self.data_dir, sot=self.sot, subdir=self.subdir)
+        self.closers.append(service)
+
+    def start_background(self) -> None:
+        self.worker.start()
+        if self.agent:
+            self.start_agent()
+
+        def kickoff() -> None:
+            rid = self.submit()
+            if rid and self.approve:
+                self.approve_when_planned(rid)
+
+        t = threading.Thread(target=kickoff, name="vaquero-standalone-submit", daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def close(self) -> None:
+        self.worker.stop()
+        for c in reversed(self.closers):
+            try:
+                c.close()
+            except Exception:
+                log.exception("closing %r failed", c)
+        if self.store is not None:
+            self.store.close()
+
+    def serve(self) -> int:
+        import uvicorn
+
+        app = self.build()
+        host, port = self.listen
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, log_level=logging.getLogger().getEffectiveLevel(), server_header=False)
+        server = uvicorn.Server(config)
+        log.info("standalone: API on http://%s:%d (token in %s), data in %s", host, port, self.data_dir / "token", self.data_dir)
+
+        orig_startup = server.startup
+
+        async def startup(sockets: Any = None) -> None:
+            await orig_startup(sockets=sockets)
+            self.start_background()
+
+        server.startup = startup  # type: ignore[method-assign]
+        try:
+            server.run()
+        finally:
+            self.close()
+        return 0
