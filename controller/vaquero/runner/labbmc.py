@@ -1,0 +1,175 @@
+"""Emulated IPMI BMCs that drive lab VMs: power on starts the host's QEMU process, power off stops it.
+
+Each lab host gets a pyghmi BMC (``vaquero.bmc.emulator.EmulatedBmc``) on its own UDP port; the
+BMC's power state *is* the QEMU process (running = on; the guest's ``poweroff -f`` makes QEMU exit,
+so the BMC reads off). The VM always boots from the network (``-boot n``): what it boots is
+decided by the agent, which serves the installer to a host in ``install`` mode and ``localboot``
+once its installer called back, like a real PXE-first server with a disk. The boot device set
+through IPMI is recorded and reported, with every power operation, on a loopback HTTP endpoint.
+
+Run it inside the lab's network namespace (the VMs' taps go on its bridge)::
+
+    ip netns exec NS python -m vaquero.runner.labbmc --hosts hosts.json --password-file pw \
+        --state-dir /tmp/lab --control-port 6229
+    # hosts.json: [{"name": "node1", "mac": "52:54:00:00:10:01", "port": 6231}, ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pyghmi.ipmi.bmc as pbmc
+
+from vaquero.bmc.emulator import EmulatedBmc
+from vaquero.lab.netns import LabNetwork
+from vaquero.lab.qemu import Vm
+
+
+class _Here(LabNetwork):
+    """The network namespace this process already runs in (taps go on its bridge)."""
+
+    def __init__(self, bridge: str) -> None:
+        super().__init__(bridge=bridge)
+        self.taps: list[str] = []
+
+    def command(self, cmd: Any, ns: str | None = None) -> list[str]:
+        return list(cmd)
+
+    def add_tap(self) -> str:
+        self._taps += 1
+        tap = f"vqt{self._taps}-{uuid.uuid4().hex[:4]}"
+        for args in (["tuntap", "add", "dev", tap, "mode", "tap"], ["link", "set", tap, "master", self.bridge], ["link", "set", tap, "up"]):
+            subprocess.run(["ip", *args], check=True, capture_output=True)
+        self.taps.append(tap)
+        return tap
+
+
+class VmBmc(EmulatedBmc):
+    def __init__(self, name: str, mac: str, port: int, authdata: dict[str, str], address: str, net: _Here, state_dir: Path, memory: int) -> None:
+        super().__init__(authdata, port, address, system_uuid=uuid.uuid5(uuid.NAMESPACE_URL, f"vaquero-lab:{name}"), acpi_delay=None, delay=0.0)
+        self.name = name
+        self.vm = Vm(net=net, mac=mac, log=state_dir / f"{name}.console.log", memory=memory)
+        self.net = net
+        self.lock = threading.Lock()
+        self.history: list[dict[str, Any]] = []
+        self.boots = 0
+
+    def _running(self) -> bool:
+        return self.vm.proc is not None and self.vm.proc.poll() is None
+
+    def _note(self, what: str) -> None:
+        self.history.append({"time": time.time(), "op": what, "boot": self.boot_state()["device"]})
+
+    def _start(self) -> None:
+        if not self._running():
+            console = self.vm.log
+            if console.exists() and console.stat().st_size:
+                console.with_suffix(f".{self.boots}.log").write_bytes(console.read_bytes())
+            self.boots += 1
+            self.vm.start()
+
+    def _stop(self) -> None:
+        if self.vm.proc is not None:
+            LabNetwork.stop(self.vm.proc)
+            self.vm.proc = None
+
+    def get_power_state(self) -> str:
+        return "on" if self._running() else "off"
+
+    def power_on(self) -> int:
+        with self.lock:
+            self.counts["power_on"] += 1
+            self._note("on")
+            self._start()
+        return 0
+
+    def power_off(self) -> int:
+        with self.lock:
+            self.counts["power_off"] += 1
+            self._note("off")
+            self._stop()
+        return 0
+
+    def power_shutdown(self) -> int:
+        return self.power_off()
+
+    def power_cycle(self) -> int:
+        with self.lock:
+            self.counts["power_cycle"] += 1
+            self._note("cycle")
+            self._stop()
+            self._start()
+        return 0
+
+    def power_reset(self) -> int:
+        return self.power_cycle()
+
+    def is_active(self) -> bool:
+        return self._running()
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "power": self.get_power_state(),
+            "boot": self.boot_state(),
+            "counts": dict(self.counts),
+            "boots": self.boots,
+            "history": self.history,
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hosts", required=True, help="JSON file: [{name, mac, port}]")
+    ap.add_argument("--address", default="127.0.0.1")
+    ap.add_argument("--username", default="admin")
+    ap.add_argument("--password-file", required=True)
+    ap.add_argument("--bridge", default="vq-br0")
+    ap.add_argument("--state-dir", required=True)
+    ap.add_argument("--memory", type=int, default=256)
+    ap.add_argument("--control-port", type=int, default=0)
+    args = ap.parse_args(argv)
+    password = Path(args.password_file).read_text().strip()
+    state_dir = Path(args.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    net = _Here(args.bridge)
+    bmcs = [
+        VmBmc(h["name"], h["mac"], int(h["port"]), {args.username: password}, args.address, net, state_dir, args.memory)
+        for h in json.loads(Path(args.hosts).read_text())
+    ]
+    if args.control_port:
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = json.dumps({b.name: b.state() for b in bmcs}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *a: Any) -> None:
+                return
+
+        httpd = ThreadingHTTPServer(("127.0.0.1", args.control_port), Handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    print(f"ready {', '.join(f'{b.name}:{b.port}' for b in bmcs)}", flush=True)
+    try:
+        pbmc.Bmc.listen(timeout=1)
+    finally:
+        for b in bmcs:
+            b._stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
