@@ -22,7 +22,7 @@ from vaquero.state.sqlite import SQLiteStore
 def api(tmp_path, monkeypatch):
     monkeypatch.setenv("VAQUERO_CACHE", str(tmp_path / "must-not-be-used"))
     store = SQLiteStore(tmp_path / "store.sqlite")
-    app = create_app(make_settings(tmp_path), store)
+    app = create_app(make_settings(tmp_path, allowed_sources=[str(tmp_path), f"file://{tmp_path}/"]), store)
     with TestClient(app) as client:
         client.store = store  # type: ignore[attr-defined]
         client.gate = app.state.gate  # type: ignore[attr-defined]
@@ -116,7 +116,16 @@ def test_manual_revision_git_url_and_sha(api, sot_repo):
     assert rev["id"] == sha and rev["state"] == "planned"
     resp = api.post("/v1/revisions", json={"source": f"{sot_repo.url}@{'ab' * 20}"}, headers=auth("alice"))
     assert resp.status_code == 422 and "does not exist" in resp.json()["detail"]
-    for bad in (f"{sot_repo.url}@-x", "--upload-pack=touch@main", "https://user:pw@example.invalid/x.git@main", "relative/path"):
+    bad_sources = (
+        f"{sot_repo.url}@-x",
+        f"file://{sot_repo.bare}/../../x@main",
+        "--upload-pack=touch@main",
+        "https://user:pw@example.invalid/x.git@main",
+        "relative/path",
+        "/",
+        "/etc@main",
+    )
+    for bad in bad_sources:
         resp = api.post("/v1/revisions", json={"source": bad}, headers=auth("alice"))
         assert resp.status_code == 422, (bad, resp.text)
         assert "pw@" not in resp.text

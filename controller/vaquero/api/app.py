@@ -125,6 +125,8 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
     @app.post("/v1/revisions", tags=["revisions"], status_code=202, summary="queue a revision (git URL@REV or a local path): validate and plan it")
     def post_revision(body: RevisionRequest, response: Response, token: Token = Depends(require("approve"))) -> dict[str, Any]:  # noqa: B008
         url, rev = split_spec(body.source)
+        if not settings.source_allowed(url if rev is not None else body.source):
+            raise HTTPException(422, "this server does not take revisions from that source (see --repo and --allow-source)")
         try:
             if rev is None:
                 record, created = gate.submit_path(body.source, subdir=body.subdir, actor=token.name)

@@ -64,6 +64,7 @@ def build_settings(args: argparse.Namespace) -> Any:
         github_token=gh_token,
         github_api=args.github_api,
         public_url=args.public_url,
+        allowed_sources=list(args.allow_source or []),
     )
 
 
@@ -166,6 +167,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--repo-name", help="OWNER/NAME on GitHub (default: from --repo)")
     p.add_argument("--branch", default="main", help="the branch whose pushes are planned (default main)")
     p.add_argument("--subdir", default="", help="the SoT's folder inside the repository")
+    p.add_argument(
+        "--allow-source",
+        action="append",
+        metavar="URL-PREFIX|DIR",
+        help="besides --repo, what `vaquero apply` may name: a git URL, a URL prefix ending in / (all repositories under it), "
+        "or a server folder (SoT folders and local repositories under it); repeatable",
+    )
     p.add_argument("--public-url", help="this API's URL as people reach it (links in commit statuses)")
     p.add_argument("--cert", help="TLS certificate (PEM): serve HTTPS")
     p.add_argument("--key", help="TLS private key (PEM)")

@@ -122,6 +122,8 @@ class Settings:
     github_api: str = "https://api.github.com"
     public_url: str | None = None  # where people reach this API: links in commit statuses
     cache_dir: Path | None = None
+    # What a manual trigger (POST /v1/revisions) may name besides repo_url: git URL prefixes and server folders.
+    allowed_sources: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -134,6 +136,23 @@ class Settings:
     def cache(self) -> Path:
         assert self.cache_dir is not None
         return Path(self.cache_dir)
+
+    def source_allowed(self, source: str) -> bool:
+        """A manual trigger may only name the configured repository, or a URL prefix / folder given with --allow-source."""
+        allowed = [*self.allowed_sources, *([self.repo_url] if self.repo_url else [])]
+        if source.startswith("/"):
+            try:
+                path = Path(source).resolve()
+            except (OSError, RuntimeError, ValueError):
+                return False
+            return any(a.startswith("/") and path.is_relative_to(Path(a).resolve()) for a in allowed)
+        norm = source.rstrip("/").removesuffix(".git")
+        for a in allowed:
+            if a.startswith("/"):
+                continue
+            if norm == a.rstrip("/").removesuffix(".git") or (a.endswith("/") and source.startswith(a) and ".." not in source[len(a) :]):
+                return True
+        return False
 
     def scrub(self, text: str) -> str:
         """Replace any configured secret in `text` (an error message from git, say) with ***."""
