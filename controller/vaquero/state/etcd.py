@@ -72,6 +72,7 @@ class EtcdStore(Store):
         prefix: str = "",
         timeout: float = 2.0,
         connect_timeout: float = 0.5,
+        ready_timeout: float = 0.5,
     ) -> None:
         if isinstance(endpoints, str):
             endpoints = [e for e in endpoints.split(",") if e]
@@ -81,6 +82,7 @@ class EtcdStore(Store):
         self.endpoints = [e.rstrip("/") for e in self.endpoints]
         self.prefix = prefix.rstrip("/")
         self.timeout = timeout
+        self.ready_timeout = min(ready_timeout, timeout)
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self._client = httpx.Client(headers=_HEADERS, timeout=self._timeout)
         self._current = 0
@@ -97,9 +99,9 @@ class EtcdStore(Store):
         key = _unb64(raw_b64)
         return key[len(self.prefix) :] if self.prefix and key.startswith(self.prefix) else key
 
-    def _post_one(self, endpoint: str, path: str, body: dict[str, Any], *, idempotent: bool) -> dict[str, Any]:
+    def _post_one(self, endpoint: str, path: str, body: dict[str, Any], *, idempotent: bool, timeout: httpx.Timeout | None = None) -> dict[str, Any]:
         try:
-            resp = self._client.post(endpoint + path, content=json.dumps(body))
+            resp = self._client.post(endpoint + path, content=json.dumps(body), timeout=timeout or self._timeout)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise _Unsent(f"{endpoint}: {exc}") from None
         except httpx.HTTPError as exc:  # timed out or broken after sending: outcome unknown
@@ -122,7 +124,7 @@ class EtcdStore(Store):
             raise StoreUnavailable(f"etcd {endpoint}{path}: {resp.status_code} {message}")
         raise RuntimeError(f"etcd {endpoint}{path}: HTTP {resp.status_code}: {message}")
 
-    def _call(self, path: str, body: dict[str, Any], *, idempotent: bool = True) -> dict[str, Any]:
+    def _call(self, path: str, body: dict[str, Any], *, idempotent: bool = True, timeout: httpx.Timeout | None = None) -> dict[str, Any]:
         """POST to the current endpoint, failing over to the others; StoreUnavailable when none answers."""
         errors: list[str] = []
         start = self._current
@@ -130,7 +132,7 @@ class EtcdStore(Store):
             index = (start + i) % len(self.endpoints)
             endpoint = self.endpoints[index]
             try:
-                result = self._post_one(endpoint, path, body, idempotent=idempotent)
+                result = self._post_one(endpoint, path, body, idempotent=idempotent, timeout=timeout)
             except _Unsent as exc:
                 errors.append(str(exc))
                 log.debug("etcd %s%s failed, trying the next endpoint: %s", endpoint, path, exc)
@@ -195,9 +197,9 @@ class EtcdStore(Store):
                 return records
             start = base64.b64encode(base64.b64decode(kvs[-1]["key"]) + b"\0").decode()
 
-    def revision(self) -> int:
-        """The cluster's current revision (every write raises it by one)."""
-        data = self._call("/v3/kv/range", {"key": _b64(self._k("/")), "limit": "1", "keys_only": True})
+    def revision(self, *, timeout: httpx.Timeout | None = None) -> int:
+        """The cluster's current revision (every write raises it by one); a linearizable read, so it needs quorum."""
+        data = self._call("/v3/kv/range", {"key": _b64(self._k("/")), "limit": "1", "keys_only": True}, timeout=timeout)
         return int(data["header"]["revision"])
 
     def watch(self, prefix: str, *, since: int, timeout: float) -> Iterator[WatchEvent]:
@@ -265,9 +267,13 @@ class EtcdStore(Store):
             pass
 
     def ready(self) -> bool:
-        """A linearizable read answered by some member: there is a leader and a quorum behind it."""
+        """A linearizable read answered by some member: there is a leader and a quorum behind it.
+
+        Answers within `ready_timeout` per member (a probe must not hang even while a member that just
+        lost its peers still believes it leads: etcd notices only after up to two election timeouts).
+        """
         try:
-            self.revision()
+            self.revision(timeout=httpx.Timeout(self.ready_timeout, connect=self._timeout.connect))
             return True
         except StoreUnavailable:
             return False

@@ -1,0 +1,169 @@
+"""Leader election on every Store: one leader at a time, fencing tokens, fast hand-over on resign,
+failover when the leader's process is killed, and a leader that cannot refresh its lease stops
+before anyone else can start."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vaquero.state import Store, StoreUnavailable, open_store
+from vaquero.state.leader import LeaderElector, NotLeader, leader_key
+
+TTL = 2.0  # etcd's minimum with default timings (1.5 x election timeout, rounded up)
+HERE = Path(__file__).parent
+
+
+def _elector(store: Store, name: str, log: list[tuple[float, str, str]] | None = None, **kw: Any) -> LeaderElector:
+    def gain(token: int) -> None:
+        if log is not None:
+            log.append((time.monotonic(), name, f"gain {token}"))
+
+    def loss(reason: str) -> None:
+        if log is not None:
+            log.append((time.monotonic(), name, f"loss {reason}"))
+
+    return LeaderElector(store, identity=name, ttl=kw.pop("ttl", TTL), on_gain=gain, on_loss=loss, **kw)
+
+
+def test_single_elector_leads_with_the_key_revision_as_token(store: Store) -> None:
+    log: list[tuple[float, str, str]] = []
+    a = _elector(store, "a", log).start()
+    try:
+        assert a.wait_for_leadership(5)
+        rec = store.get(leader_key("controller"))
+        assert rec is not None and rec.value["holder"] == "a"
+        assert a.token == rec.revision == a.check()
+        assert a.leader() == {**rec.value, "token": rec.revision}
+        time.sleep(TTL * 1.5)  # outlives its TTL: the keep-alive works
+        assert a.is_leader and a.token == rec.revision
+    finally:
+        a.stop()
+    assert not a.is_leader and a.token is None
+    with pytest.raises(NotLeader):
+        a.check()
+    assert store.get(leader_key("controller")) is None  # resigned: the key went with the lease
+    assert [entry[2].split()[0] for entry in log] == ["gain", "loss"]
+
+
+def test_two_electors_one_leader_and_quick_handover_on_resign(store: Store, figures: dict[str, str]) -> None:
+    a = _elector(store, "a").start()
+    assert a.wait_for_leadership(5)
+    b = _elector(store, "b").start()
+    try:
+        time.sleep(TTL)
+        assert a.is_leader and not b.is_leader
+        first = a.token
+        assert first is not None
+        started = time.monotonic()
+        a.stop()  # graceful: revokes the lease
+        assert b.wait_for_leadership(5)
+        took = time.monotonic() - started
+        store_kind = type(store).__name__
+        figures[f"leader hand-over on resign ({store_kind})"] = f"{took:.2f} s"
+        assert took < 1.5
+        assert b.token is not None and b.token > first  # fencing tokens only grow
+    finally:
+        a.stop()
+        b.stop()
+
+
+class _Partitioned:
+    """A Store that can be cut off: calls then hang for `hang` seconds and fail, like an unreachable cluster."""
+
+    def __init__(self, inner: Store, hang: float) -> None:
+        self.inner, self.hang, self.cut = inner, hang, False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kw: Any) -> Any:
+            if self.cut:
+                time.sleep(self.hang)
+                raise StoreUnavailable("partitioned (test)")
+            return attr(*args, **kw)
+
+        return call
+
+
+def test_leader_that_cannot_refresh_stops_before_another_starts(store: Store, figures: dict[str, str]) -> None:
+    log: list[tuple[float, str, str]] = []
+    cut_store = _Partitioned(store, hang=2.5)  # the keep-alive thread will be stuck in calls longer than the TTL
+    a = _elector(cut_store, "a", log).start()  # type: ignore[arg-type]
+    assert a.wait_for_leadership(5)
+    b = _elector(store, "b", log).start()
+    both: list[float] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            if a.is_leader and b.is_leader:
+                both.append(time.monotonic())
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        time.sleep(0.3)
+        cut_at = time.monotonic()
+        cut_store.cut = True
+        assert b.wait_for_leadership(TTL + 5)
+        stop.set()
+        sampler.join()
+        a_loss = next(t for t, who, what in log if who == "a" and what.startswith("loss"))
+        b_gain = next(t for t, who, what in log if who == "b" and what.startswith("gain"))
+        assert a_loss < b_gain, log
+        assert not both, f"two leaders at once at {both[:3]}"
+        figures[f"fencing gap: old leader stopped before new one started ({type(store).__name__})"] = (
+            f"{(b_gain - a_loss) * 1000:.0f} ms (old leader stopped {a_loss - cut_at:.2f} s after the cut, new one led {b_gain - cut_at:.2f} s after)"
+        )
+    finally:
+        stop.set()
+        cut_store.cut = False
+        b.stop()
+        a.stop(resign=False)
+
+
+def test_failover_when_the_leader_process_is_killed(store_url: str, figures: dict[str, str]) -> None:
+    """Two controller processes; kill -9 the leader; the other leads once the lease runs out."""
+    times = []
+    for round_ in range(2):
+        proc = subprocess.Popen(
+            [sys.executable, str(HERE / "elector_proc.py"), store_url, str(TTL), f"proc-{round_}"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        store = open_store(store_url)
+        waiter = _elector(store, f"waiter-{round_}")
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line.startswith("LEADER"), line
+            old_token = int(line.split()[1])
+            waiter.start()
+            time.sleep(0.5 + round_ * 0.3)  # kill at different points of the keep-alive cycle
+            assert not waiter.is_leader
+            killed = time.monotonic()
+            proc.kill()
+            proc.wait(timeout=10)
+            assert waiter.wait_for_leadership(TTL + 5)
+            assert waiter.gained_at is not None
+            times.append(waiter.gained_at - killed)
+            assert waiter.token is not None and waiter.token > old_token
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            waiter.stop()
+            store.close()
+    kind = store_url.split(":", 1)[0]
+    figures[f"failover after kill -9 of the leader process ({kind}, lease TTL {TTL:g} s)"] = ", ".join(f"{t:.2f} s" for t in times)
+    assert all(t <= TTL + 1.5 for t in times), times
