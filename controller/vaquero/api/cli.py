@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -86,6 +87,9 @@ def cmd_server(args: argparse.Namespace) -> int:
         return 2
     if not len(settings.tokens):
         log.warning("no API tokens configured (--tokens-file or VAQUERO_API_TOKENS): every authenticated endpoint will answer 401")
+    # HTTP client internals log request details at debug level: keep them out whatever --log-level says.
+    for name in ("httpx", "httpcore", "hpack", "h11"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     scrub = ScrubFilter([s for s in (settings.webhook_secret, settings.github_token) if s])
     for handler in logging.getLogger().handlers:
         handler.addFilter(scrub)
@@ -118,7 +122,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     spec = args.spec
     if split_spec(spec)[1] is None and os.path.isdir(spec):
         spec = os.path.abspath(spec)
-    verify: Any = args.cacert or True
+    verify: Any = ssl.create_default_context(cafile=args.cacert) if args.cacert else True
     headers = {"Authorization": f"Bearer {token}"}
     try:
         with httpx.Client(base_url=args.server.rstrip("/"), headers=headers, verify=verify, timeout=300) as client:

@@ -132,7 +132,8 @@ def _handle(request: Request, event: str, delivery: str, payload: dict[str, Any]
     record = {"event": event, "received": received, **{k: v for k, v in result.items() if k != "zen"}}
     if store.cas(key, record, expect=0) is None:
         return {"status": "duplicate", "delivery": delivery}
-    log.info("webhook %s delivery %s: %s %s", event, delivery, result["status"], result.get("reason", ""), extra={"sha": result.get("sha")})
+    reason = f": {result['reason']}" if result.get("reason") else ""
+    log.info("webhook %s delivery %s: %s%s", event, delivery, result["status"], reason, extra={"sha": result.get("sha")})
     return result
 
 

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -145,6 +146,9 @@ class Gate:
         self._busy = threading.Event()
         self._old: tuple[tuple[str | None, str | None], SoT] | None = None
         self._lock = threading.Lock()  # approve / reject / supersede read-modify-write of plans
+        # Commit statuses go out in order on their own thread: a slow GitHub does not delay plans.
+        self._statuses = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vaquero-status") if reporter else None
+        self._status_futures: list[Future[None]] = []
 
     # -- lifecycle --
     def start(self) -> None:
@@ -163,9 +167,13 @@ class Gate:
         self._queue.put(None)
         self._thread.join(timeout)
         self._thread = None
+        if self._statuses is not None:
+            self._statuses.shutdown(wait=True, cancel_futures=False)
+            self._statuses = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vaquero-status")
 
     def idle(self) -> bool:
-        return self._queue.unfinished_tasks == 0 and not self._busy.is_set()
+        self._status_futures = [f for f in self._status_futures if not f.done()]
+        return self._queue.unfinished_tasks == 0 and not self._busy.is_set() and not self._status_futures
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -369,8 +377,14 @@ class Gate:
         if self.reporter is None or not rev.get("github") or not rev.get("sha"):
             return
         target = f"{self.public_url}/v1/plans/{pid}" if self.public_url and pid else None
-        if not self.reporter.post(rev["github"], rev["sha"], state, description, target) and self.observer:
-            self.observer.error("github_status")
+        reporter, observer = self.reporter, self.observer
+
+        def post() -> None:
+            if not reporter.post(rev["github"], rev["sha"], state, description, target) and observer:
+                observer.error("github_status")
+
+        if self._statuses is not None:
+            self._status_futures.append(self._statuses.submit(post))
 
     def _supersede(self, newest: str) -> None:
         for rec in self.store.list("/plans/"):
