@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import os
 import shutil
 import signal
 import socket
@@ -158,11 +159,25 @@ class EtcdCluster:
                 self.kill(m)
 
 
+def _remove_stale_dirs() -> None:
+    """Data dirs of earlier sessions killed with -9 (their etcd died with them: PR_SET_PDEATHSIG)."""
+    for d in Path(tempfile.gettempdir()).glob("vaquero-etcd-*"):
+        try:
+            pid = int((d / "owner.pid").read_text())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
+
+
 @pytest.fixture(scope="session")
 def etcd_cluster() -> Iterator[EtcdCluster]:
     if ETCD is None:
         pytest.skip("etcd not installed (scripts/setup.sh installs etcd-server)")
+    _remove_stale_dirs()
     base = Path(tempfile.mkdtemp(prefix="vaquero-etcd-"))
+    (base / "owner.pid").write_text(str(os.getpid()))
     cluster = EtcdCluster(base)
     try:
         cluster.start()
