@@ -35,7 +35,7 @@ from typing import Any
 from ..sot.loader import SoT
 from ..sot.models import Cluster, Host
 from ..sot.validate import resolve_count
-from .windows import describe, next_span
+from .windows import Span, describe, next_span
 
 
 @dataclass
@@ -183,6 +183,7 @@ def _explain_windows(new: SoT, waves: list[Wave], now: datetime, decisions: list
     """Set each wave's `not_before`: by then each of its clusters can have started, each inside its own windows."""
     decisions.append(f"times below assume now = {now.isoformat()} and waves that take no time: a wave may start later, never earlier")
     at = now
+    spans: dict[tuple[Any, ...], Span | None] = {}  # clusters often share their windows: ask once per wave
     for wave in waves:
         start = at
         seen: set[str] = set()
@@ -190,7 +191,11 @@ def _explain_windows(new: SoT, waves: list[Wave], now: datetime, decisions: list
             if step.cluster in seen or step.cluster not in new.clusters:
                 continue
             seen.add(step.cluster)
-            span = next_span(new.clusters[step.cluster].policy.windows, at)
+            windows = new.clusters[step.cluster].policy.windows
+            key = (at, *((tuple(w.days), w.start, w.end, w.timezone) for w in windows))
+            if key not in spans:
+                spans[key] = next_span(windows, at)
+            span = spans[key]
             if span is not None and not span.contains(at):
                 decisions.append(f"wave {wave.number} waits: window opens {span.describe_start()} (cluster {step.cluster}, window {describe(span.window)})")
                 start = max(start, span.start)
