@@ -16,6 +16,7 @@ import json
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,6 +40,24 @@ class _Suite3Session(pserver.ServerSession):  # type: ignore[misc]
             return bytearray([request[0], 0x11, 0, 0]) + self.clientsessionid
         return bytearray(super().create_open_session_response(request))
 
+    def _got_rmcp_openrequest(self, data: bytes) -> None:
+        # a client reusing its socket opens a new session: start a fresh server session instead of
+        # re-running the handshake on this one's state (pyghmi would, and drop packets)
+        _Suite3Session(self.authdata, self.kg, self.sockaddr, self.socket, data, self.uuid, bmc=self.bmc)
+
+    def close_server_session(self) -> None:
+        # pyghmi leaves closed sessions registered; unregister, so the next session starts clean
+        handlers = pserver.ipmisession.Session.bmc_handlers.get(self.sockaddr)
+        if handlers is not None and handlers.get(self.bmc.port) is self:
+            del handlers[self.bmc.port]
+            if not handlers:
+                del pserver.ipmisession.Session.bmc_handlers[self.sockaddr]
+
+    def sessionless_data(self, data: bytes, sockaddr: Any) -> None:
+        # pyghmi routes a new client's first packet here when it reaches the BMC's socket through
+        # an existing session's queue; the BMC itself handles session-less packets
+        self.bmc.sessionless_data(data, sockaddr)
+
 
 pserver.ServerSession = _Suite3Session
 
@@ -46,7 +65,9 @@ pserver.ServerSession = _Suite3Session
 class EmulatedBmc(pbmc.Bmc):  # type: ignore[misc]
     """One BMC. ``acpi_delay``: seconds a soft off takes (None: the OS ignores ACPI)."""
 
-    def __init__(self, authdata: dict[str, str], port: int, address: str, *, system_uuid: uuid.UUID, acpi_delay: float | None, delay: float) -> None:
+    def __init__(
+        self, authdata: dict[str, str], port: int, address: str, *, system_uuid: uuid.UUID, acpi_delay: float | None, delay: float, latency: float = 0.0
+    ) -> None:
         super().__init__(authdata, port=port, address=address, bmcuuid=system_uuid)
         self.mfgid = 0xA2F1  # an unassigned-looking IANA number for "Vaquero emulated"
         self.prodid = 0x0001
@@ -56,6 +77,7 @@ class EmulatedBmc(pbmc.Bmc):  # type: ignore[misc]
         self.counts: Counter[str] = Counter()
         self.acpi_delay = acpi_delay
         self.delay = delay
+        self.latency = latency
         self._off_at: float | None = None
 
     # state --------------------------------------------------------------------------------
@@ -128,8 +150,14 @@ class EmulatedBmc(pbmc.Bmc):  # type: ignore[misc]
         }
 
     def handle_raw_request(self, request: dict[str, Any], session: Any) -> None:
-        if self.delay:
+        if self.delay:  # a slow BMC: blocks this emulator process, like a wedged BMC firmware
             time.sleep(self.delay)
+        if self.latency:  # a real BMC's processing time, without holding up the other BMCs
+            threading.Timer(self.latency, self._answer, (request, session)).start()
+            return
+        self._answer(request, session)
+
+    def _answer(self, request: dict[str, Any], session: Any) -> None:
         self._tick()
         super().handle_raw_request(request, session)
 
@@ -149,7 +177,9 @@ def serve(args: argparse.Namespace) -> None:
     bmcs: dict[int, EmulatedBmc] = {}
     for i in range(args.count):
         port = args.port + i
-        bmcs[port] = EmulatedBmc({args.username: password}, port, args.address, system_uuid=system_uuid_for(port), acpi_delay=args.acpi_delay, delay=args.delay)
+        bmcs[port] = EmulatedBmc(
+            {args.username: password}, port, args.address, system_uuid=system_uuid_for(port), acpi_delay=args.acpi_delay, delay=args.delay, latency=args.latency
+        )
 
     if args.control_port:
 
@@ -168,7 +198,11 @@ def serve(args: argparse.Namespace) -> None:
         httpd = ThreadingHTTPServer(("127.0.0.1", args.control_port), Handler)
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
     print(f"ready {args.address} {args.port}..{args.port + args.count - 1}", flush=True)
-    pbmc.Bmc.listen(timeout=1)
+    while True:
+        try:
+            pbmc.Bmc.listen(timeout=0.01)  # pyghmi can miss a wake-up: poll, so no answer waits ~1 s
+        except Exception:  # one bad packet must not take the whole fleet down
+            traceback.print_exc()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--password-file", required=True)
     ap.add_argument("--control-port", type=int, default=0, help="loopback HTTP port serving the state as JSON")
     ap.add_argument("--acpi-delay", type=float, default=None, help="seconds a soft off takes; omit: the OS ignores ACPI")
-    ap.add_argument("--delay", type=float, default=0.0, help="seconds every answer is delayed (a slow BMC)")
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds every answer is delayed, blocking the process (a slow BMC)")
+    ap.add_argument("--latency", type=float, default=0.0, help="seconds each BMC takes to process a command (does not block the others)")
     serve(ap.parse_args(argv))
     return 0
 

@@ -49,15 +49,25 @@ class IpmiBmc(Bmc):
 
     # connection ----------------------------------------------------------------------------
     def _wrap(self, fn: Callable[[], T]) -> T:
-        """One IPMI session per operation: a session kept across operations hangs for ~30 s in
-        pyghmi's re-login logic when the BMC has gone away; a fresh login fails in ~3 s."""
+        """The IPMI session is kept between operations (pyghmi keeps it alive) and logged out by
+        :meth:`close`. Logging in and out for every operation trips pyghmi's session handling under
+        concurrency (lost answers); a session that failed is dropped so the next call logs in anew."""
         try:
-            result = fn()
+            return fn()
         except BaseException:
-            self._cmd = None  # do not wait for a logout answer from a BMC that just failed
+            self._drop()
             raise
-        self.close()
-        return result
+
+    def _drop(self) -> None:
+        cmd, self._cmd = self._cmd, None
+        sess = getattr(cmd, "ipmi_session", None)
+        if sess is not None and not getattr(sess, "broken", True):
+            from pyghmi.ipmi.private import session as psession
+
+            # no logout (the BMC may be gone): mark it broken so pyghmi's session cache will not
+            # hand it out again, and stop its keepalives
+            sess.broken = True
+            psession.Session.keepalive_sessions.pop(sess, None)
 
     def _command(self) -> Any:
         if self._cmd is not None and not getattr(self._cmd.ipmi_session, "broken", False):
@@ -73,7 +83,7 @@ class IpmiBmc(Bmc):
         # up that stale session. Remove it once the login attempt is over.
         key = (ep.address, ep.username, ep.password.reveal(), ep.port or 623, None)
         try:
-            self._cmd = command.Command(bmc=ep.address, userid=ep.username, password=ep.password.reveal(), port=ep.port or 623, keepalive=False)
+            self._cmd = command.Command(bmc=ep.address, userid=ep.username, password=ep.password.reveal(), port=ep.port or 623, keepalive=True)
         except pexc.IpmiException as exc:
             self._cmd = None
             raise self._map(exc, connecting=True) from None
