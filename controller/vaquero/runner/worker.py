@@ -260,6 +260,11 @@ class RunWorker:
                     self._set_wave(pid, index, outcome)
                     return (R.CANCELLED if outcome == "cancelled" else R.FAILED), error
                 self._set_wave(pid, index, "done")
+        failed = sorted(h for h, st in R.steps(self.store, pid).items() if st["state"] == R.STEP_FAILED)
+        if failed:
+            # Tolerated failures let the rollout go on, but the revision is not applied everywhere:
+            # /sites-applied/current stays where it was so the next plan includes these hosts again.
+            return R.FAILED, f"every wave ran; {len(failed)} host(s) failed (tolerated by policy): {', '.join(failed)}"
         return R.SUCCEEDED, None
 
     def _set_wave(self, pid: str, index: int, state: str) -> None:
@@ -331,16 +336,19 @@ class RunWorker:
     def _wave(self, pid: str, plan: dict[str, Any], sot: SoT, private: Path, wave: dict[str, Any], secrets_env: dict[str, str]) -> tuple[str, str | None]:
         sha = plan.get("sha")
         steps = self._init_steps(pid, wave)
+        recovered_failed: dict[str, bool] = {}
         for host, step in list(steps.items()):
             if step["state"] == R.STEP_RUNNING:
                 steps[host] = self._recover_step(pid, sha, sot, step)
+                if steps[host]["state"] == R.STEP_FAILED:
+                    recovered_failed[host] = False
         for host, step in list(steps.items()):
             if step["state"] == R.STEP_PENDING and step["action"] not in PLAYBOOKS:
                 done = step["action"] == "config"
                 note = "config only: nothing to do on the machine" if done else f"action {step['action']} is not run by the runner yet"
                 steps[host] = self._step_update(pid, host, state=R.STEP_SUCCEEDED if done else R.STEP_SKIPPED, error=None if done else note, note=note)
         held_since: float | None = None
-        halted: str | None = None
+        halted: str | None = self._apply_budget(pid, sha, sot, private, wave, recovered_failed, secrets_env) if recovered_failed else None
         while True:
             if not self._wait_while_paused(pid):
                 return "cancelled", "cancelled by an operator" if self.cancelled(pid) else "controller stopping"
@@ -450,9 +458,8 @@ class RunWorker:
             for s in group:
                 host = s["host"]
                 h = current(self.store, host) or {}
-                ok = h.get("state") == State.READY.value and h.get("plan") == pid and h.get("run") == pid and res is not None and res.status == "successful"
-                if res is not None and res.status == "successful" and h.get("state") == State.READY.value and h.get("plan") == pid:
-                    ok = True
+                # A launch with several hosts is "failed" when any of them failed: judge each host by its own events.
+                ok = res is not None and h.get("state") == State.READY.value and h.get("plan") == pid and host not in res.failures
                 if not ok:
                     why = (
                         (res.failures.get(host) if res else None) or errors.get(playbook) or (f"playbook {res.status} (rc {res.rc})" if res else "not launched")
