@@ -38,10 +38,11 @@ def require_root() -> None:
 class LabNetwork:
     """`with LabNetwork(address="10.90.0.1/24") as net:` — a namespace with bridge `bridge`."""
 
-    def __init__(self, address: str = "10.90.0.1/24", bridge: str = "vq-br0", prefix: str = "vq") -> None:
+    def __init__(self, address: str = "10.90.0.1/24", bridge: str = "vq-br0", prefix: str = "vq", ipv6: str | None = "fd90::1/64") -> None:
         self.name = f"{prefix}-{os.getpid()}-{secrets.token_hex(3)}"
         self.bridge = bridge
         self.address = IPv4Interface(address)
+        self.ipv6 = ipv6  # a ULA inside the namespace, so dnsmasq can send router adverts
         self.namespaces: list[str] = []
         self.procs: list[subprocess.Popen[bytes]] = []
         self._taps = 0
@@ -61,6 +62,8 @@ class LabNetwork:
         _ip("-n", self.name, "link", "set", "lo", "up")
         _ip("-n", self.name, "link", "add", self.bridge, "type", "bridge", "stp_state", "0", "forward_delay", "0")
         _ip("-n", self.name, "addr", "add", str(self.address), "dev", self.bridge)
+        if self.ipv6:
+            _ip("-n", self.name, "addr", "add", self.ipv6, "dev", self.bridge, "nodad")
         _ip("-n", self.name, "link", "set", self.bridge, "up")
 
     def close(self) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 from .kernel import LabError
 from .netns import LabNetwork
 
+OVMF = ("/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd")
+
 
 @dataclass
 class Vm:
@@ -21,6 +23,10 @@ class Vm:
     log: Path
     memory: int = 384
     nic: str = "virtio-net-pci"
+    # "bios": SeaBIOS + QEMU's iPXE option ROM (iPXE from the first DHCP: HTTP script at once).
+    # "uefi": OVMF with its own PXE stack and no option ROM: DHCP -> ipxe.efi over TFTP -> iPXE
+    # -> HTTP script, the path real legacy PXE firmware takes.
+    firmware: str = "bios"
     kernel: Path | None = None
     initrd: Path | None = None
     append: str = ""
@@ -31,27 +37,17 @@ class Vm:
         qemu = shutil.which("qemu-system-x86_64")
         if qemu is None:
             raise LabError("qemu-system-x86_64 is not installed (qemu-system-x86)")
+        nic = f"{self.nic},netdev=n0,mac={self.mac}" + (",romfile=" if self.firmware == "uefi" else "")
         cmd = [
-            qemu,
-            "-accel",
-            "tcg",
-            "-m",
-            str(self.memory),
-            "-smp",
-            "1",
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-serial",
-            f"file:{self.log}",
-            "-no-reboot",
-            "-nodefaults",
-            "-netdev",
-            f"tap,id=n0,ifname={tap},script=no,downscript=no",
-            "-device",
-            f"{self.nic},netdev=n0,mac={self.mac}",
-        ]
+            qemu, "-accel", "tcg", "-m", str(self.memory), "-smp", "1",
+            "-display", "none", "-monitor", "none", "-serial", f"file:{self.log}", "-no-reboot", "-nodefaults",
+            "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no", "-device", nic,
+        ]  # fmt: skip
+        if self.firmware == "uefi":
+            ovmf = next((p for p in OVMF if Path(p).is_file()), None)
+            if ovmf is None:
+                raise LabError("OVMF is not installed (Debian package ovmf)")
+            cmd += ["-bios", ovmf]
         if self.kernel is not None:
             cmd += ["-kernel", str(self.kernel), "-append", self.append]
             if self.initrd is not None:

@@ -10,7 +10,7 @@ from vaquero.sot.models import Asset, Site
 from vaquero.sot.templates import BootUrls, host_context
 
 from .config import meta_data, render_config
-from .dhcp import BootServer, Flavor, render_dhcp
+from .dhcp import BootServer, Flavor, render_dhcp, render_dnsmasq, render_dnsmasq_hosts
 from .ipxe import chain_script, install_script, localboot_script, mac_key
 from .site import RenderError, agent_url, asset_relpath, get_site, profile_assets, server_address, site_hosts
 
@@ -40,6 +40,7 @@ class SiteBundle:
     by_mac: dict[str, str]
     chain: str
     dhcp: str
+    dhcp_hosts: str  # dhcp-hostsfile contents (used when dhcp refers to a hosts file)
     assets: dict[str, Asset]  # relpath under the asset root -> asset
 
     def host_for_mac(self, mac: str) -> HostBoot | None:
@@ -51,11 +52,19 @@ class SiteBundle:
 
 
 def render_site(
-    sot: SoT, site_name: str | None = None, *, agent: str | None = None, base_url: str | None = None, flavor: Flavor = "dnsmasq", log_dhcp: bool = False
+    sot: SoT,
+    site_name: str | None = None,
+    *,
+    agent: str | None = None,
+    base_url: str | None = None,
+    flavor: Flavor = "dnsmasq",
+    log_dhcp: bool = False,
+    hosts_file: str | None = None,
+    ipv6_ra: bool = False,
 ) -> SiteBundle:
     site = get_site(sot, site_name)
     base = (base_url or agent_url(site, agent)).rstrip("/")
-    server = BootServer(address=server_address(site, agent), http_base=base, log_dhcp=log_dhcp)
+    server = BootServer(address=server_address(site, agent), http_base=base, log_dhcp=log_dhcp, ipv6_ra=ipv6_ra)
     urls = BootUrls(base=base)
     hosts = site_hosts(sot, site)
     out: dict[str, HostBoot] = {}
@@ -97,6 +106,7 @@ def render_site(
         hosts=out,
         by_mac=by_mac,
         chain=chain_script(base),
-        dhcp=render_dhcp(flavor, site, hosts, server),
+        dhcp=render_dnsmasq(site, hosts, server, hosts_file=hosts_file) if flavor == "dnsmasq" else render_dhcp(flavor, site, hosts, server),
+        dhcp_hosts=render_dnsmasq_hosts(hosts),
         assets=assets,
     )

@@ -32,6 +32,9 @@ class BootServer:
     chain_path: str = "/boot.ipxe"
     interface: str | None = None
     log_dhcp: bool = False
+    # Send IPv6 router adverts built from the interface's own IPv6 prefix. iPXE waits for an
+    # RA before it boots (~15 s without one); a network with an IPv6 router has one already.
+    ipv6_ra: bool = False
 
     @property
     def chain_url(self) -> str:
@@ -58,8 +61,29 @@ def _tag(net: Network) -> str:
     return f"net-{net.name}"
 
 
-def render_dnsmasq(site: Site, hosts: list[SiteHost], server: BootServer) -> str:
-    """A complete dnsmasq configuration (DHCP only: port=0, no DNS, no TFTP)."""
+def dnsmasq_host_lines(hosts: list[SiteHost]) -> list[str]:
+    """Static reservations, in dhcp-hostsfile syntax (a dhcp-host= value per line)."""
+    out = []
+    for h in hosts:
+        macs = ",".join(h.host.macs)
+        if h.network.dhcp.mode == "proxy" or h.ip is None:
+            out.append(f"{macs},set:known,{h.name}")
+        else:
+            out.append(f"{macs},set:known,{h.ip},{h.name}")
+    return out
+
+
+def render_dnsmasq_hosts(hosts: list[SiteHost]) -> str:
+    """The dhcp-hostsfile: dnsmasq re-reads it on SIGHUP, so host changes need no restart."""
+    return "".join(f"{line}\n" for line in dnsmasq_host_lines(hosts))
+
+
+def render_dnsmasq(site: Site, hosts: list[SiteHost], server: BootServer, *, hosts_file: str | None = None) -> str:
+    """A complete dnsmasq configuration (DHCP only: port=0, no DNS, no TFTP).
+
+    With `hosts_file`, reservations go to that file (see render_dnsmasq_hosts) instead of
+    inline, so the agent can apply host changes with SIGHUP rather than a restart.
+    """
     out = [
         f"# dnsmasq configuration for site {site.name}, rendered by Vaquero. Do not edit: changes are overwritten.",
         "port=0",
@@ -77,6 +101,8 @@ def render_dnsmasq(site: Site, hosts: list[SiteHost], server: BootServer) -> str
     proxy = any(n.dhcp.mode == "proxy" for n in site.networks)
     if not proxy:
         out.append("dhcp-authoritative")
+    if server.ipv6_ra:
+        out += [f"dhcp-range=::,constructor:{i},ra-only" for i in interfaces]
     out += [
         "",
         "# iPXE sends user class 'iPXE' and option 175; BIOS and UEFI are told apart by option 93.",
@@ -130,14 +156,11 @@ def render_dnsmasq(site: Site, hosts: list[SiteHost], server: BootServer) -> str
             f"dhcp-boot=tag:!ipxe,tag:!efihttp,tag:efi64,{server.efi_file},,{server.address}",
             f"dhcp-boot=tag:!ipxe,tag:!efihttp,tag:!efi64,{server.bios_file},,{server.address}",
         ]
-    if hosts:
+    if hosts_file is not None:
+        out += ["", "# hosts of the SoT: static reservations by MAC, re-read on SIGHUP", f"dhcp-hostsfile={hosts_file}"]
+    elif hosts:
         out += ["", "# hosts of the SoT: static reservations by MAC (name sent as option 12)"]
-    for h in hosts:
-        macs = ",".join(h.host.macs)
-        if h.network.dhcp.mode == "proxy" or h.ip is None:
-            out.append(f"dhcp-host={macs},set:known,{h.name}")
-        else:
-            out.append(f"dhcp-host={macs},set:known,{h.ip},{h.name}")
+        out += [f"dhcp-host={line}" for line in dnsmasq_host_lines(hosts)]
     return "\n".join(out) + "\n"
 
 

@@ -56,9 +56,8 @@ def render_cmdline(profile: Profile, context: dict[str, Any]) -> str:
 def install_script(host: str, firmware: str, profile: Profile, context: dict[str, Any], urls: BootUrls) -> str:
     assets = urls.assets().rstrip("/")
     cmdline = _safe(render_cmdline(profile, context))
-    initrd_args = ""
-    if firmware == "uefi":
-        initrd_args = "".join(f" initrd={asset_name(a)}" for a in profile.initrd)
+    # initrd=<name> lets an EFI-stub kernel find its initrds in iPXE's image list; a BIOS boot ignores it.
+    initrd_args = "".join(f" initrd={asset_name(a)}" for a in profile.initrd)
     lines = [
         "#!ipxe",
         f"echo Vaquero: installing {host} with {profile.name} {profile.version}",

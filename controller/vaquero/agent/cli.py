@@ -1,0 +1,63 @@
+"""`vaquero agent`: the boot services of one site (DHCP via dnsmasq, TFTP, HTTP, callbacks)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sot", required=True, help="SoT folder or URL@REV")
+    p.add_argument("--site", help="site to serve (default: the only one)")
+    p.add_argument("--agent", help="agent name in the site (default: the first)")
+    p.add_argument("--listen", default="0.0.0.0", help="address for HTTP and TFTP (default 0.0.0.0)")
+    p.add_argument("--http-port", type=int, default=8080)
+    p.add_argument("--tftp-port", type=int, default=69, help="0 disables TFTP")
+    p.add_argument("--tftp-root", help="folder of iPXE binaries (default /usr/lib/ipxe)")
+    p.add_argument("--asset-root", type=Path, default=Path("/var/lib/vaquero/assets"))
+    p.add_argument("--state-dir", type=Path, default=Path("/var/lib/vaquero/agent"))
+    p.add_argument("--base-url", help="URL hosts use to reach this agent (default: the site's agent URL)")
+    p.add_argument("--no-dhcp", action="store_true", help="do not run dnsmasq")
+    p.add_argument("--log-dhcp", action="store_true", help="dnsmasq logs every DHCP exchange")
+    p.add_argument("--no-fetch-assets", action="store_true", help="serve the asset root as it is")
+    p.add_argument("--install", action="append", default=[], metavar="HOST", help="arm HOST for install at start (repeatable)")
+    p.add_argument("--ipv6-ra", action="store_true", help="dnsmasq sends IPv6 router adverts from the interface's prefix (isolated labs)")
+    p.add_argument("--access-log", action="store_true", help="log every HTTP request (slows a boot storm)")
+    p.add_argument("--log-level", default="info")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vaquero.logs import setup_logging
+
+    from .service import Agent, AgentConfig, terminate_on_signals
+
+    setup_logging(args.log_level)
+    terminate_on_signals()
+    cfg = AgentConfig(
+        sot=args.sot,
+        site=args.site,
+        agent=args.agent,
+        listen=args.listen,
+        http_port=args.http_port,
+        tftp_port=args.tftp_port,
+        tftp_root=args.tftp_root,
+        asset_root=args.asset_root,
+        state_dir=args.state_dir,
+        base_url=args.base_url,
+        dhcp=not args.no_dhcp,
+        log_dhcp=args.log_dhcp,
+        fetch_assets=not args.no_fetch_assets,
+        admin_token=os.environ.get("VAQUERO_AGENT_TOKEN") or None,
+        install=args.install,
+        access_log=args.access_log,
+        ipv6_ra=args.ipv6_ra,
+    )
+    return Agent(cfg).run()
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("agent", help="serve a site's netboot: DHCP (dnsmasq), TFTP, HTTP scripts, assets, callbacks")
+    add_arguments(p)
+    p.set_defaults(func=run)

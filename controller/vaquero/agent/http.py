@@ -1,0 +1,320 @@
+"""The agent's HTTP boot server: one bare ASGI callable, no framework on the hot path.
+
+GET/HEAD of iPXE scripts and per-host configs is a single dict lookup of pre-rendered bytes
+(headers included); everything else (assets by path with Range, the callback, status and
+admin calls) goes through a small dispatcher. Routes:
+
+    GET  /boot.ipxe                          chain script handed out by DHCP
+    GET  /v1/boot/ipxe/<mac as aa-bb-..>     the host's script (install | localboot | unknown)
+    GET  /v1/boot/config/<host>              cloud-init user-data or Ignition JSON
+    GET  /v1/boot/nocloud/<host>/{user-data,meta-data,vendor-data}
+    GET  /assets/<profile>/<file>            OS assets (Range, HEAD, no listings)
+    GET  /ipxe/<file>                        iPXE binaries over HTTP (UEFI HTTP boot)
+    POST /v1/boot/callback/<host>            the installer is done: host -> localboot
+    GET  /v1/boot/status/<host>              JSON state of a host
+    POST /v1/boot/install/<host>             arm a host for install      (admin token)
+    POST /v1/boot/localboot/<host>           disarm a host               (admin token)
+    GET  /healthz
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import mmap
+import os
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+from vaquero.render.bundle import SiteBundle
+from vaquero.render.ipxe import mac_key, unknown_script
+
+from .state import BootStates, StateError
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+Prepared = tuple[int, Headers, bytes, str | None, str | None]  # status, headers, body, host, script kind
+
+CHUNK = 1 << 20
+MAX_CALLBACK = 64 << 10
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_TEXT = b"text/plain; charset=utf-8"
+_JSON = b"application/json"
+
+
+def _prepared(status: int, body: bytes, ctype: bytes = _TEXT, host: str | None = None, kind: str | None = None) -> Prepared:
+    headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode()), (b"cache-control", b"no-store")]
+    return (status, headers, body, host, kind)
+
+
+def safe_path(root: Path, rel: str) -> Path | None:
+    """root/rel when rel is a plain relative path to a regular file inside root, else None."""
+    if not rel or "\x00" in rel or "\\" in rel or rel.startswith("/"):
+        return None
+    parts = rel.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return None
+    candidate = root.joinpath(*parts)
+    try:
+        real = candidate.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if not real.is_relative_to(root.resolve()) or not real.is_file():
+        return None
+    return real
+
+
+def is_escape(rel: str) -> bool:
+    return rel.startswith("/") or "\\" in rel or "\x00" in rel or any(p in (".", "..") for p in rel.split("/"))
+
+
+class BootApp:
+    def __init__(
+        self,
+        bundle: SiteBundle,
+        states: BootStates,
+        *,
+        asset_root: Path,
+        ipxe_root: Path | None = None,
+        admin_token: str | None = None,
+        on_change: Callable[[str], None] | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.states = states
+        self.asset_root = asset_root
+        self.ipxe_root = ipxe_root
+        self.admin_token = admin_token
+        self.on_change = on_change
+        self.prepared: dict[str, Prepared] = {}
+        self.unknown = _prepared(200, unknown_script().encode())
+        self.unknown_macs: dict[str, int] = {}
+        self.unready: dict[str, str] = {}  # hosts that cannot be installed (missing assets) and why
+        self.rebuild()
+
+    # -- pre-rendering --
+    def _host_script(self, name: str) -> Prepared:
+        hb = self.bundle.hosts[name]
+        mode = self.states.get(name).mode
+        text = hb.install if mode == "install" and hb.install is not None else hb.localboot
+        return _prepared(200, text.encode(), host=name, kind=mode if text is hb.install else "localboot")
+
+    def rebuild(self, only: str | None = None) -> None:
+        """Pre-render responses: all of them, or one host's script after its state changed."""
+        b = self.bundle
+        if only is not None:
+            script = self._host_script(only)
+            for mac in b.hosts[only].macs:
+                self.prepared[f"/v1/boot/ipxe/{mac_key(mac)}"] = script
+            return
+        prepared: dict[str, Prepared] = {"/boot.ipxe": _prepared(200, b.chain.encode()), "/healthz": _prepared(200, b"ok\n")}
+        for name, hb in b.hosts.items():
+            script = self._host_script(name)
+            for mac in hb.macs:
+                prepared[f"/v1/boot/ipxe/{mac_key(mac)}"] = script
+            if hb.config is not None:
+                ctype = _JSON if hb.config_format == "ignition" else b"text/cloud-config; charset=utf-8"
+                prepared[f"/v1/boot/config/{name}"] = _prepared(200, hb.config, ctype, host=name, kind="config")
+                if hb.config_format == "cloud-init":
+                    prepared[f"/v1/boot/nocloud/{name}/user-data"] = _prepared(200, hb.config, host=name, kind="config")
+                    prepared[f"/v1/boot/nocloud/{name}/meta-data"] = _prepared(200, hb.meta_data, host=name)
+                    prepared[f"/v1/boot/nocloud/{name}/vendor-data"] = _prepared(200, b"", host=name)
+        self.prepared = prepared
+
+    # -- ASGI --
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            method = scope["method"]
+            if method == "GET" or method == "HEAD":
+                hit = self.prepared.get(scope["path"])
+                if hit is not None:
+                    status, headers, body, host, kind = hit
+                    if kind is not None and host is not None and kind != "config":
+                        self.states.served(host, kind)
+                    await send({"type": "http.response.start", "status": status, "headers": headers})
+                    await send({"type": "http.response.body", "body": body if method == "GET" else b""})
+                    return
+            await self._dispatch(scope, receive, send, method)
+        elif scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+    async def _reply(self, send: Send, status: int, body: bytes | dict[str, Any], method: str = "GET") -> None:
+        if isinstance(body, dict):
+            data, ctype = (json.dumps(body, sort_keys=True) + "\n").encode(), _JSON
+        else:
+            data, ctype = body, _TEXT
+        st, headers, payload, _, _ = _prepared(status, data, ctype)
+        await send({"type": "http.response.start", "status": st, "headers": headers})
+        await send({"type": "http.response.body", "body": payload if method != "HEAD" else b""})
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, method: str) -> None:
+        path: str = scope["path"]
+        client = (scope.get("client") or ("?", 0))[0]
+        if method in ("GET", "HEAD"):
+            if path.startswith("/v1/boot/ipxe/"):
+                return await self._unknown(path[len("/v1/boot/ipxe/") :], client, send, method)
+            if path.startswith("/assets/"):
+                return await self._file(self.asset_root, path[len("/assets/") :], scope, send, method, client)
+            if path.startswith("/ipxe/") and self.ipxe_root is not None:
+                return await self._file(self.ipxe_root, path[len("/ipxe/") :], scope, send, method, client)
+            if path.startswith("/v1/boot/status/"):
+                name = path[len("/v1/boot/status/") :]
+                if name not in self.bundle.hosts:
+                    return await self._reply(send, 404, {"error": f"unknown host {name!r}"}, method)
+                return await self._reply(send, 200, self.states.to_dict(name), method)
+            if path.startswith(("/v1/boot/config/", "/v1/boot/nocloud/")):
+                log.warning("config requested for an unknown host: %s from %s", path, client, extra={"host": path.rsplit("/", 1)[-1]})
+            return await self._reply(send, 404, b"not found\n", method)
+        if method == "POST":
+            if path.startswith("/v1/boot/callback/"):
+                return await self._callback(path[len("/v1/boot/callback/") :], scope, receive, send, client)
+            for prefix, action in (("/v1/boot/install/", "install"), ("/v1/boot/localboot/", "localboot")):
+                if path.startswith(prefix):
+                    return await self._admin(action, path[len(prefix) :], scope, send, client)
+            return await self._reply(send, 404, b"not found\n")
+        return await self._reply(send, 405, b"method not allowed\n")
+
+    async def _unknown(self, key: str, client: str, send: Send, method: str) -> None:
+        try:
+            mac = mac_key(key)
+        except ValueError:
+            log.warning("iPXE script requested for a malformed MAC %r from %s", key[:64], client, extra={"host": client})
+            return await self._reply(send, 400, b"malformed MAC\n", method)
+        self.unknown_macs[mac] = self.unknown_macs.get(mac, 0) + 1
+        log.warning("unknown MAC %s from %s: served the script that installs nothing", mac, client, extra={"host": mac})
+        status, headers, body, _, _ = self.unknown
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body if method == "GET" else b""})
+
+    async def _file(self, root: Path, rel: str, scope: Scope, send: Send, method: str, client: str) -> None:
+        if is_escape(rel):
+            log.warning("path escape refused: %r from %s", rel, client, extra={"host": client})
+            return await self._reply(send, 400, b"bad path\n", method)
+        real = safe_path(root, rel)
+        if real is None:
+            log.warning("no such file: %r from %s", rel, client, extra={"host": client})
+            return await self._reply(send, 404, b"not found\n", method)
+        st = os.stat(real)
+        size = st.st_size
+        start, end, status = 0, size - 1, 200
+        headers: Headers = [
+            (b"content-type", b"application/octet-stream"),
+            (b"accept-ranges", b"bytes"),
+            (b"etag", f'"{st.st_ino:x}-{st.st_mtime_ns:x}-{size:x}"'.encode()),
+        ]
+        rng = None
+        for k, v in scope.get("headers", ()):
+            if k == b"range":
+                rng = v.decode("latin-1").strip()
+        if rng is not None:
+            m = _RANGE.match(rng)
+            if m is None or (not m.group(1) and not m.group(2)):
+                m = None  # unsupported (e.g. several ranges): serve the whole file, as RFC 9110 allows
+            if m is not None:
+                a, b = m.group(1), m.group(2)
+                if a:
+                    start = int(a)
+                    end = min(int(b), size - 1) if b else size - 1
+                else:
+                    start = max(size - int(b), 0)
+                if start >= size or start > end:
+                    headers = [(b"content-range", f"bytes */{size}".encode()), (b"content-length", b"0")]
+                    await send({"type": "http.response.start", "status": 416, "headers": headers})
+                    await send({"type": "http.response.body", "body": b""})
+                    return
+                status = 206
+                headers.append((b"content-range", f"bytes {start}-{end}/{size}".encode()))
+        length = end - start + 1 if size else 0
+        headers.append((b"content-length", str(length).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        if method == "HEAD" or length == 0:
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if status == 200 and "http.response.pathsend" in (scope.get("extensions") or {}):
+            await send({"type": "http.response.pathsend", "path": str(real)})
+            return
+        # mmap + memoryview slices: the server writes straight from the page cache, no read() copy.
+        with open(real, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            view = memoryview(mm)
+            try:
+                pos = start
+                stop = end + 1
+                while pos < stop:
+                    nxt = min(pos + CHUNK, stop)
+                    await send({"type": "http.response.body", "body": view[pos:nxt], "more_body": nxt < stop})
+                    pos = nxt
+            finally:
+                view.release()
+
+    async def _read_body(self, receive: Receive, limit: int) -> bytes | None:
+        body = b""
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return None
+            body += msg.get("body", b"")
+            if len(body) > limit:
+                return None
+            if not msg.get("more_body", False):
+                return body
+
+    async def _callback(self, name: str, scope: Scope, receive: Receive, send: Send, client: str) -> None:
+        if name not in self.bundle.hosts:
+            log.warning("callback for unknown host %r from %s refused", name[:64], client, extra={"host": name[:64]})
+            return await self._reply(send, 404, {"error": f"unknown host {name[:64]!r}"})
+        body = await self._read_body(receive, MAX_CALLBACK)
+        if body is None:
+            log.warning("callback from %s refused: body missing or larger than %d bytes", client, MAX_CALLBACK, extra={"host": name})
+            return await self._reply(send, 413, {"error": f"callback body larger than {MAX_CALLBACK} bytes"})
+        try:
+            report = json.loads(body) if body.strip() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            log.warning("malformed callback from %s refused: %s", client, exc, extra={"host": name})
+            return await self._reply(send, 400, {"error": f"callback body is not JSON: {exc}"})
+        if not isinstance(report, dict):
+            log.warning("malformed callback from %s refused: not a JSON object", client, extra={"host": name})
+            return await self._reply(send, 400, {"error": "callback body must be a JSON object"})
+        report = {**report, "_client": client}
+        try:
+            self.states.installed(name, report)
+        except StateError as exc:
+            log.warning("callback from %s refused: %s", client, exc, extra={"host": name})
+            return await self._reply(send, 409, {"error": str(exc)})
+        self.rebuild(only=name)
+        if self.on_change is not None:
+            self.on_change(name)
+        return await self._reply(send, 200, {"host": name, "state": "installed", "script": "localboot"})
+
+    async def _admin(self, action: str, name: str, scope: Scope, send: Send, client: str) -> None:
+        if self.admin_token is not None:
+            auth = dict(scope.get("headers", ())).get(b"authorization", b"").decode("latin-1")
+            if not hmac.compare_digest(auth, f"Bearer {self.admin_token}"):
+                log.warning("%s of %r from %s refused: bad or missing token", action, name[:64], client, extra={"host": name[:64]})
+                return await self._reply(send, 401, {"error": "missing or wrong bearer token"})
+        if name not in self.bundle.hosts:
+            log.warning("%s of unknown host %r from %s refused", action, name[:64], client, extra={"host": name[:64]})
+            return await self._reply(send, 404, {"error": f"unknown host {name[:64]!r}"})
+        if action == "install":
+            if self.bundle.hosts[name].install is None:
+                log.warning("install of %s refused: no profile", name, extra={"host": name})
+                return await self._reply(send, 409, {"error": f"host {name} has no profile to install"})
+            if name in self.unready:
+                log.warning("install of %s refused: %s", name, self.unready[name], extra={"host": name})
+                return await self._reply(send, 409, {"error": f"host {name} cannot be installed: {self.unready[name]}"})
+            self.states.arm(name)
+        else:
+            self.states.disarm(name)
+        self.rebuild(only=name)
+        return await self._reply(send, 200, self.states.to_dict(name))

@@ -1,0 +1,156 @@
+"""The agent's boot services for one site: HTTP (uvicorn + BootApp), TFTP, supervised dnsmasq."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vaquero.render.assets import AssetError, ensure_asset
+from vaquero.render.bundle import SiteBundle, render_site
+from vaquero.render.site import asset_relpath, profile_assets
+from vaquero.sot import SoT, load_spec
+
+from .dnsmasq import Dnsmasq
+from .http import BootApp
+from .state import BootStates
+from .tftp import TftpServer, default_root
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentConfig:
+    sot: str
+    site: str | None = None
+    agent: str | None = None
+    listen: str = "0.0.0.0"
+    http_port: int = 8080
+    tftp_port: int = 69
+    tftp_root: str | None = None
+    asset_root: Path = Path("/var/lib/vaquero/assets")
+    state_dir: Path = Path("/var/lib/vaquero/agent")
+    base_url: str | None = None
+    dhcp: bool = True
+    log_dhcp: bool = False
+    fetch_assets: bool = True
+    admin_token: str | None = None
+    install: list[str] = field(default_factory=list)
+    access_log: bool = False
+    ipv6_ra: bool = False
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg
+        self.sot: SoT | None = None
+        self.bundle: SiteBundle | None = None
+        self.states = BootStates(cfg.state_dir / "boot-states.json")
+        self.tftp: TftpServer | None = None
+        self.dnsmasq: Dnsmasq | None = None
+        self.app: BootApp | None = None
+        self.unready: dict[str, str] = {}  # host -> why it cannot be installed
+
+    def prepare(self) -> BootApp:
+        cfg = self.cfg
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        self.sot = load_spec(cfg.sot)
+        dns_dir = cfg.state_dir / "dnsmasq"
+        self.bundle = render_site(
+            self.sot, cfg.site, agent=cfg.agent, base_url=cfg.base_url, log_dhcp=cfg.log_dhcp, hosts_file=str(dns_dir / "dnsmasq.hosts"), ipv6_ra=cfg.ipv6_ra
+        )
+        site = self.bundle.site.name
+        if cfg.fetch_assets:
+            self._assets()
+        for name in cfg.install:
+            if name not in self.bundle.hosts:
+                raise SystemExit(f"--install {name}: no such host in site {site}")
+            if name in self.unready:
+                raise SystemExit(f"--install {name}: {self.unready[name]}")
+            self.states.arm(name)
+        ipxe_root = default_root(cfg.tftp_root)
+        self.app = BootApp(self.bundle, self.states, asset_root=cfg.asset_root, ipxe_root=ipxe_root, admin_token=cfg.admin_token)
+        self.app.unready = self.unready
+        log.info("site %s: %d hosts, %d assets, serving %s", site, len(self.bundle.hosts), len(self.bundle.assets), self.bundle.base_url, extra={"site": site})
+        return self.app
+
+    def _assets(self) -> None:
+        assert self.bundle is not None and self.sot is not None
+        failed: dict[str, str] = {}
+        for rel, asset in sorted(self.bundle.assets.items()):
+            source = asset.url or asset.path or ""
+            try:
+                ensure_asset(source, self.cfg.asset_root / rel, asset.sha256, base=self.sot.root)
+            except AssetError as exc:
+                failed[rel] = str(exc)
+        for name, hb in self.bundle.hosts.items():
+            profile = self.sot.profiles.get(hb.profile or "")
+            if profile is None:
+                continue
+            bad = [rel for rel in (asset_relpath(profile, a) for a in profile_assets(profile)) if rel in failed]
+            if bad:
+                self.unready[name] = f"assets not ready: {'; '.join(failed[r] for r in bad)}"
+                log.error("host cannot be installed: %s", self.unready[name], extra={"host": name})
+
+    def start_boot_services(self) -> None:
+        assert self.bundle is not None
+        cfg = self.cfg
+        if cfg.tftp_port:
+            self.tftp = TftpServer(default_root(cfg.tftp_root))
+            self.tftp.start((cfg.listen, cfg.tftp_port))
+        if cfg.dhcp:
+            self.dnsmasq = Dnsmasq(cfg.state_dir / "dnsmasq", site=self.bundle.site.name)
+            self.dnsmasq.apply(self.bundle.dhcp, self.bundle.dhcp_hosts)
+            self.dnsmasq.start()
+
+    def stop(self) -> None:
+        if self.dnsmasq is not None:
+            self.dnsmasq.stop()
+        if self.tftp is not None:
+            self.tftp.stop()
+
+    def run(self) -> int:
+        import uvicorn
+
+        app = self.prepare()
+        self.start_boot_services()
+        config = uvicorn.Config(
+            app,
+            host=self.cfg.listen,
+            port=self.cfg.http_port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="off",
+            access_log=self.cfg.access_log,
+            log_config=None,
+            backlog=4096,
+            timeout_keep_alive=30,
+        )
+        server = uvicorn.Server(config)
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+        return 0
+
+
+def run_in_thread(agent: Agent) -> tuple[threading.Thread, object]:
+    """For tests: serve in a background thread; returns (thread, uvicorn server)."""
+    import uvicorn
+
+    app = agent.prepare()
+    agent.start_boot_services()
+    server = uvicorn.Server(uvicorn.Config(app, host=agent.cfg.listen, port=agent.cfg.http_port, lifespan="off", access_log=False, log_config=None))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    return t, server
+
+
+def terminate_on_signals() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))

@@ -1,0 +1,364 @@
+"""Read-only TFTP for iPXE binaries, on tftpy's protocol code.
+
+tftpy as it comes re-reads files per transfer, select()s over every session socket per packet
+and decodes every ACK into objects while formatting debug strings; that costs it ~1.3-1.8x
+dnsmasq's time. Here tftpy handles each request (RRQ parsing, blksize/tsize negotiation, the
+OACK or first DATA block, errors) and this module drives it: files come from an in-memory cache
+through tftpy's `dyn_file_func` (its root is an empty folder, so tftpy never touches the disk),
+sessions are multiplexed with epoll, timeouts are swept a few times a second rather than per
+packet, uploads are refused, and once a download is negotiated the ACK -> next DATA loop runs
+here on a connected socket (same rules as tftpy's TftpStateExpectACK: a block is sent after the
+ACK of the previous one, duplicate ACKs are ignored, the last packet is resent on timeout).
+
+Requests with `..`, absolute paths, or names that are not in the cache are refused with a
+TFTP error and a log line naming the client.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import select
+import socket
+import struct
+import tempfile
+import threading
+import time
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import tftpy
+from tftpy.TftpShared import MAX_BLKSIZE, TftpException, TftpTimeout, TftpTimeoutExpectACK
+
+log = logging.getLogger(__name__)
+# tftpy logs every packet at debug and every session at info; keep that off the hot path.
+logging.getLogger("tftpy").setLevel(logging.WARNING)
+
+DEFAULT_IPXE_DIRS = ("/usr/lib/ipxe",)
+MAX_FILE = 64 << 20
+
+
+class FileCache:
+    """The TFTP root's regular files (top level and sub-folders), read once into memory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.files: dict[str, bytes] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        files: dict[str, bytes] = {}
+        root = self.root.resolve()
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in filenames:
+                p = Path(dirpath) / name
+                try:
+                    real = p.resolve(strict=True)
+                except OSError:
+                    continue
+                # Symlinks the operator put in the root are followed (Debian's ipxe.efi is one);
+                # clients can only name what is in this cache, so they cannot escape it.
+                if not real.is_file() or real.stat().st_size > MAX_FILE:
+                    continue
+                files[str(p.relative_to(root))] = real.read_bytes()
+        self.files = files
+
+    def lookup(self, name: str) -> bytes | None:
+        """The bytes for a requested name, or None when it is refused or unknown."""
+        if not name or "\x00" in name or "\\" in name or name.startswith("/"):
+            return None
+        parts = PurePosixPath(name).parts
+        if any(p in ("..", ".") for p in parts):
+            return None
+        return self.files.get("/".join(parts))
+
+
+class _Cached(io.BytesIO):
+    """A cached file as tftpy's file object; `raw` is the cache's own bytes (no copy)."""
+
+    def __init__(self, raw: bytes) -> None:
+        super().__init__(raw)
+        self.raw = raw
+
+
+class _Context(tftpy.TftpContexts.TftpContextServer):  # type: ignore[misc]
+    """tftpy's server context, minus a resolver call per session (clients are addresses)."""
+
+    def _sethost(self, host: str) -> None:
+        self._TftpContext__host = host
+        self.address = host
+
+    host = property(tftpy.TftpContexts.TftpContext.gethost, _sethost)
+
+
+_ACK = 4
+_ERR = 5
+_DAT_HEADER = struct.Struct("!HH")
+
+
+class _Download:
+    """The data phase of one negotiated download (after tftpy sent the OACK or DATA 1)."""
+
+    __slots__ = ("blksize", "data", "done", "host", "last", "last_send", "next_block", "pending_complete", "retries", "sock")
+
+    def __init__(self, ctx: Any) -> None:
+        self.sock: socket.socket = ctx.sock
+        self.host: str = ctx.host
+        self.data = memoryview(ctx.fileobj.raw)
+        self.blksize: int = ctx.getBlocksize()
+        self.next_block: int = ctx.next_block
+        self.pending_complete: bool = bool(ctx.pending_complete)
+        self.last: bytes = ctx.last_pkt.buffer if ctx.last_pkt is not None else b""
+        self.last_send = time.monotonic()
+        self.retries = 0
+        self.done = False
+        self.sock.connect((ctx.host, ctx.tidport))
+
+    def on_packet(self) -> None:
+        try:
+            buf = self.sock.recv(MAX_BLKSIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.done = True  # ICMP port unreachable: the client went away
+            return
+        if len(buf) < 4:
+            return
+        opcode, block = _DAT_HEADER.unpack_from(buf)
+        if opcode == _ERR:
+            self.done = True
+            return
+        if opcode != _ACK or block != self.next_block & 0xFFFF:
+            return  # duplicate or stray ACK: ignored, the timeout resends
+        if self.pending_complete:
+            self.done = True
+            return
+        self.next_block += 1
+        start = (self.next_block - 1) * self.blksize
+        chunk = self.data[start : start + self.blksize]
+        self.pending_complete = len(chunk) < self.blksize
+        self.last = _DAT_HEADER.pack(3, self.next_block & 0xFFFF) + chunk
+        self.retries = 0
+        self.last_send = time.monotonic()
+        self.sock.send(self.last)
+
+    def on_timeout(self, now: float, timeout: float, max_retries: int) -> None:
+        if now - self.last_send < timeout:
+            return
+        self.retries += 1
+        if self.retries > max_retries:
+            log.warning("tftp %s: no ACK for block %d after %d retries, giving up", self.host, self.next_block, max_retries, extra={"host": self.host})
+            self.done = True
+            return
+        self.last_send = now
+        try:
+            self.sock.send(self.last)
+        except OSError:
+            self.done = True
+
+    def close(self) -> None:
+        self.data.release()
+        self.sock.close()
+
+
+class TftpServer:
+    """`TftpServer(root).start(("10.90.0.1", 69))` serves in a thread; `stop()` ends it."""
+
+    def __init__(self, root: Path, *, timeout: float = 2.0, retries: int = 5) -> None:
+        self.cache = FileCache(root)
+        self.timeout = timeout
+        self.retries = retries
+        self._empty = tempfile.mkdtemp(prefix="vaquero-tftp-")
+        self._server = tftpy.TftpServer(self._empty, dyn_file_func=self._open, upload_open=self._refuse_upload)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sock: socket.socket | None = None
+        self.transfers = 0
+        self.refused = 0
+
+    # -- tftpy hooks --
+    def _open(self, name: str, raddress: str | None = None, rport: int | None = None, **_: Any) -> _Cached | None:
+        data = self.cache.lookup(name)
+        if data is None:
+            self.refused += 1
+            reason = "path escape refused" if (".." in name or name.startswith("/")) else "no such file"
+            log.warning("tftp %s: %r from %s", reason, name, raddress, extra={"host": raddress})
+            return None
+        self.transfers += 1
+        return _Cached(data)
+
+    def _refuse_upload(self, path: str, context: Any) -> None:
+        log.warning("tftp upload refused: %r from %s", path, context.host, extra={"host": context.host})
+        self.refused += 1
+        return None
+
+    # -- lifecycle --
+    def bind(self, address: tuple[str, int]) -> tuple[str, int]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind(address)
+        sock.setblocking(False)
+        self.sock = sock
+        host, port = sock.getsockname()[:2]
+        return host, port
+
+    def start(self, address: tuple[str, int]) -> tuple[str, int]:
+        bound = self.bind(address)
+        self._thread = threading.Thread(target=self.serve, name="tftp", daemon=True)
+        self._thread.start()
+        log.info("tftp serving %d files from %s on %s:%d", len(self.cache.files), self.cache.root, *bound)
+        return bound
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        if self.sock is not None:
+            self.sock.close()
+        try:
+            os.rmdir(self._empty)
+        except OSError:
+            pass
+
+    def serve(self) -> None:
+        """The loop: raw epoll, fd -> session; the data phase never leaves this function's locals."""
+        assert self.sock is not None
+        main = self.sock
+        ep = select.epoll()
+        ep.register(main.fileno(), select.EPOLLIN)
+        self._ep = ep
+        self._fast: dict[int, _Download] = {}
+        self._slow: dict[int, str] = {}
+        sessions: dict[str, Any] = {}
+        fast = self._fast
+        slow = self._slow
+        main_fd = main.fileno()
+        timeout = self.timeout
+        last_sweep = time.monotonic()
+        stop = self._stop
+        try:
+            while not stop.is_set():
+                for fd, _ in ep.poll(0.25):
+                    dl = fast.get(fd)
+                    if dl is not None:
+                        dl.on_packet()
+                        if dl.done:
+                            self._close_fast(fd)
+                    elif fd == main_fd:
+                        self._new_session(main, sessions)
+                    elif fd in slow:
+                        self._cycle(slow[fd], sessions)
+                now = time.monotonic()
+                if now - last_sweep >= 0.25:
+                    last_sweep = now
+                    self._sweep(sessions)
+                    for fd, dl in list(fast.items()):
+                        dl.on_timeout(now, timeout, self.retries)
+                        if dl.done:
+                            self._close_fast(fd)
+        finally:
+            for skey in list(sessions):
+                self._end(skey, sessions)
+            for fd in list(fast):
+                self._close_fast(fd)
+            ep.close()
+
+    def _close_fast(self, fd: int) -> None:
+        dl = self._fast.pop(fd)
+        try:
+            self._ep.unregister(fd)
+        except (OSError, ValueError):
+            pass
+        dl.close()
+
+    def _new_session(self, main: socket.socket, sessions: dict[str, Any]) -> None:
+        try:
+            buffer, (raddress, rport) = main.recvfrom(MAX_BLKSIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        skey = f"{raddress}:{rport}"
+        if skey in sessions:
+            return
+        if len(buffer) > 4 and buffer[1] in (1, 2):  # RRQ / WRQ: log escapes tftpy refuses itself
+            name = buffer[2:].split(b"\0", 1)[0].decode("latin-1")
+            if ".." in name.split("/"):
+                self.refused += 1
+                log.warning("tftp path escape refused: %r from %s", name, raddress, extra={"host": raddress})
+        ctx = _Context(raddress, rport, self.timeout, self._empty, self._open, self._refuse_upload, retries=self.retries)
+        sessions[skey] = ctx
+        self._slow[ctx.sock.fileno()] = skey
+        self._ep.register(ctx.sock.fileno(), select.EPOLLIN)
+        try:
+            ctx.start(buffer)
+        except TftpTimeoutExpectACK:
+            ctx.timeout_expectACK = True
+        except (TftpException, ValueError, KeyError) as exc:
+            log.info("tftp %s: %s", skey, exc, extra={"host": raddress})
+            self._end(skey, sessions)
+            return
+        if ctx.state is None:
+            self._end(skey, sessions)
+        elif isinstance(ctx.state, tftpy.TftpStates.TftpStateExpectACK) and isinstance(ctx.fileobj, _Cached):
+            # Negotiated download: the data phase runs on the fast path from here.
+            sessions.pop(skey, None)
+            fd = ctx.sock.fileno()
+            self._slow.pop(fd, None)
+            self._fast[fd] = _Download(ctx)
+
+    def _cycle(self, skey: str, sessions: dict[str, Any]) -> None:
+        ctx = sessions.get(skey)
+        if ctx is None:
+            return
+        ctx.timeout_expectACK = False
+        try:
+            ctx.cycle()
+        except TftpTimeoutExpectACK:
+            ctx.timeout_expectACK = True
+        except (TftpException, OSError, ValueError) as exc:
+            log.info("tftp %s: %s", skey, exc, extra={"host": ctx.host})
+            self._end(skey, sessions)
+            return
+        if ctx.state is None:
+            self._end(skey, sessions)
+
+    def _sweep(self, sessions: dict[str, Any]) -> None:
+        now = time.time()
+        for skey, ctx in list(sessions.items()):
+            try:
+                ctx.checkTimeout(now)
+            except TftpTimeout:
+                ctx.retry_count += 1
+                if ctx.retry_count >= ctx.retries or ctx.state is None:
+                    log.warning("tftp %s: gave up after %d retries", skey, ctx.retry_count, extra={"host": ctx.host})
+                    self._end(skey, sessions)
+                else:
+                    ctx.timeout_expectACK = False
+                    ctx.last_update = now
+                    ctx.state.resendLast()
+
+    def _end(self, skey: str, sessions: dict[str, Any]) -> None:
+        ctx = sessions.pop(skey, None)
+        if ctx is None:
+            return
+        try:
+            fd = ctx.sock.fileno()
+            self._slow.pop(fd, None)
+            self._ep.unregister(fd)
+        except (OSError, ValueError):
+            pass
+        try:
+            ctx.end()
+        except Exception:
+            pass
+
+
+def default_root(configured: str | None = None) -> Path:
+    if configured:
+        return Path(configured)
+    for d in DEFAULT_IPXE_DIRS:
+        if Path(d).is_dir():
+            return Path(d)
+    raise FileNotFoundError("no iPXE binaries: install Debian's ipxe package or pass a TFTP folder")
