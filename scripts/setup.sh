@@ -10,7 +10,7 @@ cd "$ROOT"
 APT_PACKAGES=(
   git ca-certificates iproute2 iptables procps
   dnsmasq-base kea-dhcp4-server
-  qemu-system-x86 ipxe-qemu ipxe busybox-static cpio kmod
+  qemu-system-x86 ipxe-qemu ipxe ovmf busybox-static cpio kmod
   openipmi ipmitool
   etcd-server etcd-client
   nginx-light wrk curl
