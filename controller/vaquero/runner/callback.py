@@ -78,3 +78,32 @@ def wait_for_callback(url: str, *, since: float = 0, timeout: float = 900, inter
         if time.monotonic() >= deadline:
             raise CallbackError(f"no install callback within {timeout:g}s ({url}: {last})")
         time.sleep(interval)
+
+
+AGENT_TOKEN_ENV = "VAQUERO_AGENT_TOKEN"
+
+
+def agent_url(sot: SoT, host: str) -> str:
+    return status_url(sot, host).rsplit("/v1/boot/status/", 1)[0]
+
+
+def set_boot_mode(base: str, host: str, mode: str, token: str | None, timeout: float = 10) -> dict[str, Any]:
+    """Arm a host for install (``install``) or serve it ``localboot``, through the agent's admin API."""
+    if mode not in ("install", "localboot"):
+        raise CallbackError(f"unknown boot mode {mode!r} (install or localboot)")
+    req = urllib.request.Request(f"{base.rstrip('/')}/v1/boot/{mode}/{host}", data=b"", method="POST")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body = resp.read(65536).decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(2048).decode(errors="replace")
+        raise CallbackError(f"agent refused {mode} for {host}: HTTP {exc.code}: {detail[:300]}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise CallbackError(f"agent {base} unreachable: {getattr(exc, 'reason', exc)}") from None
+    try:
+        value = json.loads(body)
+    except ValueError:
+        value = {"raw": body[:200]}
+    return value if isinstance(value, dict) else {"value": value}

@@ -36,6 +36,7 @@ from vaquero.state.store import Store
 
 from . import records as R
 from .ansible import PLAYBOOKS, Launch, RunContext, launch, record
+from .callback import AGENT_TOKEN_ENV
 from .secrets import SecretsDir, env_references
 
 log = logging.getLogger("vaquero.runner")
@@ -248,7 +249,7 @@ class RunWorker:
         waves = (plan.get("plan") or {}).get("waves") or []
         private = self.data_dir / "runs" / pid
         private.mkdir(parents=True, exist_ok=True)
-        with SecretsDir(env_references(sot)) as secrets:
+        with SecretsDir(env_references(sot) | {AGENT_TOKEN_ENV}) as secrets:
             for index, wave in enumerate(waves):
                 run = self.store.get(R.run_key(pid))
                 progress = (run.value.get("waves") if run else None) or []
