@@ -222,8 +222,10 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
 
     # -- hosts --
     @app.get("/v1/hosts", tags=["hosts"], dependencies=[Depends(require("read"))], summary="hosts with their state, filtered by cluster and state")
-    def list_hosts(cluster: str | None = Query(None, max_length=128), state: str | None = Query(None, max_length=32)) -> Response:
-        return Response(hosts.list_json(cluster, state), media_type="application/json")
+    async def list_hosts(cluster: str | None = Query(None, max_length=128), state: str | None = Query(None, max_length=32)) -> Response:
+        # Served from the cache on the event loop when the Store has not changed; built in a thread otherwise.
+        body = hosts.cached(cluster, state) or await run_in_threadpool(hosts.list_json, cluster, state)
+        return Response(body, media_type="application/json")
 
     @app.get("/v1/hosts/{name}", tags=["hosts"], dependencies=[Depends(require("read"))], summary="one host: state, since when, and why it is stuck")
     def get_host(name: str) -> dict[str, Any]:

@@ -72,16 +72,25 @@ class HostViews:
             out.append(row)
         return out
 
-    def list_json(self, cluster: str | None, state: str | None) -> bytes:
+    def _revision(self) -> int | None:
         revision_of = getattr(self.store, "revision", None)
         rev = revision_of() if callable(revision_of) else None
-        if isinstance(rev, int):
+        return rev if isinstance(rev, int) else None
+
+    def cached(self, cluster: str | None, state: str | None) -> bytes | None:
+        """The encoded list when nothing changed in the Store since it was made (a cheap check)."""
+        rev = self._revision()
+        return self._cache.get((rev, cluster, state)) if rev is not None else None
+
+    def list_json(self, cluster: str | None, state: str | None) -> bytes:
+        rev = self._revision()
+        if rev is not None:
             cached = self._cache.get((rev, cluster, state))
             if cached is not None:
                 return cached
         rows = self._rows(cluster, state)
         body = json.dumps({"count": len(rows), "hosts": rows}, separators=(",", ":")).encode()
-        if isinstance(rev, int):
+        if rev is not None:
             with self._lock:
                 self._cache = {k: v for k, v in self._cache.items() if k[0] == rev} if len(self._cache) < 64 else {}
                 self._cache[(rev, cluster, state)] = body
