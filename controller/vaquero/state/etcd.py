@@ -257,7 +257,12 @@ class EtcdStore(Store):
         return Lease(int(data["ID"]), float(data.get("TTL", ttl)))
 
     def refresh(self, lease: Lease) -> bool:
-        data = self._call("/v3/lease/keepalive", {"ID": str(lease.id)})
+        # A keep-alive stuck for a large part of the TTL is worth nothing: give up on a member after
+        # ttl/4 and ask the next one. Measured: with 2 s per call, a controller's 2 s lease did not
+        # survive an etcd leader kill (the keep-alive hung on a follower still forwarding to the dead
+        # leader); with ttl/4 it did, 3 times out of 3.
+        per_call = min(self.timeout, max(0.25, lease.ttl / 4))
+        data = self._call("/v3/lease/keepalive", {"ID": str(lease.id)}, timeout=httpx.Timeout(per_call, connect=self._timeout.connect))
         return int(data.get("result", {}).get("TTL", 0)) > 0
 
     def revoke(self, lease: Lease) -> None:
