@@ -18,7 +18,7 @@ description:
   - The inventory file name must end with C(vaquero.yml) or C(vaquero.yaml).
   - Needs the C(vaquero) Python package on the controller.
 author:
-  - Vaquero developers
+  - Vaquero developers (@vaquero)
 extends_documentation_fragment:
   - constructed
 options:
