@@ -248,3 +248,25 @@ def test_commit_status_posted_to_github_stand_in(tmp_path, sot_repo, monkeypatch
     bad_statuses = by_sha[f"/repos/vaquero-test/sot/statuses/{bad}"]
     assert [s["state"] for s in bad_statuses] == ["pending", "failure"] and "clusters/lab.yaml" in bad_statuses[-1]["description"]
     assert GITHUB_TOKEN not in captured_logs.getvalue() and "commit status success posted" in captured_logs.getvalue()
+
+
+def test_internal_error_in_the_gate_marks_the_revision_not_stuck(api, tmp_path, monkeypatch):
+    import vaquero.gate.core as core
+
+    def boom(old, new):
+        raise RuntimeError("planner bug")
+
+    monkeypatch.setattr(core, "make_plan", boom)
+    rev = submit(api, str(lab_copy(tmp_path)))
+    assert rev["state"] == "invalid" and "internal error" in rev["errors"][0]["message"]
+    assert "planner bug" not in rev["errors"][0]["message"]
+    assert 'vaquero_errors_total{kind="gate"} 1.0' in api.get("/metrics", headers=auth("reader")).text
+
+
+def test_store_gone_ready_probe_fails_and_api_answers_503(api):
+    api.store.close()
+    assert api.get("/healthz/live").status_code == 200
+    ready = api.get("/healthz/ready")
+    assert ready.status_code == 503 and ready.json()["store"] is False
+    resp = api.get("/v1/plans", headers=auth("reader"))
+    assert resp.status_code == 503 and resp.json()["detail"] == "the store is unavailable; try again"

@@ -181,11 +181,11 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
         ]
         return PlainTextResponse(f"Revision {v.get('label')} is {v.get('state')}:\n" + "".join(f"  {x}\n" for x in lines))
 
-    def _decide(verb: str, pid: str, token: Token) -> dict[str, Any]:
+    def _decide(verb: str, pid: str, token: Token, body: Decision | None = None) -> dict[str, Any]:
         if not r.valid_id(pid):
             raise HTTPException(404, f"no plan {pid}")
         try:
-            value: dict[str, Any] = getattr(gate, verb)(pid, token.name)
+            value: dict[str, Any] = getattr(gate, verb)(pid, token.name, body.comment if body else "")
         except GateError as exc:
             raise _gate_error(exc) from None
         return r.plan_summary(value)
@@ -197,11 +197,11 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
         responses={404: {"description": "no such plan"}, 409: {"description": "not waiting for approval (superseded, rejected, ...)"}},
     )
     def approve(pid: str, body: Decision | None = None, token: Token = Depends(require("approve"))) -> dict[str, Any]:  # noqa: B008
-        return _decide("approve", pid, token)
+        return _decide("approve", pid, token, body)
 
     @app.post("/v1/plans/{pid}/reject", tags=["approvals"], summary="reject a plan waiting for approval", responses={404: {}, 409: {}})
     def reject(pid: str, body: Decision | None = None, token: Token = Depends(require("approve"))) -> dict[str, Any]:  # noqa: B008
-        return _decide("reject", pid, token)
+        return _decide("reject", pid, token, body)
 
     @app.post("/v1/plans/{pid}/cancel", tags=["approvals"], summary="ask the runner to stop an approved or running plan", responses={404: {}, 409: {}})
     def cancel(pid: str, token: Token = Depends(require("approve"))) -> dict[str, Any]:  # noqa: B008

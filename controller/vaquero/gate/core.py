@@ -11,6 +11,7 @@ supersedes older plans still waiting for approval. Queued revisions survive a re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -146,6 +147,7 @@ class Gate:
         self._busy = threading.Event()
         self._old: tuple[tuple[str | None, str | None], SoT] | None = None
         self._lock = threading.Lock()  # approve / reject / supersede read-modify-write of plans
+        self._git = threading.Lock()  # one git operation at a time on the shared mirrors and trees
         # Commit statuses go out in order on their own thread: a slow GitHub does not delay plans.
         self._statuses = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vaquero-status") if reporter else None
         self._status_futures: list[Future[None]] = []
@@ -191,10 +193,15 @@ class Gate:
                     return
                 self._busy.set()
                 self.process(rid)
-            except Exception:
+            except Exception as exc:
                 log.exception("revision %s could not be processed", rid)
                 if self.observer:
                     self.observer.error("gate")
+                # Say so on the revision rather than leave it `fetching` (a restart would retry it).
+                with contextlib.suppress(Exception):
+                    assert rid is not None
+                    message = f"internal error while planning this revision ({type(exc).__name__}); see the server log"
+                    self._update_revision(rid, state=r.INVALID, errors=[{"file": None, "line": None, "field": None, "message": message}])
             finally:
                 self._busy.clear()
                 self._queue.task_done()
@@ -229,7 +236,8 @@ class Gate:
         check_git_url(url)
         check_rev(rev)
         try:
-            _, sha = resolve_rev(url, rev, self.cache)
+            with self._git:
+                _, sha = resolve_rev(url, rev, self.cache)
         except SourceError as exc:
             raise GateError(422, self.scrub(str(exc))) from None
         return sha
@@ -301,8 +309,9 @@ class Gate:
         root = rev.get("root")
         try:
             if rev["kind"] == "git":
-                gitdir, sha = resolve_rev(rev["source"], rev["sha"], self.cache)
-                tree = checkout(gitdir, sha, self.cache)
+                with self._git:
+                    gitdir, sha = resolve_rev(rev["source"], rev["sha"], self.cache)
+                    tree = checkout(gitdir, sha, self.cache)
                 root = str(tree / rev["subdir"] if rev.get("subdir") else tree)
                 if not Path(root).is_dir():
                     raise SourceError(f"folder {rev['subdir']!r} does not exist in commit {sha[:12]}")
@@ -380,7 +389,7 @@ class Gate:
         reporter, observer = self.reporter, self.observer
 
         def post() -> None:
-            if not reporter.post(rev["github"], rev["sha"], state, description, target) and observer:
+            if not reporter.post(rev["github"], rev["sha"], state, description, target, plan=pid) and observer:
                 observer.error("github_status")
 
         if self._statuses is not None:
@@ -410,19 +419,21 @@ class Gate:
                 return value
         raise GateError(409, f"plan {pid} keeps changing: try again")
 
-    def approve(self, pid: str, who: str) -> dict[str, Any]:
+    def approve(self, pid: str, who: str, comment: str = "") -> dict[str, Any]:
+        change = {"state": r.APPROVED, "approved_by": who, "approved_at": time.time(), "approval_comment": comment or None}
         with self._lock:
-            value = self._decide(pid, (r.PENDING_APPROVAL,), lambda v: v | {"state": r.APPROVED, "approved_by": who, "approved_at": time.time()}, "approved")
+            value = self._decide(pid, (r.PENDING_APPROVAL,), lambda v: v | change, "approved")
         log.info("plan %s approved by %s", pid, who, extra={"plan": pid, "sha": value.get("sha")})
         return value
 
-    def reject(self, pid: str, who: str) -> dict[str, Any]:
+    def reject(self, pid: str, who: str, comment: str = "") -> dict[str, Any]:
+        change = {"state": r.REJECTED, "rejected_by": who, "rejected_at": time.time(), "rejection_comment": comment or None}
         with self._lock:
-            value = self._decide(pid, (r.PENDING_APPROVAL,), lambda v: v | {"state": r.REJECTED, "rejected_by": who, "rejected_at": time.time()}, "rejected")
+            value = self._decide(pid, (r.PENDING_APPROVAL,), lambda v: v | change, "rejected")
         log.info("plan %s rejected by %s", pid, who, extra={"plan": pid, "sha": value.get("sha")})
         return value
 
-    def cancel(self, pid: str, who: str) -> dict[str, Any]:
+    def cancel(self, pid: str, who: str, comment: str = "") -> dict[str, Any]:
         value = self._decide(pid, (r.APPROVED, r.RUNNING), lambda v: v | {"cancel_requested": True, "cancel_requested_by": who}, "cancelled")
         log.info("cancel of plan %s requested by %s", pid, who, extra={"plan": pid, "sha": value.get("sha"), "run": value.get("run")})
         return value

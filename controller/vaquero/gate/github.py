@@ -25,7 +25,7 @@ class StatusReporter:
     def __repr__(self) -> str:
         return f"StatusReporter(api_url={self.api_url!r}, context={self.context!r})"
 
-    def post(self, full_name: str, sha: str, state: str, description: str, target_url: str | None = None) -> bool:
+    def post(self, full_name: str, sha: str, state: str, description: str, target_url: str | None = None, *, plan: str | None = None) -> bool:
         """Post one status; returns False (and logs why, without the token) when GitHub refused it."""
         if state not in STATES:
             raise ValueError(f"unknown commit status state {state!r}")
@@ -42,10 +42,10 @@ class StatusReporter:
         try:
             resp = httpx.post(url, json=body, headers=headers, timeout=self.timeout)
         except httpx.HTTPError as exc:
-            log.warning("commit status not posted: %s", type(exc).__name__, extra={"sha": sha})
+            log.warning("commit status not posted: %s", type(exc).__name__, extra={"sha": sha, "plan": plan})
             return False
         if resp.status_code >= 300:
-            log.warning("commit status not posted: GitHub answered %s", resp.status_code, extra={"sha": sha})
+            log.warning("commit status not posted: GitHub answered %s", resp.status_code, extra={"sha": sha, "plan": plan})
             return False
-        log.info("commit status %s posted to %s", state, full_name, extra={"sha": sha})
+        log.info("commit status %s posted to %s", state, full_name, extra={"sha": sha, "plan": plan})
         return True
