@@ -81,11 +81,23 @@ class Dnsmasq:
         return "unchanged"
 
     # -- process --
+    def _reachable_by_others(self) -> bool:
+        """dnsmasq drops to 'nobody' and re-reads the hosts file as that user."""
+        p = self.workdir.resolve()
+        for d in (p, *p.parents):
+            if not os.stat(d).st_mode & 0o001:
+                return False
+        return True
+
     def command(self) -> list[str]:
-        return [
+        cmd = [
             self.binary, "-k", "-C", str(self.conf), "--log-facility=-", f"--dhcp-leasefile={self.leases}",
             f"--pid-file={self.workdir / 'dnsmasq.pid'}", *self.extra_args,
         ]  # fmt: skip
+        if os.geteuid() == 0 and not self._reachable_by_others():
+            log.warning("%s is not readable by 'nobody': dnsmasq keeps running as root", self.workdir, extra={"site": self.site})
+            cmd.append("--user=root")
+        return cmd
 
     def _spawn(self) -> None:
         proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)

@@ -187,6 +187,7 @@ class TftpServer:
             log.warning("tftp %s: %r from %s", reason, name, raddress, extra={"host": raddress})
             return None
         self.transfers += 1
+        log.info("tftp sending %s (%d bytes) to %s", name, len(data), raddress, extra={"host": raddress})
         return _Cached(data)
 
     def _refuse_upload(self, path: str, context: Any) -> None:

@@ -100,7 +100,9 @@ def render_dnsmasq(site: Site, hosts: list[SiteHost], server: BootServer, *, hos
     out += [f"interface={i}" for i in interfaces]
     proxy = any(n.dhcp.mode == "proxy" for n in site.networks)
     if not proxy:
-        out.append("dhcp-authoritative")
+        # Reservations are by MAC: firmware, iPXE and the OS send different client ids, and the
+        # host must keep its address through all three.
+        out += ["dhcp-authoritative", "dhcp-ignore-clid"]
     if server.ipv6_ra:
         out += [f"dhcp-range=::,constructor:{i},ra-only" for i in interfaces]
     out += [
