@@ -1,0 +1,72 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the Vaquero project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+    # Options shared by every module that talks to a BMC (power, boot_device, bmc_info).
+    DOCUMENTATION = r"""
+options:
+  bmc_type:
+    description:
+      - How to talk to the BMC.
+    type: str
+    required: true
+    choices: [ipmi, redfish]
+  bmc_address:
+    description:
+      - Address (IP or name) of the BMC.
+    type: str
+    required: true
+  bmc_port:
+    description:
+      - Port of the BMC. Defaults to 623/udp for IPMI and 443/tcp (HTTPS) for Redfish.
+    type: int
+  bmc_username:
+    description:
+      - User name on the BMC.
+    type: str
+    required: true
+  bmc_password:
+    description:
+      - Password of O(bmc_username). Never logged, never returned.
+    type: str
+    required: true
+  bmc_scheme:
+    description:
+      - Redfish only. V(http) is for lab emulators; real BMCs speak V(https).
+    type: str
+    default: https
+    choices: [https, http]
+  validate_certs:
+    description:
+      - Redfish only. Verify the BMC's TLS certificate (against O(ca_path), else the bundle
+        C(requests) trusts). V(false) skips the check and logs a warning.
+    type: bool
+    default: true
+  ca_path:
+    description:
+      - Redfish only. A PEM file with the CA certificate(s) that signed the BMC's certificate.
+    type: path
+  system_id:
+    description:
+      - Redfish only. The C(Id) of the System to drive when the BMC manages several.
+    type: str
+  host_name:
+    description:
+      - The host this BMC belongs to, as named in the SoT, used in logs and error messages.
+        Defaults to O(bmc_address).
+    type: str
+  timeout:
+    description:
+      - Deadline in seconds for one BMC operation, retries and waits included. Every fault (no
+        answer, slow answers, HTTP 5xx) ends in an error within this time.
+    type: int
+    default: 60
+requirements:
+  - vaquero (the Vaquero Python package, with pyghmi and redfish)
+notes:
+  - Calls are retried with backoff (bounded), one operation at a time per BMC.
+"""

@@ -1,0 +1,128 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the Vaquero project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: boot_device
+short_description: Set the device a host boots from next (or always) through its BMC
+version_added: 0.1.0
+description:
+  - Reads the boot override the BMC holds and sets O(device) when it differs in device,
+    persistence or (when O(uefi) is given) boot mode; reports the override read back afterwards.
+  - V(http) is UEFI HTTP boot, Redfish only; it needs O(uefi=true) or O(uefi) unset.
+  - Redfish values are checked against the BMC's C(@Redfish.AllowableValues); a value the BMC does
+    not offer fails the module with C(error_kind=unsupported) instead of being sent.
+author:
+  - Vaquero developers (@vaquero)
+extends_documentation_fragment:
+  - vaquero.metal.bmc
+options:
+  device:
+    description:
+      - The boot device. V(bios) boots into the firmware setup, V(none) clears the override.
+    type: str
+    required: true
+    choices: [pxe, disk, cdrom, http, bios, none]
+  persistent:
+    description:
+      - Keep the override for every boot (V(true)) or only the next one (V(false)).
+    type: bool
+    default: false
+  uefi:
+    description:
+      - Boot in UEFI mode (V(true)) or legacy BIOS mode (V(false)). Unset leaves the mode as it is.
+    type: bool
+attributes:
+  check_mode:
+    support: full
+    description: Reads the boot override and reports whether it would change, without changing it.
+  diff_mode:
+    support: full
+    description: Shows the boot override before and after.
+notes:
+  - sushy-emulator reads a V(Once) override back as V(Continuous); a one-time override set on it is
+    reported as changed on every run.
+"""
+
+EXAMPLES = r"""
+- name: Netboot (PXE, UEFI) on the next boot only
+  vaquero.metal.boot_device:
+    bmc_type: ipmi
+    bmc_address: 10.0.0.12
+    bmc_username: admin
+    bmc_password: "{{ bmc_password }}"
+    device: pxe
+    uefi: true
+
+- name: Boot from the local disk from now on
+  vaquero.metal.boot_device:
+    bmc_type: redfish
+    bmc_address: 10.0.0.11
+    bmc_username: admin
+    bmc_password: "{{ bmc_password }}"
+    device: disk
+    persistent: true
+"""
+
+RETURN = r"""
+boot:
+  description: The boot override read back from the BMC after the change (before, in check mode).
+  returned: success
+  type: dict
+  contains:
+    device:
+      description: The boot device.
+      type: str
+      sample: pxe
+    persistent:
+      description: Whether the override applies to every boot.
+      type: bool
+      sample: false
+    mode:
+      description: V(uefi), V(bios), or null when the BMC does not say.
+      type: str
+      sample: uefi
+previous_boot:
+  description: The boot override read from the BMC before any change (same keys as RV(boot)).
+  returned: success
+  type: dict
+  sample: {"device": "disk", "persistent": true, "mode": "uefi"}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.vaquero.metal.plugins.module_utils.bmc import bmc_argument_spec, open_module_bmc, run
+
+
+def main():
+    argument_spec = bmc_argument_spec()
+    argument_spec.update(
+        device=dict(type="str", required=True, choices=["pxe", "disk", "cdrom", "http", "bios", "none"]),
+        persistent=dict(type="bool", default=False),
+        uefi=dict(type="bool"),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+    mode = None if p["uefi"] is None else ("uefi" if p["uefi"] else "bios")
+    bmc = open_module_bmc(module)
+
+    def act(bmc):
+        before = bmc.get_boot_device().as_dict()
+        want = dict(device=p["device"], persistent=p["persistent"], mode=mode or before["mode"])
+        if p["device"] == "none":
+            same = before["device"] == "none"
+        else:
+            same = before["device"] == want["device"] and before["persistent"] == want["persistent"] and (mode is None or before["mode"] == mode)
+        after = before
+        if not same and not module.check_mode:
+            bmc.set_boot_device(p["device"], persistent=p["persistent"], mode=mode)
+            after = bmc.get_boot_device().as_dict()
+        return dict(changed=not same, boot=after, previous_boot=before, diff=dict(before=before, after=after if not module.check_mode else want))
+
+    module.exit_json(**run(module, bmc, act))
+
+
+if __name__ == "__main__":
+    main()

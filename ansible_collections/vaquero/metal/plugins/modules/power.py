@@ -1,0 +1,143 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the Vaquero project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: power
+short_description: Power a host on, off, cycle or reset it through its BMC (IPMI or Redfish)
+version_added: 0.1.0
+description:
+  - Reads the power state of the host through its BMC and changes it when it differs from O(state).
+  - V(on) and V(off) are idempotent. V(cycled) and V(reset) always act (and report a change); on a
+    host that is off, both power it on.
+  - V(off) asks the operating system to shut down (ACPI soft off) and waits up to O(soft_timeout)
+    seconds, then forces the power off. O(force=true) forces it at once.
+author:
+  - Vaquero developers (@vaquero)
+extends_documentation_fragment:
+  - vaquero.metal.bmc
+options:
+  state:
+    description:
+      - The power state the host must end in.
+    type: str
+    required: true
+    choices: ["on", "off", cycled, reset]
+  force:
+    description:
+      - With O(state=off), cut the power at once instead of asking the operating system first.
+    type: bool
+    default: false
+  soft_timeout:
+    description:
+      - With O(state=off), seconds to wait for the operating system to power off before forcing it.
+    type: int
+    default: 60
+attributes:
+  check_mode:
+    support: full
+    description: Reads the power state and reports what would change, without changing it.
+  diff_mode:
+    support: full
+    description: Shows the power state before and after.
+"""
+
+EXAMPLES = r"""
+- name: Power the host on
+  vaquero.metal.power:
+    bmc_type: redfish
+    bmc_address: 10.0.0.11
+    bmc_username: admin
+    bmc_password: "{{ bmc_password }}"
+    ca_path: /etc/vaquero/bmc-ca.pem
+    state: "on"
+
+- name: Shut the host down cleanly, forcing it after two minutes
+  vaquero.metal.power:
+    bmc_type: ipmi
+    bmc_address: 10.0.0.12
+    bmc_username: admin
+    bmc_password: "{{ bmc_password }}"
+    state: "off"
+    soft_timeout: 120
+
+- name: Power-cycle the host (netboot it after setting the boot device)
+  vaquero.metal.power:
+    bmc_type: ipmi
+    bmc_address: 10.0.0.12
+    bmc_username: admin
+    bmc_password: "{{ bmc_password }}"
+    host_name: "{{ inventory_hostname }}"
+    state: cycled
+"""
+
+RETURN = r"""
+power_state:
+  description: The power state read from the BMC after the module ran (before, in check mode).
+  returned: success
+  type: str
+  sample: "on"
+previous_power_state:
+  description: The power state read from the BMC before any change.
+  returned: success
+  type: str
+  sample: "off"
+forced:
+  description: Whether the power had to be cut (O(force), or the soft off did not end in time).
+  returned: success
+  type: bool
+  sample: false
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.vaquero.metal.plugins.module_utils.bmc import bmc_argument_spec, open_module_bmc, run
+
+
+def main():
+    argument_spec = bmc_argument_spec()
+    argument_spec.update(
+        state=dict(type="str", required=True, choices=["on", "off", "cycled", "reset"]),
+        force=dict(type="bool", default=False),
+        soft_timeout=dict(type="int", default=60),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    state = module.params["state"]
+    bmc = open_module_bmc(module)
+
+    def act(bmc):
+        before = bmc.get_power_state().value
+        forced = False
+        if state == "on":
+            changed = before != "on"
+            if changed and not module.check_mode:
+                bmc.power_on()
+        elif state == "off":
+            changed = before != "off"
+            if changed and not module.check_mode:
+                forced = bmc.power_off(soft=not module.params["force"], timeout=float(module.params["soft_timeout"]))
+        else:
+            changed = True
+            if not module.check_mode:
+                if before == "off":
+                    bmc.power_on()
+                elif state == "cycled":
+                    bmc.power_cycle()
+                else:
+                    bmc.power_reset()
+        after = before if module.check_mode or not changed else bmc.get_power_state().value
+        return dict(
+            changed=changed,
+            power_state=after,
+            previous_power_state=before,
+            forced=forced,
+            diff=dict(before=dict(power_state=before), after=dict(power_state="on" if state in ("cycled", "reset") else state)),
+        )
+
+    module.exit_json(**run(module, bmc, act))
+
+
+if __name__ == "__main__":
+    main()
