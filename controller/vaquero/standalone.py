@@ -73,7 +73,7 @@ class Standalone:
         app = create_app(settings, store)
         app.include_router(runner_api.router)
         self.app = app
-        self.worker = RunWorker(store, self.data_dir)
+        self.worker = RunWorker(store, self.data_dir, before_run=self.before_run)
         return app
 
     def submit(self) -> str | None:
@@ -111,14 +111,72 @@ class Standalone:
         log.error("revision %s was not planned within %ss", rid[:12], timeout)
 
     def start_agent(self) -> None:
-        """The site agent's boot services (DHCP, TFTP, HTTP, callbacks) in this process, when available."""
-        try:
-            from .agent import embedded  # type: ignore[attr-defined]  # the agent's in-process entry point
-        except ImportError:
-            log.warning("the agent package offers no embedded entry point: boot services are not started")
+        """The site agent's boot services (DHCP, TFTP, HTTP, callbacks) in this process.
+
+        It listens where the site's agent URL says (e.g. http://10.90.0.1:8080), serves the SoT
+        given at start, and is switched to the SoT of a plan before that plan runs, so hosts
+        netboot the profile of the revision being applied.
+        """
+        import uvicorn
+
+        from .agent.service import Agent, AgentConfig
+        from .render.site import get_site
+        from .runner.callback import AGENT_TOKEN_ENV
+        from .sot import load_spec
+
+        sot = load_spec(self.sot, subdir=self.subdir, semantic=False)
+        site = get_site(sot, None)
+        if not site.agents:
+            raise SystemExit(f"site {site.name} has no agent: standalone cannot serve its boot files")
+        from urllib.parse import urlsplit
+
+        url = urlsplit(site.agents[0].url)
+        token = os.environ.get(AGENT_TOKEN_ENV) or secrets.token_urlsafe(24)
+        os.environ[AGENT_TOKEN_ENV] = token  # the playbooks' boot_mode module reads it at use time
+        cfg = AgentConfig(
+            sot=str(sot.root),
+            listen=url.hostname or "0.0.0.0",
+            http_port=url.port or 80,
+            asset_root=self.data_dir / "assets",
+            state_dir=self.data_dir / "agent",
+            admin_token=token,
+            ipv6_ra=True,
+        )
+        agent = Agent(cfg)
+        agent.prepare()
+        agent.start_boot_services()
+        assert agent.app is not None
+        server = uvicorn.Server(uvicorn.Config(agent.app, host=cfg.listen, port=cfg.http_port, lifespan="off", access_log=False, log_config=None))
+        t = threading.Thread(target=server.run, name="vaquero-agent-http", daemon=True)
+        t.start()
+        self.threads.append(t)
+        self.agent_service = agent
+
+        class _Closer:
+            def close(self) -> None:
+                server.should_exit = True
+                agent.stop()
+
+        self.closers.append(_Closer())
+        log.info("agent for site %s on %s (HTTP %d, TFTP 69, DHCP)", site.name, cfg.listen, cfg.http_port)
+
+    def before_run(self, plan: dict[str, Any]) -> None:
+        """Serve the SoT of the plan about to run: re-render the site bundle and swap it in."""
+        agent = getattr(self, "agent_service", None)
+        if agent is None or not plan.get("root"):
             return
-        service = embedded.start(store=self.store, data_dir=self.data_dir, sot=self.sot, subdir=self.subdir)
-        self.closers.append(service)
+        agent.cfg.sot = plan["root"]
+        old_app = agent.app
+        agent.prepare()
+        if old_app is not None and agent.app is not None and old_app is not agent.app:
+            old_app.bundle = agent.app.bundle
+            old_app.unready = agent.app.unready
+            old_app.rebuild()
+            agent.app = old_app
+        if agent.dnsmasq is not None and agent.bundle is not None:
+            agent.dnsmasq.apply(agent.bundle.dhcp, agent.bundle.dhcp_hosts)
+            agent.dnsmasq.reload()
+        log.info("agent now serves the SoT of plan %s (%s)", plan.get("id"), str(plan.get("sha"))[:12], extra={"plan": plan.get("id"), "sha": plan.get("sha")})
 
     def start_background(self) -> None:
         self.worker.start()
@@ -153,13 +211,17 @@ class Standalone:
         server = uvicorn.Server(config)
         log.info("standalone: API on http://%s:%d (token in %s), data in %s", host, port, self.data_dir / "token", self.data_dir)
 
-        orig_startup = server.startup
+        def later() -> None:
+            while not server.started and not server.should_exit:
+                time.sleep(0.1)
+            try:
+                self.start_background()
+            except BaseException as exc:
+                details = "; ".join(str(e) for e in getattr(exc, "errors", []))
+                log.exception("standalone: start-up failed%s", f": {details}" if details else "")
+                server.should_exit = True
 
-        async def startup(sockets: Any = None) -> None:
-            await orig_startup(sockets=sockets)
-            self.start_background()
-
-        server.startup = startup  # type: ignore[method-assign]
+        threading.Thread(target=later, name="vaquero-standalone-start", daemon=True).start()
         try:
             server.run()
         finally:

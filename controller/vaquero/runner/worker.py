@@ -62,6 +62,7 @@ class RunWorker:
         hold_timeout: float = 600.0,
         launcher: Launcher = launch,
         worker_id: str | None = None,
+        before_run: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.store = store
         self.data_dir = Path(data_dir)
@@ -69,6 +70,7 @@ class RunWorker:
         self.heartbeat = heartbeat
         self.hold_timeout = hold_timeout
         self.launcher = launcher
+        self.before_run = before_run  # e.g. standalone: point the agent at the plan's SoT
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -225,6 +227,8 @@ class RunWorker:
         beat.start()
         log.info("run %s %s", pid, "resumed" if resume else "started", extra=self._extra(pid, sha))
         try:
+            if self.before_run is not None:
+                self.before_run(plan)
             state, error = self._execute(pid, plan, resume)
         except Exception as exc:
             log.exception("run failed", extra=self._extra(pid, sha))

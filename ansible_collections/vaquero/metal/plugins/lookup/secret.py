@@ -1,0 +1,76 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the Vaquero project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: secret
+short_description: Resolve a Vaquero credential reference (environment variable or file) at the moment of use
+version_added: 0.1.0
+description:
+  - "The SoT names where a secret lives (C(password: {env: NAME}) or C({file: PATH})); the
+    C(vaquero.metal.sot) inventory hands that reference on as C(vaquero_bmc.password_env) /
+    C(vaquero_bmc.password_file). This lookup reads the secret on the node running the play, when
+    the task that needs it runs."
+  - An environment variable that is empty or unset is looked up in the folder named by
+    C(VAQUERO_SECRETS_DIR), where the Vaquero controller puts the secrets of one run so that they
+    are not in ansible-runner's artifacts (it blanks the variables in the runner's environment).
+  - Pass the result only to module options marked C(no_log).
+author:
+  - Vaquero developers
+options:
+  env:
+    description: Name of the environment variable holding the secret.
+    type: str
+  file:
+    description: Path of a file whose first line is the secret.
+    type: str
+"""
+
+EXAMPLES = r"""
+- name: Power on through the BMC
+  vaquero.metal.power:
+    bmc_type: "{{ vaquero_bmc.type }}"
+    bmc_address: "{{ vaquero_bmc.address }}"
+    bmc_username: "{{ vaquero_bmc.username }}"
+    bmc_password: "{{ lookup('vaquero.metal.secret', env=vaquero_bmc.password_env, file=vaquero_bmc.password_file) }}"
+    state: "on"
+"""
+
+RETURN = r"""
+_raw:
+  description: The secret, as a one-element list.
+  type: list
+  elements: str
+"""
+
+import os
+
+from ansible.errors import AnsibleLookupError
+from ansible.plugins.lookup import LookupBase
+
+
+def _resolve(env, path):
+    if path:
+        try:
+            with open(os.path.expanduser(path), encoding="utf-8") as fh:
+                return fh.readline().rstrip("\r\n")
+        except OSError as exc:
+            raise AnsibleLookupError("secret file %s: %s" % (path, exc.strerror))
+    if env:
+        value = os.environ.get(env)
+        if value:
+            return value
+        folder = os.environ.get("VAQUERO_SECRETS_DIR")
+        if folder and os.path.isfile(os.path.join(folder, env)):
+            with open(os.path.join(folder, env), encoding="utf-8") as fh:
+                return fh.read()
+        raise AnsibleLookupError("environment variable %s is not set" % env)
+    raise AnsibleLookupError("no secret reference: give env or file")
+
+
+class LookupModule(LookupBase):
+    def run(self, terms, variables=None, **kwargs):
+        self.set_options(var_options=variables, direct=kwargs)
+        return [_resolve(self.get_option("env"), self.get_option("file"))]
