@@ -9,7 +9,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import GITHUB_TOKEN, ROOT, SECRETS, add_host, auth, make_settings, push_body, webhook_headers
+from api_helpers import GITHUB_TOKEN, ROOT, SECRETS, add_host, auth, make_settings, push_body, webhook_headers
 from fastapi.testclient import TestClient
 
 from vaquero.api.app import create_app

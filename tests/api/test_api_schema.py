@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import schemathesis
-from conftest import ROOT, TOKENS, make_settings
+from api_helpers import ROOT, TOKENS, make_settings
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 

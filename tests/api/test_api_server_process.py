@@ -15,7 +15,7 @@ import time
 
 import httpx
 import pytest
-from conftest import GITHUB_TOKEN, SECRETS, TOKENS, WEBHOOK_SECRET, add_host, free_port, push_body, webhook_headers
+from api_helpers import GITHUB_TOKEN, SECRETS, TOKENS, WEBHOOK_SECRET, add_host, free_port, push_body, webhook_headers
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 

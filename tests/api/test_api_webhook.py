@@ -8,7 +8,7 @@ import json
 import time
 import uuid
 
-from conftest import FIXTURES, REPO_FULL_NAME, SECRETS, add_host, auth, make_settings, push_body, start_live, webhook_headers
+from api_helpers import FIXTURES, REPO_FULL_NAME, SECRETS, add_host, auth, make_settings, push_body, start_live, webhook_headers
 
 from vaquero.state.sqlite import SQLiteStore
 
