@@ -1,0 +1,211 @@
+"""CLI commands: ``vaquero power HOST on|off|cycle|reset|status`` and ``vaquero boot HOST DEVICE``.
+
+The command functions take an already-resolved :class:`~vaquero.bmc.Endpoint`; :func:`add_parser`
+adds the sub-commands to an argparse parser. Who resolves HOST to its BMC is the caller's choice:
+pass ``resolve`` (e.g. from the SoT loader) to :func:`add_parser`; without one, the BMC is given
+on the command line (``--bmc-type``, ``--bmc-address``, ...) with the password read from
+``$VAQUERO_BMC_PASSWORD`` or ``--bmc-password-file``, never from an argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from vaquero.bmc import BmcError, BootDevice, BootMode, Endpoint, GuardPolicy, Secret, open_bmc
+
+PASSWORD_ENV = "VAQUERO_BMC_PASSWORD"
+POWER_ACTIONS = ("on", "off", "cycle", "reset", "status")
+BOOT_DEVICES = tuple(d.value for d in BootDevice)
+
+Resolver = Callable[[argparse.Namespace], Endpoint]
+
+
+def _emit(out: TextIO, as_json: bool, data: dict[str, Any], text: str) -> None:
+    out.write(json.dumps(data, sort_keys=True) + "\n" if as_json else text + "\n")
+
+
+def _error(err: TextIO, as_json: bool, exc: BmcError) -> int:
+    if as_json:
+        err.write(json.dumps({"host": exc.host, "error": exc.kind, "message": exc.message}) + "\n")
+    else:
+        err.write(f"error: {exc.host}: {exc.kind}: {exc.message}\n")
+    return 1
+
+
+def power_command(
+    endpoint: Endpoint,
+    action: str,
+    *,
+    force: bool = False,
+    soft_timeout: float = 60.0,
+    timeout: float = 60.0,
+    as_json: bool = False,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
+    """Power ``on``/``off``/``cycle``/``reset`` a host, or show its ``status``. Returns the exit code.
+
+    ``on`` and ``off`` do nothing when the host is already there; ``off`` is soft (ACPI) then hard
+    after ``soft_timeout`` seconds, or hard at once with ``force``; ``cycle`` and ``reset`` power on
+    a host that is off.
+    """
+    if action not in POWER_ACTIONS:
+        raise ValueError(f"unknown power action {action!r}")
+    host = endpoint.host
+    try:
+        with open_bmc(endpoint, policy=GuardPolicy(attempt_timeout=min(20.0, timeout), deadline=timeout)) as bmc:
+            before = bmc.get_power_state().value
+            changed, forced = False, False
+            if action == "on" and before != "on":
+                bmc.power_on()
+                changed = True
+            elif action == "off" and before != "off":
+                forced = bmc.power_off(soft=not force, timeout=soft_timeout)
+                changed = True
+            elif action in ("cycle", "reset"):
+                if before == "off":
+                    bmc.power_on()
+                elif action == "cycle":
+                    bmc.power_cycle()
+                else:
+                    bmc.power_reset()
+                changed = True
+            after = bmc.get_power_state().value if changed else before
+    except BmcError as exc:
+        return _error(err, as_json, exc)
+    if action == "status":
+        text = f"{host}: power {after}"
+    elif changed:
+        text = f"{host}: power {action}: {before} -> {after}" + (" (forced)" if forced else "")
+    else:
+        text = f"{host}: power already {after}"
+    _emit(out, as_json, {"host": host, "action": action, "changed": changed, "before": before, "power_state": after, "forced": forced}, text)
+    return 0
+
+
+def boot_command(
+    endpoint: Endpoint,
+    device: str,
+    *,
+    persistent: bool = False,
+    uefi: bool | None = None,
+    timeout: float = 60.0,
+    as_json: bool = False,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
+    """Set the boot device (``device`` one of pxe, disk, cdrom, http, bios, none), or show it
+    (``device="status"``); nothing is sent when the BMC already holds that setting."""
+    host = endpoint.host
+    mode = None if uefi is None else (BootMode.UEFI if uefi else BootMode.BIOS)
+    try:
+        with open_bmc(endpoint, policy=GuardPolicy(attempt_timeout=min(20.0, timeout), deadline=timeout)) as bmc:
+            before = bmc.get_boot_device()
+            changed = False
+            after = before
+            if device != "status":
+                want = BootDevice(device)
+                same = before.device == want and (want == BootDevice.NONE or (before.persistent == persistent and (mode is None or before.mode == mode)))
+                if not same:
+                    bmc.set_boot_device(want, persistent=persistent, mode=mode)
+                    after = bmc.get_boot_device()
+                    changed = True
+    except BmcError as exc:
+        return _error(err, as_json, exc)
+    desc = f"{after.device.value} ({'persistent' if after.persistent else 'next boot only'}{', ' + after.mode.value if after.mode else ''})"
+    if device == "status":
+        text = f"{host}: boot {desc}"
+    elif changed:
+        text = f"{host}: boot set to {desc}"
+    else:
+        text = f"{host}: boot already {desc}"
+    _emit(out, as_json, {"host": host, "changed": changed, "before": before.as_dict(), "boot": after.as_dict()}, text)
+    return 0
+
+
+# --- argparse ----------------------------------------------------------------------------------
+
+
+def endpoint_from_args(args: argparse.Namespace) -> Endpoint:
+    """The BMC given on the command line (no SoT). The password comes from a file or the env."""
+    if not args.bmc_type or not args.bmc_address:
+        raise SystemExit("error: no BMC for this host: give --bmc-type and --bmc-address (or run with a SoT)")
+    if args.bmc_password_file:
+        with open(args.bmc_password_file, encoding="utf-8") as fh:
+            password = fh.read().strip()
+    else:
+        password = os.environ.get(PASSWORD_ENV, "")
+    if not password:
+        raise SystemExit(f"error: no BMC password: set ${PASSWORD_ENV} or --bmc-password-file")
+    return Endpoint(
+        kind=args.bmc_type,
+        address=args.bmc_address,
+        port=args.bmc_port,
+        username=args.bmc_username,
+        password=Secret(password),
+        host=args.host,
+        verify=not args.insecure,
+        ca_file=args.ca_file,
+        scheme=args.bmc_scheme,
+        system_id=args.system_id,
+    )
+
+
+def _bmc_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("BMC (when HOST is not resolved from the SoT)")
+    g.add_argument("--bmc-type", choices=["ipmi", "redfish"])
+    g.add_argument("--bmc-address")
+    g.add_argument("--bmc-port", type=int)
+    g.add_argument("--bmc-username", default="admin")
+    g.add_argument("--bmc-password-file", help=f"file holding the password (else ${PASSWORD_ENV})")
+    g.add_argument("--bmc-scheme", choices=["https", "http"], default="https")
+    g.add_argument("--ca-file", help="Redfish: CA certificate(s) of the BMC (PEM)")
+    g.add_argument("--insecure", action="store_true", help="Redfish: do not verify the BMC's TLS certificate (logs a warning)")
+    g.add_argument("--system-id", help="Redfish: the System when the BMC has several")
+    p.add_argument("--timeout", type=float, default=60.0, help="deadline of each BMC operation, retries included (s)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def add_parser(subparsers: Any, resolve: Resolver | None = None) -> None:
+    """Add ``power`` and ``boot`` to ``subparsers`` (from ``ArgumentParser.add_subparsers()``).
+
+    ``resolve(args) -> Endpoint`` turns ``args.host`` into its BMC (the SoT); without it the BMC
+    options on the command line are used. Each sub-command sets ``args.func(args) -> int``.
+    """
+    get_endpoint: Resolver = resolve or endpoint_from_args
+
+    p = subparsers.add_parser("power", help="power a host on/off, cycle or reset it, or show its power state")
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("action", choices=POWER_ACTIONS)
+    p.add_argument("--force", action="store_true", help="off: cut the power at once (no ACPI shutdown)")
+    p.add_argument("--soft-timeout", type=float, default=60.0, help="off: seconds to wait for the OS before forcing (default 60)")
+    _bmc_options(p)
+    p.set_defaults(func=lambda a: power_command(get_endpoint(a), a.action, force=a.force, soft_timeout=a.soft_timeout, timeout=a.timeout, as_json=a.json))
+
+    b = subparsers.add_parser("boot", help="set a host's boot device (pxe, disk, cdrom, http, bios, none) or show it (status)")
+    b.add_argument("host", metavar="HOST")
+    b.add_argument("device", choices=[*BOOT_DEVICES, "status"])
+    b.add_argument("--persistent", action="store_true", help="every boot, not just the next one")
+    mode = b.add_mutually_exclusive_group()
+    mode.add_argument("--uefi", dest="uefi", action="store_const", const=True, default=None, help="boot in UEFI mode")
+    mode.add_argument("--bios", dest="uefi", action="store_const", const=False, help="boot in legacy BIOS mode")
+    _bmc_options(b)
+    b.set_defaults(func=lambda a: boot_command(get_endpoint(a), a.device, persistent=a.persistent, uefi=a.uefi, timeout=a.timeout, as_json=a.json))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point (``python -m vaquero.bmc.cli``) until the main CLI wires these in."""
+    parser = argparse.ArgumentParser(prog="vaquero", description="BMC power and boot device")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
