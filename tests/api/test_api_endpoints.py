@@ -270,3 +270,26 @@ def test_store_gone_ready_probe_fails_and_api_answers_503(api):
     assert ready.status_code == 503 and ready.json()["store"] is False
     resp = api.get("/v1/plans", headers=auth("reader"))
     assert resp.status_code == 503 and resp.json()["detail"] == "the store is unavailable; try again"
+
+
+def test_secrets_stay_out_of_reprs(tmp_path):
+    from vaquero.gate.github import StatusReporter
+
+    settings = make_settings(tmp_path, github_token=GITHUB_TOKEN)
+    reporter = StatusReporter(GITHUB_TOKEN)
+    for text in (repr(settings), str(settings), repr(settings.tokens), repr(reporter)):
+        for secret in SECRETS:
+            assert secret not in text
+    assert settings.scrub(f"fatal: could not read from https://x:{GITHUB_TOKEN}@host") == "fatal: could not read from https://x:***@host"
+
+
+def test_restart_between_plan_and_revision_update_makes_no_second_plan(api, tmp_path):
+    rev = submit(api, str(lab_copy(tmp_path)))
+    approved = api.post(f"/v1/plans/{rev['plan']}/approve", headers=auth("alice")).json()
+    assert approved["state"] == "approved"
+    # As if the process died after writing the plan but before marking the revision planned.
+    api.store.put(f"/revisions/{rev['id']}", rev | {"state": "fetching"})
+    api.gate.process(rev["id"])
+    assert api.get(f"/v1/revisions/{rev['id']}", headers=auth("reader")).json()["state"] == "planned"
+    plans = api.get("/v1/plans", headers=auth("reader")).json()["plans"]
+    assert [p["id"] for p in plans] == [rev["plan"]] and plans[0]["state"] == "approved"

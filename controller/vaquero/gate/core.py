@@ -299,7 +299,15 @@ class Gate:
         rec = self.store.get(r.revision_key(rid))
         if rec is None or rec.value.get("state") not in (r.QUEUED, r.FETCHING):
             return None
-        rev = self._update_revision(rid, state=r.FETCHING)
+        # The plan id is fixed before any work, so a restart in the middle redoes the same plan, never a second one.
+        pid = rec.value.get("plan") or r.new_plan_id()
+        done = self.store.get(r.plan_key(pid))
+        if done is not None:  # written before a restart: only the revision's own update was lost
+            self._update_revision(
+                rid, state=r.INVALID if done.value["state"] == r.INVALID else r.PLANNED, root=done.value.get("root"), errors=done.value["errors"]
+            )
+            return done.value
+        rev = self._update_revision(rid, state=r.FETCHING, plan=pid)
         sha = rev.get("sha")
         extra: dict[str, Any] = {"sha": sha or rev.get("digest")}
         self._status(rev, "pending", "Vaquero is validating and planning this revision")
@@ -321,7 +329,6 @@ class Gate:
             errors = [e.to_dict() for e in exc.errors]
         except SourceError as exc:
             errors = [{"file": None, "line": None, "field": None, "message": self.scrub(str(exc))}]
-        pid = r.new_plan_id()
         extra["plan"] = pid
         value: dict[str, Any] = {
             "id": pid,
