@@ -18,7 +18,7 @@ description:
     are not in ansible-runner's artifacts (it blanks the variables in the runner's environment).
   - Pass the result only to module options marked C(no_log).
 author:
-  - Vaquero developers
+  - Vaquero developers (@vaquero)
 options:
   env:
     description: Name of the environment variable holding the secret.

@@ -20,7 +20,7 @@ description:
     never a module argument.
   - Needs the C(vaquero) Python package on the node running the module.
 author:
-  - Vaquero developers
+  - Vaquero developers (@vaquero)
 options:
   host:
     description: The host, as named in the SoT (normally C(inventory_hostname)).
@@ -43,8 +43,10 @@ requirements:
 attributes:
   check_mode:
     support: full
+    description: Reports the change without asking the agent.
   diff_mode:
     support: none
+    description: No diff.
 """
 
 EXAMPLES = r"""

@@ -10,16 +10,16 @@ module: hook
 short_description: Run one Vaquero hook for one host
 version_added: 0.1.0
 description:
-  - Runs a hook declared in the SoT (C(kind: Hook)) for a host, with the hook's timeout, retries
+  - Runs a hook declared in the SoT (a C(Hook) document) for a host, with the hook's timeout, retries
     and delay, and returns every attempt's output (the controller keeps it in the host's timeline).
-  - "Types: C(wait_for_ssh), C(http_check) (url, status, body), C(command), C(kubernetes_drain) and
+  - Types are C(wait_for_ssh), C(http_check) (url, status, body), C(command), C(kubernetes_drain) and
     C(kubernetes_uncordon) (through kubectl when it is installed), C(playbook) (a playbook file in
-    the SoT repository, run with the SoT as inventory, limited to the host)."
+    the SoT repository, run with the SoT as inventory, limited to the host).
   - A C(tasks) hook is not run here. The module returns its task file as C(include) and the
     C(vaquero.metal.hooks) role includes it.
   - Needs the C(vaquero) Python package on the node running the module.
 author:
-  - Vaquero developers
+  - Vaquero developers (@vaquero)
 options:
   name:
     description: The hook's name in the SoT.
@@ -45,9 +45,11 @@ notes:
 attributes:
   check_mode:
     support: partial
-    details: The hook is not run; the result says which hook would run.
+    description: The hook is not run.
+    details: In check mode the hook is not run; the result names the hook that would run.
   diff_mode:
     support: none
+    description: No diff.
 """
 
 EXAMPLES = r"""

@@ -17,7 +17,7 @@ description:
     turns that result into a host state transition, with the plan, run and SoT SHA of the run,
     and appends it to the host's timeline. Run by hand, the step is only shown.
 author:
-  - Vaquero developers
+  - Vaquero developers (@vaquero)
 options:
   host:
     description: The host, as named in the SoT (normally C(inventory_hostname)).
@@ -41,8 +41,10 @@ notes:
 attributes:
   check_mode:
     support: full
+    description: The result is the same; nothing changes in either mode.
   diff_mode:
     support: none
+    description: No diff.
 """
 
 EXAMPLES = r"""

@@ -16,7 +16,7 @@ description:
     for this one.
   - Needs the C(vaquero) Python package on the node running the module.
 author:
-  - Vaquero developers
+  - Vaquero developers (@vaquero)
 options:
   host:
     description: The host, as named in the SoT (normally C(inventory_hostname)).
@@ -46,8 +46,10 @@ requirements:
 attributes:
   check_mode:
     support: none
+    description: The module only reads; check mode is not supported.
   diff_mode:
     support: none
+    description: No diff.
 """
 
 EXAMPLES = r"""
