@@ -89,6 +89,7 @@ def test_push_adds_host_plan_waits_then_approved(live, sot_repo, captured_logs):
     record = live.store.get(f"/plans/{plan['id']}").value
     assert record["state"] == "approved" and record["approved_by"] == "alice" and record["approval_comment"] == "ok"
     assert abs(record["approved_at"] - time.time()) < 30 and record["cancel_requested"] is False
+    assert live.store.list("/plans-pending/") == []  # nothing left waiting
     # Approving twice is a conflict, not a second approval.
     assert live.client.post(f"/v1/plans/{plan['id']}/approve", headers=auth("alice")).status_code == 409
     # Approving the superseded plan is refused, and says by what.

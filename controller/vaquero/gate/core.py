@@ -370,6 +370,10 @@ class Gate:
             else:
                 value["state"] = r.PENDING_APPROVAL
         with self._lock:
+            if value["state"] == r.PENDING_APPROVAL:
+                # A small marker per waiting plan (written first: a stale marker is harmless), so superseding
+                # never reads every plan body in the Store.
+                self.store.put(r.pending_key(pid), {"plan": pid, "created": value["created"]})
             self.store.put(r.plan_key(pid), value)
             if new is not None:
                 self._supersede(pid)
@@ -403,12 +407,19 @@ class Gate:
             self._status_futures.append(self._statuses.submit(post))
 
     def _supersede(self, newest: str) -> None:
-        for rec in self.store.list("/plans/"):
-            v = rec.value
-            if v.get("id") == newest or v.get("state") != r.PENDING_APPROVAL:
+        for marker in self.store.list("/plans-pending/"):
+            pid = marker.value.get("plan", "")
+            if pid == newest:
                 continue
-            if self.store.cas(rec.key, v | {"state": r.SUPERSEDED, "superseded_by": newest}, expect=rec.revision) is not None:
-                log.info("plan %s superseded by %s", v["id"], newest, extra={"plan": v["id"], "sha": v.get("sha")})
+            for _ in range(20):
+                rec = self.store.get(r.plan_key(pid))
+                if rec is None or rec.value.get("state") != r.PENDING_APPROVAL:
+                    break
+                v = rec.value
+                if self.store.cas(rec.key, v | {"state": r.SUPERSEDED, "superseded_by": newest}, expect=rec.revision) is not None:
+                    log.info("plan %s superseded by %s", pid, newest, extra={"plan": pid, "sha": v.get("sha")})
+                    break
+            self.store.delete(marker.key)
 
     # -- decisions --
     def _decide(self, pid: str, allowed: tuple[str, ...], change: Callable[[dict[str, Any]], dict[str, Any]], verb: str) -> dict[str, Any]:
@@ -423,6 +434,8 @@ class Gate:
                 raise GateError(409, f"plan {pid} is {state}{hint}: it cannot be {verb}")
             value = change(dict(rec.value))
             if self.store.cas(key, value, expect=rec.revision) is not None:
+                if state == r.PENDING_APPROVAL and value.get("state") != r.PENDING_APPROVAL:
+                    self.store.delete(r.pending_key(pid))
                 return value
         raise GateError(409, f"plan {pid} keeps changing: try again")
 

@@ -40,6 +40,11 @@ def plan_key(pid: str) -> str:
     return f"/plans/{pid}"
 
 
+def pending_key(pid: str) -> str:
+    """A marker per plan waiting for approval, kept by the gate (the only writer of that state)."""
+    return f"/plans-pending/{pid}"
+
+
 def run_key(rid: str) -> str:
     return f"/runs/{rid}"
 
