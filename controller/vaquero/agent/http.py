@@ -246,17 +246,15 @@ class BootApp:
             await send({"type": "http.response.pathsend", "path": str(real)})
             return
         # mmap + memoryview slices: the server writes straight from the page cache, no read() copy.
-        with open(real, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            view = memoryview(mm)
-            try:
-                pos = start
-                stop = end + 1
-                while pos < stop:
-                    nxt = min(pos + CHUNK, stop)
-                    await send({"type": "http.response.body", "body": view[pos:nxt], "more_body": nxt < stop})
-                    pos = nxt
-            finally:
-                view.release()
+        # The map is not closed by hand: the transport may still hold slices; GC unmaps it.
+        with open(real, "rb") as fh:
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        view = memoryview(mm)
+        pos, stop = start, end + 1
+        while pos < stop:
+            nxt = min(pos + CHUNK, stop)
+            await send({"type": "http.response.body", "body": view[pos:nxt], "more_body": nxt < stop})
+            pos = nxt
 
     async def _read_body(self, receive: Receive, limit: int) -> bytes | None:
         body = b""

@@ -55,7 +55,7 @@ class BootStates:
                 self.hosts[name] = HostState(**st)
 
     def get(self, host: str) -> HostState:
-        return self.hosts.get(host) or HostState()
+        return self.hosts.get(host) or HostState(since=0.0)
 
     def _save(self) -> None:
         if self.path is None:
