@@ -172,6 +172,9 @@ def system_uuid_for(port: int) -> uuid.UUID:
 
 
 def serve(args: argparse.Namespace) -> None:
+    from vaquero.bmc.ipmi import _patch_pyghmi
+
+    _patch_pyghmi()  # the server side shares pyghmi's I/O loop and its missed wake-ups
     with open(args.password_file, encoding="utf-8") as fh:
         password = fh.read().strip()
     bmcs: dict[int, EmulatedBmc] = {}

@@ -38,6 +38,32 @@ _VENDORS = {2: "IBM", 674: "Dell", 10876: "Supermicro", 11: "HPE", 19046: "Lenov
 _AUTH_WORDS = ("password", "unauthorized", "unknown user", "privilege", "authentication", "rakp")
 
 
+_PATCHED = False
+_POLL = 0.02
+
+
+def _patch_pyghmi() -> None:
+    """Cap pyghmi's waits at 20 ms, once per process.
+
+    pyghmi's I/O thread can take in an answer just before a caller registers to wait for it; the
+    caller then sleeps until its retransmit deadline (0.5-1 s) with the answer already queued
+    (measured: 1 login in 25 took ~0.7 s with no packet lost). Waking every 20 ms to look at the
+    queue turns that into at most 20 ms; the waits' deadlines, hence pyghmi's retries, are unchanged.
+    """
+    global _PATCHED
+    if _PATCHED:
+        return
+    from pyghmi.ipmi.private import session as psession
+
+    orig = psession._io_wait
+
+    def capped(timeout: float, myaddr: Any = None, evq: Any = None) -> None:
+        orig(min(timeout, _POLL) if timeout is not None else _POLL, myaddr, evq)
+
+    psession._io_wait = capped
+    _PATCHED = True
+
+
 class IpmiBmc(Bmc):
     """A BMC driven over IPMI (lanplus). UEFI HTTP boot does not exist in IPMI: ``http`` is unsupported."""
 
@@ -75,6 +101,7 @@ class IpmiBmc(Bmc):
         from pyghmi import exceptions as pexc
         from pyghmi.ipmi import command
 
+        _patch_pyghmi()
         ep = self.endpoint
         from pyghmi.ipmi.private import session as psession
 
