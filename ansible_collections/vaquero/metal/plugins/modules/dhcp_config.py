@@ -1,0 +1,206 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the Vaquero project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: dhcp_config
+short_description: Render a site's DHCP server configuration (dnsmasq or ISC Kea) from the SoT
+version_added: 0.1.0
+description:
+  - Writes the DHCP configuration of a site - static reservations by MAC with the host name
+    (option 12), routers, DNS (6), NTP (42, always sent), domain (15) - and the netboot rules -
+    legacy PXE firmware gets the iPXE binary over TFTP (BIOS C(undionly.kpxe), UEFI O(efi_file),
+    picked by option 93), UEFI HTTP boot (arch 16) gets O(efi_file) over HTTP, and iPXE itself
+    (user class C(iPXE), option 175) gets the agent's HTTP chain script.
+  - A network in C(proxy) mode leaves addresses to an existing DHCP server and answers PXE only
+    (dnsmasq only; Kea has no ProxyDHCP and the module fails).
+  - The candidate is checked by the real daemon (C(dnsmasq --test) or C(kea-dhcp4 -t)) before it
+    replaces O(dest); the file is only written when its bytes change, through a temporary file
+    and a rename.
+author:
+  - Vaquero developers (@vaquero)
+extends_documentation_fragment:
+  - vaquero.metal.netboot
+options:
+  dest:
+    description:
+      - The configuration file to write.
+    type: path
+    required: true
+  flavor:
+    description:
+      - The DHCP server the configuration is for.
+    type: str
+    default: dnsmasq
+    choices: [dnsmasq, kea]
+  hosts_file:
+    description:
+      - dnsmasq only. Write the reservations to this file (a C(dhcp-hostsfile), re-read by dnsmasq on
+        SIGHUP) instead of inline in O(dest).
+    type: path
+  interface:
+    description:
+      - The interface the server listens on, overriding the networks' C(interface) in the SoT.
+    type: str
+  efi_file:
+    description:
+      - The iPXE binary for UEFI firmware.
+    type: str
+    default: ipxe.efi
+    choices: [ipxe.efi, snponly.efi]
+  validate:
+    description:
+      - Check the candidate with the daemon before writing it. The daemon must be installed; Kea also
+        needs the interfaces to exist on the node running the module.
+    type: bool
+    default: true
+  mode:
+    description:
+      - Permissions of the written files.
+    type: raw
+    default: '0644'
+attributes:
+  check_mode:
+    support: full
+    description: Renders and validates, reports whether the files would change, writes nothing.
+  diff_mode:
+    support: full
+    description: Shows the configuration before and after.
+seealso:
+  - module: vaquero.metal.ipxe_config
+  - module: vaquero.metal.assets
+"""
+
+EXAMPLES = r"""
+- name: dnsmasq configuration of the lab site
+  vaquero.metal.dhcp_config:
+    sot: "{{ sot_path }}"
+    site: lab
+    dest: /etc/vaquero/dnsmasq.conf
+    hosts_file: /etc/vaquero/dnsmasq.hosts
+  notify: Reload dnsmasq
+
+- name: Kea configuration, UEFI hosts get snponly.efi
+  vaquero.metal.dhcp_config:
+    sot: "{{ sot_path }}"
+    site: dc-west
+    flavor: kea
+    efi_file: snponly.efi
+    dest: /etc/kea/kea-dhcp4.conf
+"""
+
+RETURN = r"""
+dest:
+  description: The configuration file.
+  returned: always
+  type: str
+  sample: /etc/vaquero/dnsmasq.conf
+flavor:
+  description: The DHCP server the configuration is for.
+  returned: always
+  type: str
+  sample: dnsmasq
+hosts:
+  description: The number of hosts with a reservation.
+  returned: always
+  type: int
+  sample: 4
+sha256:
+  description: The sha256 of the rendered configuration.
+  returned: always
+  type: str
+  sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+"""
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import replace
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.vaquero.metal.plugins.module_utils.netboot import bundle, load_sot, merge_diffs, netboot_argument_spec
+
+try:
+    from vaquero.render import site_hosts, write_file
+    from vaquero.render.dhcp import render_dhcp, render_dnsmasq, render_dnsmasq_hosts
+except ImportError:
+    pass  # reported by load_sot through missing_required_lib
+
+
+def check_with_daemon(module, flavor, text, hosts_text):
+    binary = "dnsmasq" if flavor == "dnsmasq" else "kea-dhcp4"
+    path = shutil.which(binary) or module.get_bin_path(binary)
+    if not path:
+        module.fail_json(msg="%s is not installed; install it or set validate=false" % binary)
+    tmpdir = tempfile.mkdtemp(prefix="vaquero-dhcp-")
+    try:
+        conf = os.path.join(tmpdir, "candidate.conf")
+        if hosts_text is not None:
+            hosts = os.path.join(tmpdir, "candidate.hosts")
+            with open(hosts, "w") as fh:
+                fh.write(hosts_text)
+            text = text.replace("dhcp-hostsfile=%s" % module.params["hosts_file"], "dhcp-hostsfile=%s" % hosts)
+        with open(conf, "w") as fh:
+            fh.write(text)
+        cmd = [path, "--test", "-C", conf] if flavor == "dnsmasq" else [path, "-t", conf]
+        rc, stdout, stderr = module.run_command(cmd)
+        if rc != 0:
+            out = (stderr or "") + (stdout or "")
+            module.fail_json(msg="%s rejected the rendered configuration" % binary, stderr=out[-4000:], rc=rc)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def main():
+    argument_spec = netboot_argument_spec()
+    argument_spec.update(
+        dest=dict(type="path", required=True),
+        flavor=dict(type="str", default="dnsmasq", choices=["dnsmasq", "kea"]),
+        hosts_file=dict(type="path"),
+        interface=dict(type="str"),
+        efi_file=dict(type="str", default="ipxe.efi", choices=["ipxe.efi", "snponly.efi"]),
+        validate=dict(type="bool", default=True),
+        mode=dict(type="raw", default="0644"),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+    if p["hosts_file"] and p["flavor"] != "dnsmasq":
+        module.fail_json(msg="hosts_file is for flavor=dnsmasq only")
+    try:
+        mode = int(str(p["mode"]), 8)
+    except ValueError:
+        module.fail_json(msg="mode must be an octal string such as '0644'")
+
+    sot = load_sot(module)
+    b = bundle(module, sot)
+    server = replace(b.server, interface=p["interface"], efi_file=p["efi_file"])
+    hosts = site_hosts(sot, b.site)
+    hosts_text = None
+    try:
+        if p["flavor"] == "dnsmasq":
+            text = render_dnsmasq(b.site, hosts, server, hosts_file=p["hosts_file"])
+            if p["hosts_file"]:
+                hosts_text = render_dnsmasq_hosts(hosts)
+        else:
+            text = render_dhcp("kea", b.site, hosts, server)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    if p["validate"]:
+        check_with_daemon(module, p["flavor"], text, hosts_text)
+
+    results = [write_file(p["dest"], text, mode=mode, check=module.check_mode)]
+    if hosts_text is not None:
+        results.append(write_file(p["hosts_file"], hosts_text, mode=mode, check=module.check_mode))
+    changed = any(r.changed for r in results)
+    out = dict(changed=changed, dest=p["dest"], flavor=p["flavor"], hosts=len(hosts), sha256=hashlib.sha256(text.encode()).hexdigest())
+    if module._diff:
+        out["diff"] = merge_diffs(results)
+    module.exit_json(**out)
+
+
+if __name__ == "__main__":
+    main()
