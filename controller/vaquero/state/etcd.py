@@ -248,8 +248,11 @@ class EtcdStore(Store):
                 log.info("etcd watch on %s broke (%s); resuming from revision %d on the next member", endpoint, exc, last)
                 self._current = (self._current + 1) % len(self.endpoints)
                 continue
-            if not got_any:
-                return  # stream closed by the server without news
+            # The server closed the stream (a member shutting down): resume on the next one.
+            failures = 0 if got_any else failures + 1
+            if failures > len(self.endpoints):
+                raise StoreUnavailable("etcd watch: every member closed the stream")
+            self._current = (self._current + 1) % len(self.endpoints)
 
     def grant(self, ttl: float) -> Lease:
         # etcd leases are whole seconds, and never shorter than its minimum (~1.5 x election timeout).

@@ -47,7 +47,7 @@ class LeaderElector:
         *,
         name: str = "controller",
         identity: str | None = None,
-        ttl: float = 2.0,
+        ttl: float = 5.0,
         margin: float | None = None,
         on_gain: Callable[[int], None] | None = None,
         on_loss: Callable[[str], None] | None = None,
@@ -102,6 +102,7 @@ class LeaderElector:
         self._threads = [
             threading.Thread(target=self._run, name=f"leader-{self.name}", daemon=True),
             threading.Thread(target=self._watchdog, name=f"leader-{self.name}-watchdog", daemon=True),
+            threading.Thread(target=self._verify, name=f"leader-{self.name}-verify", daemon=True),
         ]
         for t in self._threads:
             t.start()
@@ -240,19 +241,21 @@ class LeaderElector:
             self._lease = None
             self._lose("lease expired")
             return
-        took = time.monotonic() - sent
         with self._cond:
             if self._leading:
                 self._valid_until = sent + lease.ttl - self.margin
                 self._cond.notify_all()
-        # Is the key still ours (an operator may have deleted it)? Only when the store answers
-        # quickly: while it is slow (an etcd election) a read could hang past our validity and
-        # delay the next refresh; the lease alone keeps the key, so skipping a check is safe.
-        if took > period / 2:
-            return
-        try:
-            rec = self.store.get(self.key)
-        except StoreUnavailable:
-            return
-        if rec is None or rec.revision != self._token or rec.value.get("holder") != self.identity:
-            self._lose("leader key deleted or taken")
+
+    def _verify(self) -> None:
+        """Is the key still ours (an operator may have deleted it)? Checked from its own thread: a read
+        can hang while etcd elects a leader, and must not delay the next refresh."""
+        while not self._stopping.wait(self.ttl / 3):
+            token = self.token
+            if token is None:
+                continue
+            try:
+                rec = self.store.get(self.key)
+            except StoreUnavailable:
+                continue  # the lease alone keeps the key; the watchdog handles an unreachable store
+            if self.token == token and (rec is None or rec.revision != token or rec.value.get("holder") != self.identity):
+                self._lose("leader key deleted or taken")
