@@ -12,9 +12,10 @@ description:
   - Reads a Vaquero SoT folder (sites, clusters, hosts, profiles) and turns it into an inventory.
   - Every host of every cluster becomes an inventory host, in the groups C(site_<site>),
     C(cluster_<cluster>) and C(role_<role>) for each of its roles (dashes become underscores).
-  - Host variables carry the SoT view of the host under C(vaquero_host), its cluster, site, profile
-    and BMC. BMC credentials appear as references (environment variable or file name), never as
-    the secret itself; modules resolve them when they run.
+  - Host variables carry the SoT view of the host under C(vaquero_host), its cluster, site, profile,
+    the cluster's policy (C(vaquero_policy)) and upgrade settings (C(vaquero_upgrade)), and BMC.
+    BMC credentials appear as references (environment variable or file name), never as the secret
+    itself; modules resolve them when they run.
   - The inventory file name must end with C(vaquero.yml) or C(vaquero.yaml).
   - Needs the C(vaquero) Python package on the controller.
 author:
@@ -121,6 +122,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             "vaquero_sot_root": str(sot.root),
             "vaquero_sot_sha": sot.sha,
             "vaquero_policy": cluster.policy.model_dump(mode="json"),
+            # upgrade.strategy (reinstall | reboot) and rollback: read by the rolling_upgrade role.
+            "vaquero_upgrade": cluster.upgrade.model_dump(mode="json"),
             "vaquero_hooks": {
                 phase: list(host.hooks.get(phase, cluster.hooks.get(phase, [])))
                 for phase in ("pre_shutdown", "pre_reboot", "post_reboot", "validate")
