@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -141,6 +142,11 @@ def test_hosts_state_why_stuck_timeline_and_filters(api, tmp_path):
     transition(api.store, Event("node1", "powering_off", None, "runner", "power off via IPMI", plan=plan["id"], run="run1", step="power_off"))
     transition(api.store, Event("node2", "failed", None, "runner", "BMC 127.0.0.1:6232 timed out", plan=plan["id"], run="run1", step="power_off", attempt=2))
 
+    # The list follows the Store through a watch (a few tens of ms behind it): wait for the last change.
+    deadline = time.monotonic() + 10
+    while api.get("/v1/hosts", params={"state": "failed"}, headers=auth("reader")).json()["count"] != 1:
+        assert time.monotonic() < deadline, "the host list never caught up with the Store"
+        time.sleep(0.02)
     listing = api.get("/v1/hosts", headers=auth("reader")).json()
     assert listing["count"] == 4 and [h["name"] for h in listing["hosts"]] == ["node1", "node2", "node3", "node4"]
     assert {h["cluster"] for h in listing["hosts"]} == {"lab"}
@@ -293,3 +299,34 @@ def test_restart_between_plan_and_revision_update_makes_no_second_plan(api, tmp_
     assert api.get(f"/v1/revisions/{rev['id']}", headers=auth("reader")).json()["state"] == "planned"
     plans = api.get("/v1/plans", headers=auth("reader")).json()["plans"]
     assert [p["id"] for p in plans] == [rev["plan"]] and plans[0]["state"] == "approved"
+
+
+def test_host_list_follower_sees_puts_and_deletes(tmp_path):
+    from vaquero.api.hosts import HostViews
+    from vaquero.gate.core import Gate
+
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    store.put("/hosts/a", {"name": "a", "state": "ready"})
+    views = HostViews(store, Gate(store, cache=tmp_path / "cache"))
+    direct = json.loads(views.list_json(None, None))
+    views.start()
+    try:
+        assert views.follower.ready.wait(5)
+        assert json.loads(views.list_json(None, None)) == direct
+
+        def settle(expected: list[str]) -> dict:
+            deadline = time.monotonic() + 5
+            while True:
+                body = json.loads(views.list_json(None, None))
+                if [h["name"] for h in body["hosts"]] == expected or time.monotonic() > deadline:
+                    return body
+
+        store.put("/hosts/b", {"name": "b", "state": "failed", "reason": "x"})
+        body = settle(["a", "b"])
+        assert body["hosts"][1]["state"] == "failed" and body["count"] == 2
+        assert json.loads(views.list_json(None, "failed"))["count"] == 1
+        store.delete("/hosts/a")
+        assert [h["name"] for h in settle(["b"])["hosts"]] == ["b"]
+    finally:
+        views.stop()
+        store.close()

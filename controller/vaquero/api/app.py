@@ -69,10 +69,12 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if start_gate:
             gate.start()
+        hosts.start()
         log.info("API ready: %d token(s), webhook %s", len(settings.tokens), "on" if settings.webhook_secret else "off")
         try:
             yield
         finally:
+            await run_in_threadpool(hosts.stop)
             if start_gate:
                 await run_in_threadpool(gate.stop)
 

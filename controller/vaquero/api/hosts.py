@@ -1,9 +1,14 @@
 """Host views: the list (by cluster and state), one host with "why is it stuck", its timeline.
 
 Which cluster and site a host belongs to comes from the current revision (what the hardware
-runs); its state from the Store (`/hosts/<name>`, written through the state machine). The list
-is served from a cache keyed by the Store revision when the Store offers one, so a poller of
-10,000 hosts costs one JSON encoding per change, not per request.
+runs); its state from the Store (`/hosts/<name>`, written through the state machine).
+
+The list is what pollers hit, with 10,000 hosts: while the app runs, a follower thread keeps the
+host records in memory by watching the Store (it lags the Store by the watch's poll interval,
+~50 ms with SQLite) and keeps each host's JSON encoded once per change, so a request costs a
+join of ready-made fragments, or nothing when nothing changed. Without the follower (an app used
+without its lifespan) the list is built from the Store, cached by Store revision.
+One host (`detail`, `timeline`) is always read from the Store directly.
 """
 
 from __future__ import annotations
@@ -29,27 +34,118 @@ def _age(seconds: float) -> str:
     return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
 
+class HostFollower:
+    """/hosts/* in memory, following the Store's watch; entries are [value, encoded row or None, index key]."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.entries: dict[str, list[Any]] = {}
+        self.version = 0
+        self.lock = threading.Lock()
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="vaquero-hosts", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        self.ready.clear()
+
+    def _run(self) -> None:
+        since = -1
+        while not self._stop.is_set():
+            try:
+                if since < 0:
+                    records = self.store.list("/hosts/")
+                    with self.lock:
+                        self.entries = {r.key[len("/hosts/") :]: [r.value, None, None] for r in records}
+                        self.version += 1
+                    since = max((r.revision for r in records), default=0)
+                    self.ready.set()
+                for ev in self.store.watch("/hosts/", since=since, timeout=0.5):
+                    name = ev.key[len("/hosts/") :]
+                    with self.lock:
+                        if ev.type == "delete" or ev.value is None:
+                            self.entries.pop(name, None)
+                        else:
+                            self.entries[name] = [ev.value, None, None]
+                        self.version += 1
+                    since = ev.revision
+                    if self._stop.is_set():
+                        return
+            except Exception:
+                # The Store is unreachable: serve the direct path until a fresh load succeeds.
+                self.ready.clear()
+                since = -1
+                self._stop.wait(1.0)
+
+
 class HostViews:
     def __init__(self, store: Store, gate: Gate) -> None:
         self.store = store
         self.gate = gate
+        self.follower = HostFollower(store)
         self._index: tuple[str | None, dict[str, tuple[str, str]]] = ("", {})
-        self._cache: dict[tuple[int, str | None, str | None], bytes] = {}
+        self._cache: dict[tuple[Any, ...], bytes] = {}
         self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self.follower.start()
+
+    def stop(self) -> None:
+        self.follower.stop()
 
     def index(self) -> dict[str, tuple[str, str]]:
         """host -> (cluster, site) in the current revision."""
+        return self._index_with_key()[1]
+
+    def _index_with_key(self) -> tuple[str | None, dict[str, tuple[str, str]]]:
         rec = self.store.get("/sites-applied/current")
         key = f"{rec.value.get('sha')}:{rec.value.get('root')}" if rec else None
         if self._index[0] == key:
-            return self._index[1]
+            return self._index
         try:
             sot, _ = self.gate.current()
             mapping = {h.name: (c.name, c.site) for c, _, h in sot.hosts()}
         except Exception:
             mapping = {}
         self._index = (key, mapping)
-        return mapping
+        return self._index
+
+    def _followed(self, cluster: str | None, state: str | None) -> bytes:
+        idx_key, idx = self._index_with_key()
+        f = self.follower
+        with f.lock:
+            cache_key = ("followed", f.version, idx_key, cluster, state)
+            hit = self._cache.get(cache_key)
+            if hit is not None:
+                return hit
+            parts: list[bytes] = []
+            for name in sorted(f.entries.keys() | idx.keys()):
+                entry = f.entries.get(name)
+                value: dict[str, Any] = entry[0] if entry else {}
+                c, s = idx.get(name, (value.get("cluster"), value.get("site")))
+                if (cluster is not None and c != cluster) or (state is not None and value.get("state") != state):
+                    continue
+                if entry is not None and entry[1] is not None and entry[2] == idx_key:
+                    parts.append(entry[1])
+                    continue
+                frag = json.dumps({"name": name, "cluster": c, "site": s} | {k: value.get(k) for k in _FIELDS}, separators=(",", ":")).encode()
+                if entry is not None:
+                    entry[1], entry[2] = frag, idx_key
+                parts.append(frag)
+            body = b'{"count":%d,"hosts":[' % len(parts) + b",".join(parts) + b"]}"
+            self._cache = {k: v for k, v in self._cache.items() if k[:3] == cache_key[:3]} if len(self._cache) < 64 else {}
+            self._cache[cache_key] = body
+        return body
 
     def _rows(self, cluster: str | None, state: str | None) -> list[dict[str, Any]]:
         idx = self.index()
@@ -78,11 +174,16 @@ class HostViews:
         return rev if isinstance(rev, int) else None
 
     def cached(self, cluster: str | None, state: str | None) -> bytes | None:
-        """The encoded list when nothing changed in the Store since it was made (a cheap check)."""
+        """The encoded list when it is ready-made (a cheap check, fine on the event loop)."""
+        if self.follower.ready.is_set():
+            idx_key = self._index_with_key()[0]
+            return self._cache.get(("followed", self.follower.version, idx_key, cluster, state))
         rev = self._revision()
         return self._cache.get((rev, cluster, state)) if rev is not None else None
 
     def list_json(self, cluster: str | None, state: str | None) -> bytes:
+        if self.follower.ready.is_set():
+            return self._followed(cluster, state)
         rev = self._revision()
         if rev is not None:
             cached = self._cache.get((rev, cluster, state))
