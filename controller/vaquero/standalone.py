@@ -69,7 +69,10 @@ class Standalone:
 
         token = self.admin_token()
         tokens = Tokens([Token("standalone", "admin", hashlib.sha256(token.encode()).digest())])
-        settings = Settings(data_dir=self.data_dir, tokens=tokens)
+        # The SoT given at start is the one source this standalone takes revisions from (API and CLI).
+        url, _rev = split_spec(self.sot)
+        source = os.path.abspath(url) if os.path.isdir(url) else url
+        settings = Settings(data_dir=self.data_dir, tokens=tokens, allowed_sources=[source])
         app = create_app(settings, store)
         app.include_router(runner_api.router)
         self.app = app

@@ -186,3 +186,55 @@ def test_pause_holds_new_steps_until_resume(store, lab_sot, tmp_path) -> None:
     t.join(30)
     assert store.get(R.run_key("p1")).value["state"] == "succeeded"
     assert rec.calls == [["node1", "node2"], ["node3", "node4"]]
+
+
+class FailingRecorder(Recorder):
+    """Every launch on the new revision fails its hosts at validation; the rollback launch succeeds."""
+
+    def __init__(self, new_root: Path) -> None:
+        super().__init__()
+        self.new_root = new_root
+        self.roots: list[Path] = []
+
+    def __call__(self, ctx: RunContext, private: Path, root: Path, playbook: str, hosts: list[str], **kw: Any) -> Launch:
+        self.roots.append(root)
+        if root != self.new_root:
+            return super().__call__(ctx, private, root, playbook, hosts, **kw)
+        self.calls.append(list(hosts))
+        failures = {}
+        for h in hosts:
+            for s in ("draining", "powering_off", "netbooting", "installing", "rebooting", "validating"):
+                record(ctx, h, s, "recorded")
+            record(ctx, h, "failed", "validate hook failed")
+            failures[h] = "validate hook failed"
+        return Launch("failed", 2, kw["ident"], failures)
+
+
+def test_rollback_returns_failed_hosts_to_the_previous_revision(store, lab_sot, tmp_path) -> None:
+    import shutil
+
+    old_root = tmp_path / "old"
+    shutil.copytree(lab_sot, old_root)
+    text = (lab_sot / "clusters" / "lab.yaml").read_text().replace("on_failure: retry", "on_failure: rollback")
+    (lab_sot / "clusters" / "lab.yaml").write_text(text)
+    prof = lab_sot / "profiles" / "lab-linux.yaml"
+    prof.write_text(prof.read_text().replace('version: "1"', 'version: "2"'))
+    # Revision 1 is applied and every host is ready on it.
+    store.put(R.CURRENT_KEY, {"sha": "1" * 40, "root": str(old_root), "plan": "p0"})
+    ctx = RunContext(store, "p0", "p0", "1" * 40, {})
+    for h in ("node1", "node2", "node3", "node4"):
+        record(ctx, h, "ready", "installed before")
+    plan = make_plan(load(old_root, sha="1" * 40), load(lab_sot, sha="2" * 40))
+    store.put(R.plan_key("p2"), {"id": "p2", "sha": "2" * 40, "root": str(lab_sot), "state": "approved", "plan": plan.to_dict(), "cancel_requested": False})
+    rec = FailingRecorder(lab_sot)
+    RunWorker(store, tmp_path / "data", launcher=rec).tick()
+    run = store.get(R.run_key("p2")).value
+    assert run["state"] == "failed" and "rollback" in run["error"]
+    # The first wave failed on the new revision, was rolled back on the old tree, and no other wave ran.
+    assert rec.roots[0] == lab_sot and rec.roots[1] == old_root and len(rec.calls) == 2
+    assert rec.calls[0] == rec.calls[1]
+    for h in rec.calls[0]:
+        step = store.get(R.step_key("p2", h)).value
+        assert step["rolled_back"] is True and step["rollback_to"] == "1" * 40
+        assert current(store, h)["state"] == "ready" and current(store, h)["sha"] == "1" * 40
+    assert store.get(R.CURRENT_KEY).value["sha"] == "1" * 40

@@ -487,6 +487,7 @@ class RunWorker:
     ) -> str | None:
         """After a launch: ask the failure budget about each failed host. Returns why the run halts, or None."""
         halted: str | None = None
+        rollback: list[str] = []
         all_steps = R.steps(self.store, pid)
         for host, ok in results.items():
             if ok:
@@ -509,8 +510,10 @@ class RunWorker:
             elif isinstance(outcome, runtime.Halt):
                 halted = halted or outcome.reason
             elif isinstance(outcome, runtime.Rollback):
-                self._rollback(pid, sha, private, wave["number"], list(outcome.hosts), secrets_env)
+                rollback.extend(h for h in outcome.hosts if h not in rollback and not all_steps.get(h, {}).get("rolled_back"))
                 halted = halted or outcome.reason
+        if rollback:
+            self._rollback(pid, sha, private, wave["number"], rollback, secrets_env)
         return halted
 
     def _rollback(self, pid: str, sha: str | None, private: Path, number: int, hosts: list[str], secrets_env: dict[str, str]) -> None:
