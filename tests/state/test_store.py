@@ -7,9 +7,10 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from vaquero.state import LeaseExpired, Store, open_store
+from vaquero.state import LeaseExpired, Store, WatchCompacted, open_store
 from vaquero.state.etcd import EtcdStore
 from vaquero.state.sqlite import SQLiteStore
 
@@ -160,6 +161,32 @@ def test_watch_sees_live_changes_and_ends_after_quiet_timeout(store: Store) -> N
     t.join()
     assert got == [{"i": i} for i in range(5)]
     assert 1.0 <= took < 3.5  # ends about one quiet timeout after the last event
+
+
+def _compact(store: Store, revision: int) -> None:
+    """Drop the history up to `revision`, the way each store does it in production."""
+    if isinstance(store, EtcdStore):
+        httpx.post(store.endpoints[0] + "/v3/kv/compaction", json={"revision": str(revision), "physical": True}, timeout=5).raise_for_status()
+    else:
+        assert isinstance(store, SQLiteStore)
+        store.keep_changes = 5  # keep only the last 5 changes; the next writes compact the rest
+        for i in range(10):
+            store.put("/compact/filler", {"i": i})
+
+
+def test_watch_from_a_compacted_revision_raises_instead_of_skipping(store: Store) -> None:
+    since = store.revision()
+    for i in range(5):
+        store.put("/wc/a", {"i": i})
+    _compact(store, store.revision())
+    with pytest.raises(WatchCompacted) as exc:
+        list(store.watch("/wc/", since=since, timeout=0.3))
+    assert exc.value.compact_revision > since + 1
+    # the way out: list, then watch from the current revision
+    now = store.revision()
+    assert [r.value for r in store.list("/wc/")] == [{"i": 4}]
+    store.put("/wc/b", {"i": 5})
+    assert [e.value for e in store.watch("/wc/", since=now, timeout=0.3)] == [{"i": 5}]
 
 
 def test_lease_expiry_removes_keys(store: Store) -> None:

@@ -15,9 +15,9 @@ import os
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from .store import Lease, LeaseExpired, Record, Store, StoreUnavailable, WatchEvent
+from .store import Lease, LeaseExpired, Record, Store, StoreUnavailable, WatchCompacted, WatchEvent
 
-__all__ = ["Lease", "LeaseExpired", "Record", "Store", "StoreUnavailable", "WatchEvent", "default_data_dir", "open_store"]
+__all__ = ["Lease", "LeaseExpired", "Record", "Store", "StoreUnavailable", "WatchCompacted", "WatchEvent", "default_data_dir", "open_store"]
 
 
 def default_data_dir() -> Path:

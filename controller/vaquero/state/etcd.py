@@ -26,19 +26,13 @@ from typing import Any
 
 import httpx
 
-from .store import Lease, LeaseExpired, Record, Store, StoreUnavailable, WatchEvent
+from .store import Lease, LeaseExpired, Record, Store, StoreUnavailable, WatchCompacted, WatchEvent
+
+__all__ = ["EtcdStore", "WatchCompacted"]
 
 log = logging.getLogger(__name__)
 
 _HEADERS = {"Grpc-Metadata-hasleader": "true", "Content-Type": "application/json"}
-
-
-class WatchCompacted(Exception):
-    """The revision a watch asked to start from was compacted away; re-list and watch from now."""
-
-    def __init__(self, since: int, compact_revision: int) -> None:
-        self.since, self.compact_revision = since, compact_revision
-        super().__init__(f"revision {since} is compacted (oldest kept: {compact_revision}); list again and watch from the current revision")
 
 
 class _Unsent(Exception):

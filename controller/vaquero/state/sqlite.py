@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .store import Lease, LeaseExpired, Record, Store, StoreUnavailable, WatchEvent
+from .store import Lease, LeaseExpired, Record, Store, StoreUnavailable, WatchCompacted, WatchEvent
 
 SCHEMA_VERSION = 1
 _MIGRATIONS = [
@@ -27,6 +27,8 @@ _KEEP_CHANGES = 100_000  # watch history kept; older revisions are compacted awa
 
 
 class SQLiteStore(Store):
+    keep_changes = _KEEP_CHANGES
+
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         if self.path != ":memory:":
@@ -52,8 +54,8 @@ class SQLiteStore(Store):
     def _bump(self, db: sqlite3.Connection, kind: str, key: str, value: str | None) -> int:
         rev: int = db.execute("UPDATE meta SET value = value + 1 WHERE name='revision' RETURNING value").fetchone()[0]
         db.execute("INSERT INTO changes VALUES (?, ?, ?, ?)", (rev, kind, key, value))
-        if rev % 1000 == 0:
-            db.execute("DELETE FROM changes WHERE revision <= ?", (rev - _KEEP_CHANGES,))
+        if rev % min(1000, self.keep_changes) == 0:
+            db.execute("DELETE FROM changes WHERE revision <= ?", (rev - self.keep_changes,))
         return rev
 
     def _expire(self, db: sqlite3.Connection) -> None:
@@ -145,6 +147,9 @@ class SQLiteStore(Store):
         deadline = time.monotonic() + timeout
         last = since
         while time.monotonic() < deadline:
+            oldest, newest = self._read("SELECT (SELECT MIN(revision) FROM changes), (SELECT value FROM meta WHERE name='revision')", ())[0]
+            if (oldest is None and newest > last) or (oldest is not None and oldest > last + 1):
+                raise WatchCompacted(since, oldest or newest + 1)
             rows = self._read(
                 "SELECT revision, type, key, value FROM changes WHERE revision > ? AND key >= ? AND substr(key, 1, ?) = ? ORDER BY revision",
                 (last, prefix, len(prefix), prefix),

@@ -38,6 +38,14 @@ class StoreUnavailable(Exception):
     """The store cannot be reached or has no quorum; the caller should retry later, not guess."""
 
 
+class WatchCompacted(Exception):
+    """The revision a watch asked to start after is no longer kept; list again and watch from store.revision()."""
+
+    def __init__(self, since: int, compact_revision: int) -> None:
+        self.since, self.compact_revision = since, compact_revision
+        super().__init__(f"revision {since} is compacted (oldest kept: {compact_revision}); list again and watch from the current revision")
+
+
 class LeaseExpired(Exception):
     """A write named a lease that expired or was revoked (etcd: "requested lease not found")."""
 
@@ -66,7 +74,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def watch(self, prefix: str, *, since: int, timeout: float) -> Iterator[WatchEvent]:
-        """Changes under `prefix` after revision `since`, until `timeout` seconds pass without one."""
+        """Changes under `prefix` after revision `since`, until `timeout` seconds pass without one.
+
+        WatchCompacted when changes after `since` are no longer kept: never a silent gap.
+        """
 
     @abc.abstractmethod
     def grant(self, ttl: float) -> Lease: ...
