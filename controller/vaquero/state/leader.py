@@ -63,6 +63,7 @@ class LeaderElector:
         self.on_loss = on_loss
         self.retry = retry
         self._cond = threading.Condition()
+        self._callbacks = threading.RLock()
         self._leading = False
         self._token: int | None = None
         self._lease: Lease | None = None
@@ -123,11 +124,11 @@ class LeaderElector:
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
+        self._lose("stopped")
         for t in self._threads:
-            t.join(timeout=self.ttl + 5)
+            t.join(timeout=self.ttl + 5)  # a thread still in a store call after that cannot gain any more (_gain checks)
         self._threads = []
         lease = self._lease
-        self._lose("stopped")
         if resign and lease is not None:
             try:
                 self.store.revoke(lease)
@@ -137,29 +138,34 @@ class LeaderElector:
 
     # -- internals --
     def _gain(self, token: int, valid_until: float) -> None:
-        with self._cond:
-            self._leading, self._token, self._valid_until = True, token, valid_until
-            self.gained_at = time.monotonic()
-            self._cond.notify_all()
-        log.info("leader %s: %s leads (fencing token %d)", self.name, self.identity, token)
-        if self.on_gain:
-            try:
-                self.on_gain(token)
-            except Exception:
-                log.exception("leader %s: on_gain callback failed", self.name)
+        # Callbacks run under _callbacks, so on_loss never overtakes the on_gain it answers.
+        with self._callbacks:
+            with self._cond:
+                if self._stopping.is_set() or valid_until <= time.monotonic():
+                    return  # stopping, or the store was so slow that the lease may be gone already
+                self._leading, self._token, self._valid_until = True, token, valid_until
+                self.gained_at = time.monotonic()
+                self._cond.notify_all()
+            log.info("leader %s: %s leads (fencing token %d)", self.name, self.identity, token)
+            if self.on_gain:
+                try:
+                    self.on_gain(token)
+                except Exception:
+                    log.exception("leader %s: on_gain callback failed", self.name)
 
     def _lose(self, reason: str) -> None:
-        with self._cond:
+        with self._cond:  # is_leader turns false at once, whatever the callbacks are doing
             if not self._leading:
                 return
             self._leading, self._token, self._valid_until = False, None, 0.0
             self._cond.notify_all()
-        log.warning("leader %s: %s stops leading: %s", self.name, self.identity, reason)
-        if self.on_loss:
-            try:
-                self.on_loss(reason)
-            except Exception:
-                log.exception("leader %s: on_loss callback failed", self.name)
+        with self._callbacks:
+            log.warning("leader %s: %s stops leading: %s", self.name, self.identity, reason)
+            if self.on_loss:
+                try:
+                    self.on_loss(reason)
+                except Exception:
+                    log.exception("leader %s: on_loss callback failed", self.name)
 
     def _watchdog(self) -> None:
         """Fires the loss at the local deadline even while the keep-alive thread is blocked on the store."""
