@@ -10,6 +10,7 @@ import schemathesis
 from api_helpers import ROOT, TOKENS, make_settings
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from vaquero.api.app import create_app
 from vaquero.state.machine import Event, transition
@@ -48,7 +49,7 @@ def test_no_server_errors(app):
         def check(case):
             nonlocal calls
             response = case.call(headers=headers)
-            case.validate_response(response, checks=[not_a_server_error])
+            case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
             anonymous = case.call()
             case.validate_response(anonymous, checks=[not_a_server_error])
             if case.operation.path not in ("/healthz/live", "/healthz/ready", "/v1/webhooks/github"):

@@ -24,6 +24,7 @@ from ..gate.github import StatusReporter
 from ..sot.source import split_spec
 from ..state.store import Store, StoreUnavailable
 from . import events, webhook
+from . import models as m
 from .auth import require
 from .hosts import HostViews
 from .metrics import Metrics
@@ -124,7 +125,13 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # -- revisions --
-    @app.post("/v1/revisions", tags=["revisions"], status_code=202, summary="queue a revision (git URL@REV or a local path): validate and plan it")
+    @app.post(
+        "/v1/revisions",
+        tags=["revisions"],
+        status_code=202,
+        responses={200: {"model": m.RevisionAccepted}, 202: {"model": m.RevisionAccepted}, 422: {"model": m.ErrorOut}},
+        summary="queue a revision (git URL@REV or a local path): validate and plan it",
+    )
     def post_revision(body: RevisionRequest, response: Response, token: Token = Depends(require("approve"))) -> dict[str, Any]:  # noqa: B008
         url, rev = split_spec(body.source)
         if not settings.source_allowed(url if rev is not None else body.source):
@@ -141,25 +148,49 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
             response.status_code = 200
         return {"created": created, "revision": record}
 
-    @app.get("/v1/revisions", tags=["revisions"], dependencies=[Depends(require("read"))], summary="revisions, newest first")
+    @app.get(
+        "/v1/revisions",
+        tags=["revisions"],
+        responses={200: {"model": m.RevisionList}},
+        dependencies=[Depends(require("read"))],
+        summary="revisions, newest first",
+    )
     def list_revisions(state: str | None = Query(None, max_length=32), limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         items = [rec.value for rec in store.list("/revisions/") if state is None or rec.value.get("state") == state]
         items.sort(key=lambda v: v.get("created") or 0, reverse=True)
         return {"count": len(items[:limit]), "revisions": items[:limit]}
 
-    @app.get("/v1/revisions/{rid}", tags=["revisions"], dependencies=[Depends(require("read"))], summary="one revision")
+    @app.get(
+        "/v1/revisions/{rid}",
+        tags=["revisions"],
+        responses={200: {"model": m.RevisionOut}, 404: {}},
+        dependencies=[Depends(require("read"))],
+        summary="one revision",
+    )
     def get_revision(rid: str) -> dict[str, Any]:
         if not r.valid_id(rid):
             raise HTTPException(404, "no such revision")
         return _get(store, r.revision_key(rid), "such revision")
 
     # -- plans --
-    @app.get("/v1/plans", tags=["plans"], dependencies=[Depends(require("read"))], summary="plans, newest first (without plan bodies)")
+    @app.get(
+        "/v1/plans",
+        tags=["plans"],
+        responses={200: {"model": m.PlanList}},
+        dependencies=[Depends(require("read"))],
+        summary="plans, newest first (without plan bodies)",
+    )
     def list_plans(state: str | None = Query(None, max_length=32), limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         items = [r.plan_summary(rec.value) for rec in reversed(store.list("/plans/")) if state is None or rec.value.get("state") == state]
         return {"count": len(items[:limit]), "plans": items[:limit]}
 
-    @app.get("/v1/plans/{pid}", tags=["plans"], dependencies=[Depends(require("read"))], summary="one plan: JSON plan, human dump (`text`), errors")
+    @app.get(
+        "/v1/plans/{pid}",
+        tags=["plans"],
+        responses={200: {"model": m.PlanOut}, 404: {}},
+        dependencies=[Depends(require("read"))],
+        summary="one plan: JSON plan, human dump (`text`), errors",
+    )
     def get_plan(pid: str) -> dict[str, Any]:
         if not r.valid_id(pid):
             raise HTTPException(404, "no such plan")
@@ -196,21 +227,41 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
         "/v1/plans/{pid}/approve",
         tags=["approvals"],
         summary="approve a plan waiting for approval (records who and when)",
-        responses={404: {"description": "no such plan"}, 409: {"description": "not waiting for approval (superseded, rejected, ...)"}},
+        responses={
+            200: {"model": m.PlanSummaryOut},
+            404: {"description": "no such plan"},
+            409: {"description": "not waiting for approval (superseded, rejected, ...)"},
+        },
     )
     def approve(pid: str, body: Decision | None = None, token: Token = Depends(require("approve"))) -> dict[str, Any]:  # noqa: B008
         return _decide("approve", pid, token, body)
 
-    @app.post("/v1/plans/{pid}/reject", tags=["approvals"], summary="reject a plan waiting for approval", responses={404: {}, 409: {}})
+    @app.post(
+        "/v1/plans/{pid}/reject",
+        tags=["approvals"],
+        summary="reject a plan waiting for approval",
+        responses={200: {"model": m.PlanSummaryOut}, 404: {}, 409: {}},
+    )
     def reject(pid: str, body: Decision | None = None, token: Token = Depends(require("approve"))) -> dict[str, Any]:  # noqa: B008
         return _decide("reject", pid, token, body)
 
-    @app.post("/v1/plans/{pid}/cancel", tags=["approvals"], summary="ask the runner to stop an approved or running plan", responses={404: {}, 409: {}})
+    @app.post(
+        "/v1/plans/{pid}/cancel",
+        tags=["approvals"],
+        summary="ask the runner to stop an approved or running plan",
+        responses={200: {"model": m.PlanSummaryOut}, 404: {}, 409: {}},
+    )
     def cancel(pid: str, token: Token = Depends(require("approve"))) -> dict[str, Any]:  # noqa: B008
         return _decide("cancel", pid, token)
 
     # -- runs --
-    @app.get("/v1/runs", tags=["runs"], dependencies=[Depends(require("read"))], summary="runs (written by the runner), newest first")
+    @app.get(
+        "/v1/runs",
+        tags=["runs"],
+        responses={200: {"model": m.RunList}},
+        dependencies=[Depends(require("read"))],
+        summary="runs (written by the runner), newest first",
+    )
     def list_runs(limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         items = [rec.value for rec in store.list("/runs/")]
         items.sort(key=lambda v: v.get("started") or v.get("created") or 0, reverse=True)
@@ -223,13 +274,25 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
         return _get(store, r.run_key(rid), "such run")
 
     # -- hosts --
-    @app.get("/v1/hosts", tags=["hosts"], dependencies=[Depends(require("read"))], summary="hosts with their state, filtered by cluster and state")
+    @app.get(
+        "/v1/hosts",
+        tags=["hosts"],
+        responses={200: {"model": m.HostList}},
+        dependencies=[Depends(require("read"))],
+        summary="hosts with their state, filtered by cluster and state",
+    )
     async def list_hosts(cluster: str | None = Query(None, max_length=128), state: str | None = Query(None, max_length=32)) -> Response:
         # Served from the cache on the event loop when the Store has not changed; built in a thread otherwise.
         body = hosts.cached(cluster, state) or await run_in_threadpool(hosts.list_json, cluster, state)
         return Response(body, media_type="application/json")
 
-    @app.get("/v1/hosts/{name}", tags=["hosts"], dependencies=[Depends(require("read"))], summary="one host: state, since when, and why it is stuck")
+    @app.get(
+        "/v1/hosts/{name}",
+        tags=["hosts"],
+        responses={200: {"model": m.HostDetail}, 404: {}},
+        dependencies=[Depends(require("read"))],
+        summary="one host: state, since when, and why it is stuck",
+    )
     def get_host(name: str) -> dict[str, Any]:
         if not r.valid_id(name):
             raise HTTPException(404, "no such host")
@@ -238,7 +301,13 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
             raise HTTPException(404, f"no host {name!r} in the current revision or the store")
         return out
 
-    @app.get("/v1/hosts/{name}/timeline", tags=["hosts"], dependencies=[Depends(require("read"))], summary="a host's events, oldest first")
+    @app.get(
+        "/v1/hosts/{name}/timeline",
+        tags=["hosts"],
+        responses={200: {"model": m.Timeline}, 404: {}},
+        dependencies=[Depends(require("read"))],
+        summary="a host's events, oldest first",
+    )
     def get_timeline(name: str) -> dict[str, Any]:
         if not r.valid_id(name):
             raise HTTPException(404, "no such host")

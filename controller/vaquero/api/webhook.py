@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 
 from ..gate import records as r
 from ..gate.core import SHA_RE, ZERO_SHA, GateError
+from .models import WebhookResult
 
 log = logging.getLogger("vaquero.api.webhook")
 router = APIRouter()
@@ -77,8 +78,8 @@ def repository_matches(payload: dict[str, Any], repo_url: str | None, repo_name:
     tags=["webhook"],
     summary="GitHub webhook (push, ping); authenticated by X-Hub-Signature-256, not by a bearer token",
     responses={
-        200: {"description": "ping answered, duplicate delivery, or an event that needs no work"},
-        202: {"description": "push accepted: the revision is queued"},
+        200: {"description": "ping answered, duplicate delivery, or an event that needs no work", "model": WebhookResult},
+        202: {"description": "push accepted: the revision is queued", "model": WebhookResult},
         400: {"description": "malformed body or missing delivery id"},
         401: {"description": "missing or wrong signature"},
         503: {"description": "no webhook secret configured"},

@@ -1,0 +1,127 @@
+"""Response shapes, for the OpenAPI description (documentation: handlers return plain dicts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class SoTErrorOut(_Open):
+    file: str | None = Field(description="file in the SoT, relative to its root (null when the revision could not be read at all)")
+    line: int | None
+    field: str | None = Field(description="field path, e.g. hosts[2].macs")
+    message: str
+
+
+class RevisionOut(_Open):
+    id: str = Field(description="the commit SHA, or local-<content hash> for a folder")
+    kind: str = Field(description="git | path")
+    sha: str | None
+    source: str
+    subdir: str
+    label: str
+    root: str | None = Field(description="the tree of that revision in the content-addressed cache")
+    created: float
+    state: str = Field(description="queued | fetching | planned | invalid")
+    actor: str | None
+    github: str | None = Field(description="OWNER/NAME when it came from a GitHub push")
+    delivery: str | None
+    plan: str | None
+    errors: list[SoTErrorOut]
+
+
+class RevisionList(_Open):
+    count: int
+    revisions: list[RevisionOut]
+
+
+class RevisionAccepted(_Open):
+    created: bool = Field(description="false when that revision was already known (then nothing is done twice)")
+    revision: RevisionOut
+
+
+class PlanSummaryOut(_Open):
+    id: str
+    revision: str
+    sha: str | None
+    source: str
+    label: str
+    root: str | None
+    created: float
+    actor: str | None
+    base_sha: str | None = Field(description="the current revision the plan was made against")
+    state: str = Field(description="invalid | pending_approval | approved | rejected | superseded | running | succeeded | failed | cancelled")
+    auto_apply: bool
+    errors: list[SoTErrorOut]
+    approved_by: str | None
+    approved_at: float | None
+    rejected_by: str | None
+    superseded_by: str | None
+    run: str | None
+    cancel_requested: bool
+
+
+class PlanOut(PlanSummaryOut):
+    plan: dict[str, Any] | None = Field(description="the JSON plan: hosts, scopes, waves, policy decisions")
+    text: str | None = Field(description="the human dump")
+
+
+class PlanList(_Open):
+    count: int
+    plans: list[PlanSummaryOut]
+
+
+class RunList(_Open):
+    count: int
+    runs: list[dict[str, Any]]
+
+
+class HostRow(_Open):
+    name: str
+    cluster: str | None
+    site: str | None
+    state: str | None = Field(description="null: in the current revision, no event yet")
+    since: float | None
+    reason: str | None
+    step: str | None
+    attempt: int | None
+    plan: str | None
+    run: str | None
+    sha: str | None
+    actor: str | None
+
+
+class HostList(_Open):
+    count: int
+    hosts: list[HostRow]
+
+
+class HostDetail(HostRow):
+    since_seconds: float | None
+    why: str = Field(description="what it is doing, since when, and why it is stuck")
+    failure: dict[str, Any] | None = Field(description="step, reason and attempt when failed")
+    last_event: dict[str, Any] | None
+
+
+class Timeline(_Open):
+    host: str
+    count: int
+    events: list[dict[str, Any]]
+
+
+class WebhookResult(_Open):
+    status: str = Field(description="queued | known | pong | ignored | duplicate")
+    delivery: str
+    event: str | None = None
+    sha: str | None = None
+    revision: str | None = None
+    reason: str | None = None
+
+
+class ErrorOut(_Open):
+    detail: str | list[dict[str, Any]] = Field(description="what is wrong: a sentence, or FastAPI's list of validation errors")
