@@ -18,6 +18,8 @@ from vaquero.state.leader import LeaderElector
 if TYPE_CHECKING:
     from conftest import EtcdCluster
 
+pytestmark = pytest.mark.slow  # kills and restarts etcd members: ~15 s
+
 
 @pytest.fixture
 def cluster(etcd_cluster: EtcdCluster) -> Iterator[EtcdCluster]:

@@ -135,6 +135,7 @@ def test_leader_that_cannot_refresh_stops_before_another_starts(store: Store, fi
         a.stop(resign=False)
 
 
+@pytest.mark.slow
 def test_failover_when_the_leader_process_is_killed(store_url: str, figures: dict[str, str]) -> None:
     """Two controller processes; kill -9 the leader; the other leads once the lease runs out."""
     times = []
