@@ -7,11 +7,11 @@ same process; the gate's worker thread starts and stops with the app's lifespan.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -60,7 +60,17 @@ def _get(store: Store, key: str, what: str) -> dict[str, Any]:
     return rec.value
 
 
-def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, start_gate: bool = True) -> FastAPI:
+def _runner_routers() -> list[APIRouter]:
+    """The runner's operator controls (pause, resume, abort, steps), when the runner is installed."""
+    try:
+        from ..runner.api import router
+    except ImportError:
+        return []
+    return [router]
+
+
+def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, start_gate: bool = True, routers: Sequence[APIRouter] | None = None) -> FastAPI:
+    """The API over `store`. `routers` are mounted too (default: the runner's, when importable)."""
     metrics = Metrics(store)
     reporter = StatusReporter(settings.github_token, settings.github_api) if settings.github_token else None
     gate = gate or Gate(store, cache=settings.cache, reporter=reporter, public_url=settings.public_url, observer=metrics, scrub=settings.scrub)
@@ -106,6 +116,8 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
 
     app.include_router(webhook.router)
     app.include_router(events.router)
+    for router in _runner_routers() if routers is None else routers:
+        app.include_router(router)
 
     # -- probes and metrics --
     @app.get("/healthz/live", tags=["probes"], summary="the process answers")
