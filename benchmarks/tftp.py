@@ -51,10 +51,10 @@ def one_round(port: int, name: str, clients: int, fetches: int, blksize: int, ou
     for i in range(fetches):
         urls += [f"tftp://127.0.0.1:{port}/{name}", "-o", str(out / f"f{i}")]
     t0 = time.perf_counter()
-    procs = [
-        subprocess.Popen(["curl", "-s", "--max-time", "60", "--tftp-blksize", str(blksize), *[u.replace(str(out), str(out / str(c))) for u in urls]], stdout=subprocess.DEVNULL)
-        for c in range(clients)
-    ]
+    procs = []
+    for c in range(clients):
+        cmd = ["curl", "-s", "--max-time", "60", "--tftp-blksize", str(blksize), *[u.replace(str(out), str(out / str(c))) for u in urls]]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL))
     rcs = [p.wait() for p in procs]
     took = time.perf_counter() - t0
     if any(rcs):
@@ -86,9 +86,23 @@ def main() -> int:
     for c in range(args.clients):
         (tmp / "out" / str(c)).mkdir(parents=True)
     dnsmasq = subprocess.Popen(
-        ["dnsmasq", "-k", "-C", "/dev/null", "--port=0", "--enable-tftp", f"--tftp-root={root}", "--listen-address=127.0.0.1",
-         "--bind-interfaces", "--edns-packet-max=16384", "--tftp-max=500", f"--pid-file={tmp}/dnsmasq.pid", "--log-facility=-"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "dnsmasq",
+            "-k",
+            "-C",
+            "/dev/null",
+            "--port=0",
+            "--enable-tftp",
+            f"--tftp-root={root}",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--edns-packet-max=16384",
+            "--tftp-max=500",
+            f"--pid-file={tmp}/dnsmasq.pid",
+            "--log-facility=-",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     agent = subprocess.Popen([sys.executable, "-c", AGENT, str(root), "6969"], stdout=subprocess.PIPE)
     try:

@@ -40,7 +40,8 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
-Prepared = tuple[int, Headers, bytes, str | None, str | None]  # status, headers, body, host, script kind
+# status, headers, body, host, script kind, and the headers as raw HTTP bytes (for fasthttp)
+Prepared = tuple[int, Headers, bytes, str | None, str | None, bytes]
 
 CHUNK = 1 << 20
 MAX_CALLBACK = 64 << 10
@@ -51,7 +52,8 @@ _JSON = b"application/json"
 
 def _prepared(status: int, body: bytes, ctype: bytes = _TEXT, host: str | None = None, kind: str | None = None) -> Prepared:
     headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode()), (b"cache-control", b"no-store")]
-    return (status, headers, body, host, kind)
+    raw = b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
+    return (status, headers, body, host, kind, raw)
 
 
 def safe_path(root: Path, rel: str) -> Path | None:
@@ -134,7 +136,7 @@ class BootApp:
             if method == "GET" or method == "HEAD":
                 hit = self.prepared.get(scope["path"])
                 if hit is not None:
-                    status, headers, body, host, kind = hit
+                    status, headers, body, host, kind, _ = hit
                     if kind is not None and host is not None and kind != "config":
                         self.states.served(host, kind)
                     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -155,7 +157,7 @@ class BootApp:
             data, ctype = (json.dumps(body, sort_keys=True) + "\n").encode(), _JSON
         else:
             data, ctype = body, _TEXT
-        st, headers, payload, _, _ = _prepared(status, data, ctype)
+        st, headers, payload, _, _, _ = _prepared(status, data, ctype)
         await send({"type": "http.response.start", "status": st, "headers": headers})
         await send({"type": "http.response.body", "body": payload if method != "HEAD" else b""})
 
@@ -194,7 +196,7 @@ class BootApp:
             return await self._reply(send, 400, b"malformed MAC\n", method)
         self.unknown_macs[mac] = self.unknown_macs.get(mac, 0) + 1
         log.warning("unknown MAC %s from %s: served the script that installs nothing", mac, client, extra={"host": mac})
-        status, headers, body, _, _ = self.unknown
+        status, headers, body, _, _, _ = self.unknown
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body if method == "GET" else b""})
 

@@ -15,6 +15,7 @@ from vaquero.render.site import asset_relpath, profile_assets
 from vaquero.sot import SoT, load_spec
 
 from .dnsmasq import Dnsmasq
+from .fasthttp import BootHttpProtocol
 from .http import BootApp
 from .state import BootStates
 from .tftp import TftpServer, default_root
@@ -122,7 +123,7 @@ class Agent:
             host=self.cfg.listen,
             port=self.cfg.http_port,
             loop="uvloop",
-            http="httptools",
+            http=BootHttpProtocol if not self.cfg.access_log else "httptools",
             lifespan="off",
             access_log=self.cfg.access_log,
             log_config=None,
