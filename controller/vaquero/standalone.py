@@ -107,9 +107,13 @@ class Standalone:
                 if state == "pending_approval":
                     gate.approve(pid, "standalone --approve")
                     log.info("plan %s approved (--approve)", pid, extra={"plan": pid})
-                elif state == "invalid":
+                    return
+                if state == "invalid":
                     log.error("revision %s is invalid: %s", rid[:12], plan.value.get("errors") if plan else None)
-                return
+                    return
+                if state is not None:
+                    log.info("plan %s is %s: nothing to approve", pid, state, extra={"plan": pid})
+                    return
             time.sleep(0.2)
         log.error("revision %s was not planned within %ss", rid[:12], timeout)
 
