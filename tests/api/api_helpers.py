@@ -172,7 +172,14 @@ def start_live(settings: Settings, store: SQLiteStore, *, ssl: tuple[str, str] |
     app = create_app(settings, store)
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, lifespan="on", ssl_certfile=ssl[0] if ssl else None, ssl_keyfile=ssl[1] if ssl else None
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        ssl_certfile=ssl[0] if ssl else None,
+        ssl_keyfile=ssl[1] if ssl else None,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

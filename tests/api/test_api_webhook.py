@@ -4,6 +4,7 @@ stop at `approved` and stand in for the runner only by writing `/sites-applied/c
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import uuid
@@ -233,3 +234,31 @@ def test_replay_after_restart_does_nothing_and_queued_work_resumes(tmp_path, sot
     finally:
         srv.stop()
         store.close()
+
+
+def test_event_stream_over_the_live_server(live, sot_repo):
+    import threading
+
+    lines: list[str] = []
+
+    def consume() -> None:
+        params = {"idle_timeout": 2, "kinds": "plans,revisions"}
+        with live.client.stream("GET", "/v1/events", params=params, headers=auth("reader")) as resp:
+            assert resp.status_code == 200
+            lines.extend(resp.iter_lines())
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    time.sleep(0.3)  # the stream starts at the Store's current revision
+    sha = sot_repo.commit("lab")
+    post_hook(live, push_body(sot_repo.url, sha))
+    rev = live.wait_revision(sha)
+    thread.join(30)
+    assert not thread.is_alive()
+    events = [(a[7:], json.loads(b[6:])) for a, b in itertools.pairwise(lines) if a.startswith("event: ") and b.startswith("data: ")]
+    kinds = [k for k, _ in events]
+    assert "revision" in kinds and "plan" in kinds
+    plan_states = [d["value"]["state"] for k, d in events if k == "plan"]
+    assert plan_states[-1] == "pending_approval" and all(d["value"].get("text") is None for k, d in events if k == "plan")
+    revision_states = [d["value"]["state"] for k, d in events if k == "revision"]
+    assert revision_states[0] == "queued" and revision_states[-1] == "planned" and rev["plan"] in json.dumps(events)

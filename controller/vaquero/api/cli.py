@@ -107,6 +107,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         log_level=level,
         proxy_headers=False,
         server_header=False,
+        timeout_graceful_shutdown=5,  # event streams never end by themselves: do not wait for them forever
     )
     store.close()
     return 0
