@@ -459,3 +459,80 @@ def redfish_lite():
     srv = RedfishLite()
     yield srv
     srv.close()
+
+
+# --- ipmi_sim (OpenIPMI) -----------------------------------------------------------------------
+
+IPMI_SIM_GUID = "a123456789abcdefa123456789abcdef"
+_CHASSIS = """#!/bin/sh
+# ipmi_sim chassis control: keep power and boot in files, log every call
+dir=$(dirname "$0")
+echo "$@" >> "$dir/calls.log"
+shift
+op=$1; shift
+case "$op" in
+  get) for p in "$@"; do
+         case $p in
+           power) echo "power:$(cat "$dir/power" 2>/dev/null || echo 0)";;
+           boot) echo "boot:$(cat "$dir/boot" 2>/dev/null || echo default)";;
+         esac
+       done;;
+  set) while [ $# -gt 1 ]; do echo "$2" > "$dir/$1"; shift 2; done;;
+esac
+exit 0
+"""
+
+
+@dataclass
+class IpmiSim:
+    port: int
+    folder: Path
+    proc: subprocess.Popen
+
+    def endpoint(self, **kw) -> Endpoint:
+        args = {"kind": "ipmi", "address": "127.0.0.1", "username": USERNAME, "password": PASSWORD, "host": "sim-node", "port": self.port}
+        args.update(kw)
+        return Endpoint(**args)
+
+    def calls(self) -> list[str]:
+        log = self.folder / "calls.log"
+        return [line.split(" ", 1)[1] for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.fixture
+def ipmi_sim(tmp_path):
+    """OpenIPMI's ipmi_sim, a second, independent IPMI implementation, on a loopback port."""
+    import shutil
+
+    if not shutil.which("ipmi_sim"):
+        pytest.skip("ipmi_sim (openipmi) is not installed")
+    folder = tmp_path / "ipmi_sim"
+    (folder / "state").mkdir(parents=True)
+    port, serial = free_port(socket.SOCK_DGRAM), free_port()
+    script = folder / "chassis.sh"
+    script.write_text(_CHASSIS)
+    script.chmod(0o755)
+    (folder / "lan.conf").write_text(
+        f'name "vaquero-test"\nset_working_mc 0x20\n  startlan 1\n    addr 127.0.0.1 {port}\n    priv_limit admin\n'
+        "    allowed_auths_admin md5\n"
+        f"    guid {IPMI_SIM_GUID}\n  endlan\n"
+        f"  serial 15 127.0.0.1 {serial} codec VM ipmb 0x20\n"
+        f'  chassis_control "{script} 0x20"\n'
+        f'  user 2 true "{USERNAME}" "{PASSWORD}" admin 10 md5\n'
+    )
+    (folder / "sim.emu").write_text("mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nmc_enable 0x20\n")
+    proc = subprocess.Popen(
+        ["ipmi_sim", "-c", str(folder / "lan.conf"), "-f", str(folder / "sim.emu"), "-s", str(folder / "state"), "-n"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=folder,
+    )
+    sim = IpmiSim(port, folder, proc)
+    try:
+        wait_until(lambda: "Chassis Power" in ipmitool(sim.endpoint(), "chassis", "power", "status"), what="ipmi_sim")
+    except Exception:
+        stop(proc)
+        raise
+    (folder / "calls.log").unlink(missing_ok=True)
+    yield sim
+    stop(proc)

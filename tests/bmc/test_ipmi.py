@@ -109,3 +109,31 @@ def test_inventory_uuid_matches_and_mismatch_is_reported(ipmi_bmc):
     # ipmitool sees the same GUID
     out = ipmitool(ipmi_bmc.endpoint(), "mc", "guid")
     assert expected.lower() in out.lower()
+
+
+# --- against OpenIPMI's ipmi_sim: an independent IPMI implementation --------------------------------
+
+
+def test_ipmi_sim_power_and_boot_reach_its_chassis_control(ipmi_sim, caplog, capfd):
+    ep = ipmi_sim.endpoint()
+    with open_bmc(ep) as bmc:
+        assert bmc.get_power_state() == PowerState.OFF
+        bmc.power_on()
+        assert "Chassis Power is on" in ipmitool(ep, "chassis", "power", "status")
+        assert bmc.get_power_state() == PowerState.ON
+        assert bmc.power_off(soft=False) is True
+        assert "Chassis Power is off" in ipmitool(ep, "chassis", "power", "status")
+        bmc.set_boot_device(BootDevice.PXE, persistent=False, mode=BootMode.UEFI)
+    sets = [c for c in ipmi_sim.calls() if c.startswith("set")]
+    assert sets == ["set power 1", "set power 0", "set boot pxe"]  # each exactly once
+    assert "Force PXE" in ipmitool(ep, "chassis", "bootparam", "get", "5")
+    no_password(caplog, capfd)
+
+
+def test_ipmi_sim_guid_matches_ipmitool(ipmi_sim):
+    with open_bmc(ipmi_sim.endpoint()) as bmc:
+        inv = bmc.inventory()
+    out = ipmitool(ipmi_sim.endpoint(), "mc", "guid")
+    shown = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("System GUID"))
+    assert inv.mismatches(uuid=shown) == []  # whichever byte order ipmitool shows it in
+    assert inv.mismatches(uuid="00000000-0000-0000-0000-000000000000")

@@ -109,7 +109,9 @@ class Inventory:
     def mismatches(self, uuid: str | None = None, macs: list[str] | tuple[str, ...] | None = None) -> list[str]:
         """What differs from what the SoT expects (empty: the hardware is the machine we think it is)."""
         problems: list[str] = []
-        if uuid and self.uuid and uuid.strip().lower() != self.uuid.strip().lower():
+        # IPMI BMCs disagree on the byte order of the system GUID: accept any of the usual readings
+        readings = {str(u).strip().lower() for u in (self.uuid, *self.extra.get("uuid_alternates", ())) if u}
+        if uuid and self.uuid and uuid.strip().lower() not in readings:
             problems.append(f"system UUID is {self.uuid}, the SoT expects {uuid}")
         if uuid and not self.uuid:
             problems.append("the BMC reports no system UUID to check against the SoT")

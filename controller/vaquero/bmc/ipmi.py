@@ -200,9 +200,12 @@ class IpmiBmc(Bmc):
             prod = int.from_bytes(bytes(dev[9:11]), "little")
         try:
             guid = self._raw(0x06, 0x37).get("data") or b""
-            sys_uuid = str(uuid.UUID(bytes_le=bytes(guid))) if len(guid) == 16 else None
+            raw = bytes(guid)
+            sys_uuid = str(uuid.UUID(bytes_le=raw)) if len(raw) == 16 else None
+            # the other readings BMCs use: the 16 bytes reversed (the IPMI spec's), or as they come
+            alternates = [str(uuid.UUID(bytes=raw[::-1])), str(uuid.UUID(bytes=raw))] if sys_uuid else []
         except BmcUnsupported:
-            sys_uuid = None
+            sys_uuid, alternates = None, []
         fru = self._fru()
         return Inventory(
             manufacturer=fru.get("manufacturer") or (_VENDORS.get(mfg, f"IANA {mfg}") if mfg is not None else None),
@@ -211,7 +214,7 @@ class IpmiBmc(Bmc):
             uuid=sys_uuid,
             macs=(),
             power_state=self._raw_get_power(),
-            extra={"ipmi_manufacturer_id": mfg, "ipmi_product_id": prod},
+            extra={"ipmi_manufacturer_id": mfg, "ipmi_product_id": prod, "uuid_alternates": alternates},
         )
 
     def _fru(self) -> dict[str, str]:
