@@ -115,7 +115,7 @@ def test_ipmi_bmc_that_goes_away_and_comes_back(tmp_path):
 # --- Redfish ----------------------------------------------------------------------------------
 
 
-def test_redfish_500s_end_in_server_error_then_open_circuit(fast_guard):
+def test_redfish_500s_end_in_server_error_then_open_circuit(fast_guard, caplog):
     with FaultHTTP("500") as srv:
         ep = rf_ep(srv.port)
         exc, _ = timed(lambda: open_bmc(ep, fast_guard).get_power_state(), bound=fast_guard.policy.deadline)
@@ -125,6 +125,8 @@ def test_redfish_500s_end_in_server_error_then_open_circuit(fast_guard):
         exc, _elapsed = timed(lambda: open_bmc(ep, fast_guard).get_power_state(), bound=0.5)
         assert isinstance(exc, BmcCircuitOpen)
         assert srv.requests == sent  # the dead BMC is not hammered
+    warnings = [r for r in caplog.records if r.name == "vaquero.bmc" and r.levelno >= logging.WARNING]
+    assert warnings and all(getattr(r, "host", None) == "faulty" for r in warnings)
 
 
 def test_redfish_slow_answers_time_out(fast_guard):
