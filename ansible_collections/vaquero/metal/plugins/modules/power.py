@@ -14,7 +14,8 @@ description:
   - V(on) and V(off) are idempotent. V(cycled) and V(reset) always act (and report a change); on a
     host that is off, both power it on.
   - V(off) asks the operating system to shut down (ACPI soft off) and waits up to O(soft_timeout)
-    seconds, then forces the power off. O(force=true) forces it at once.
+    seconds, then forces the power off. O(force=true) forces it at once. A Redfish BMC that offers
+    no C(GracefulShutdown) makes a soft off fail with C(error_kind=unsupported); use O(force=true).
 author:
   - Vaquero developers (@vaquero)
 extends_documentation_fragment:
