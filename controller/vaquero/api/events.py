@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from ..gate.records import plan_summary
-from ..state.store import Store, WatchEvent
+from ..state.store import Store, WatchCompacted, WatchEvent
 from .auth import require
 
 router = APIRouter()
@@ -25,8 +25,11 @@ KINDS = ("hosts", "events", "plans", "runs", "revisions")
 KEEPALIVE = 15.0
 
 
-def _next(it: Iterator[WatchEvent]) -> WatchEvent | None:
-    return next(it, None)
+def _next(it: Iterator[WatchEvent]) -> WatchEvent | WatchCompacted | None:
+    try:
+        return next(it, None)
+    except WatchCompacted as exc:
+        return exc
 
 
 async def stream(request: Request, store: Store, since: int, kinds: set[str], idle_timeout: float) -> AsyncIterator[str]:
@@ -40,6 +43,12 @@ async def stream(request: Request, store: Store, since: int, kinds: set[str], id
             return
         ev = await run_in_threadpool(_next, it)
         now = time.monotonic()
+        if isinstance(ev, WatchCompacted):
+            # The client asked for history the store no longer has: tell it to re-read, go on from now.
+            last = await run_in_threadpool(store.revision)
+            yield f"event: reset\ndata: {json.dumps({'revision': last})}\n\n"
+            it = store.watch("/", since=last, timeout=1.0)
+            continue
         if ev is None:
             if idle_timeout and now - quiet_since >= idle_timeout:
                 return

@@ -64,11 +64,14 @@ class HostFollower:
         while not self._stop.is_set():
             try:
                 if since < 0:
+                    # The store revision before listing, not the newest host's: quiet hosts must not make
+                    # the watch start from history that compaction may already have dropped.
+                    start = self.store.revision()
                     records = self.store.list("/hosts/")
                     with self.lock:
                         self.entries = {r.key[len("/hosts/") :]: [r.value, None, None] for r in records}
                         self.version += 1
-                    since = max((r.revision for r in records), default=0)
+                    since = start
                     self.ready.set()
                 for ev in self.store.watch("/hosts/", since=since, timeout=0.5):
                     name = ev.key[len("/hosts/") :]
