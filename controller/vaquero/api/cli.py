@@ -72,7 +72,9 @@ def build_settings(args: argparse.Namespace) -> Any:
 def cmd_server(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from ..state import open_store
     from ..state.sqlite import SQLiteStore
+    from ..state.store import StoreUnavailable
     from .app import create_app
     from .settings import SettingsError
 
@@ -93,7 +95,13 @@ def cmd_server(args: argparse.Namespace) -> int:
     scrub = ScrubFilter([s for s in (settings.webhook_secret, settings.github_token) if s])
     for handler in logging.getLogger().handlers:
         handler.addFilter(scrub)
-    store = SQLiteStore(args.store or Path(args.data_dir) / "store.sqlite")
+    spec = args.store or "sqlite://"
+    try:
+        # A plain path is an SQLite file; otherwise a store URL (sqlite:///file, etcd://h1:2379,h2:2379/prefix).
+        store = open_store(spec, data_dir=args.data_dir) if "://" in spec else SQLiteStore(spec)
+    except (ValueError, StoreUnavailable) as exc:
+        print(f"vaquero server: --store: {exc}", file=sys.stderr)
+        return 2
     app = create_app(settings, store)
     host, port = args.listen
     level = logging.getLogger().getEffectiveLevel()
@@ -163,7 +171,10 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("server", help="run the controller API: webhook, revisions, plans, approvals, hosts")
     p.add_argument("--listen", type=_listen, default=("127.0.0.1", 8080), metavar="HOST:PORT", help="default 127.0.0.1:8080")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"state and git cache (default {DEFAULT_DATA_DIR}, or $VAQUERO_DATA_DIR)")
-    p.add_argument("--store", help="SQLite file of the Store (default DATA_DIR/store.sqlite)")
+    p.add_argument(
+        "--store",
+        help="the Store: an SQLite file, sqlite:///path, or etcd://host:2379,host:2379[/prefix] for HA (default DATA_DIR/store.sqlite)",
+    )
     p.add_argument("--tokens-file", help="API tokens, lines name:role:token (roles read|approve|admin); also $VAQUERO_API_TOKENS")
     p.add_argument("--webhook-secret-file", help="the GitHub webhook secret (or $VAQUERO_WEBHOOK_SECRET)")
     p.add_argument("--github-token-file", help="a GitHub token to post commit statuses (or $VAQUERO_GITHUB_TOKEN)")
