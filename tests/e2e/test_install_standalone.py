@@ -143,13 +143,15 @@ class StandaloneLab:
             LabNetwork.stop(self.standalone, timeout=15)
             self.standalone = None
 
-    def api(self, method: str, path: str) -> dict[str, Any]:
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """An API call from inside the namespace (the API listens on its loopback)."""
         token = (self.data / "token").read_text().strip()
         code = (
-            "import sys,json,httpx;r=httpx.request(sys.argv[1],'http://127.0.0.1:8000'+sys.argv[2],headers={'Authorization':'Bearer '+sys.argv[3]},timeout=30);"
+            "import sys,json,httpx;b=json.loads(sys.argv[4]);"
+            "r=httpx.request(sys.argv[1],'http://127.0.0.1:8000'+sys.argv[2],headers={'Authorization':'Bearer '+sys.argv[3]},json=b,timeout=60);"
             "print(json.dumps({'status':r.status_code,'body':r.json()}))"
         )
-        res = self.net.run([sys.executable, "-c", code, method, path, token], timeout=60)
+        res = self.net.run([sys.executable, "-c", code, method, path, token, json.dumps(body)], timeout=90)
         assert res.returncode == 0, res.stderr
         out: dict[str, Any] = json.loads(res.stdout)
         return out
