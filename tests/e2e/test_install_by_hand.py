@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_ansible_playbook_install_by_hand(tmp_path: Path) -> None:
     require_prerequisites()
     t0 = time.monotonic()
-    lab = StandaloneLab(tmp_path, ["node1"])
+    lab = StandaloneLab(tmp_path, ["node1"], PASSWORD)
     try:
         kernel, initrd = lab_assets()
         sot = prepare_sot(REPO / "inventories" / "lab", tmp_path / "lab", "lab-linux", kernel, initrd)

@@ -12,181 +12,27 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from vaquero.lab.harness import lab_assets
-from vaquero.lab.netns import LabNetwork
-from vaquero.lab.sot import prepare_sot
+from vaquero.runner.labdemo import MACS, StandaloneLab, edit_cluster
 
-REPO = Path(__file__).resolve().parents[2]
+__all__ = ["MACS", "PASSWORD", "StandaloneLab", "assert_no_secret", "collapse", "edit_cluster", "lab", "require_prerequisites"]
+
 PASSWORD = "Lab-BMC-pw-93c1e7"
-MACS = {f"node{i}": f"52:54:00:00:10:0{i}" for i in range(1, 5)}
 
 
 def require_prerequisites() -> None:
-    missing = [
-        b
-        for b in ("qemu-system-x86_64", "dnsmasq", "ip", "git", "ansible-playbook")
-        if shutil.which(b) is None and not (Path(sys.executable).parent / b).exists()
-    ]
+    tools = ("qemu-system-x86_64", "dnsmasq", "ip", "git", "curl")
+    missing = [b for b in tools if shutil.which(b) is None]
+    if not (Path(sys.executable).parent / "ansible-playbook").exists():
+        missing.append("ansible-playbook (in the venv)")
     assert os.geteuid() == 0, "the e2e tests need root (network namespaces, taps): run them as root after scripts/setup.sh"
     assert not missing, f"missing for the e2e tests: {', '.join(missing)} (run scripts/setup.sh)"
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True, env=env).stdout.strip()
-
-
-def edit_cluster(sot: Path, hosts: list[str] | None = None, **changes: Any) -> None:
-    path = sot / "clusters" / "lab.yaml"
-    doc = yaml.safe_load(path.read_text())
-    if hosts is not None:
-        doc["hosts"] = [h for h in doc["hosts"] if h["name"] in hosts]
-    for key, value in changes.items():
-        doc[key] = value
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-
-
-class Store:
-    """Read-only view of the standalone's SQLite store from the test process (WAL allows it)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def _rows(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
-        if not self.path.exists():
-            return []
-        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
-        try:
-            return db.execute(sql, args).fetchall()
-        except sqlite3.OperationalError:
-            return []
-        finally:
-            db.close()
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        rows = self._rows("SELECT value FROM kv WHERE key = ?", (key,))
-        return json.loads(rows[0][0]) if rows else None
-
-    def list(self, prefix: str) -> list[dict[str, Any]]:
-        return [json.loads(v) for (v,) in self._rows("SELECT value FROM kv WHERE key >= ? AND key < ? ORDER BY key", (prefix, prefix + "\uffff"))]
-
-
-class StandaloneLab:
-    """A namespace, emulated BMCs driving QEMU hosts, and `vaquero standalone` on a git SoT."""
-
-    def __init__(self, workdir: Path, hosts: list[str]) -> None:
-        self.workdir = workdir
-        self.hosts = hosts
-        self.net = LabNetwork(address="10.90.0.1/24")
-        self.repo = workdir / "sot-repo"
-        self.data = workdir / "data"
-        self.store = Store(self.data / "state.db")
-        self.standalone: subprocess.Popen[bytes] | None = None
-
-    def make_repo(self, **cluster: Any) -> str:
-        kernel, initrd = lab_assets()
-        prepare_sot(REPO / "inventories" / "lab", self.repo, "lab-linux", kernel, initrd)
-        edit_cluster(self.repo, self.hosts, **cluster)
-        git(self.repo, "init", "-q", "-b", "main")
-        git(self.repo, "add", "-A")
-        git(self.repo, "commit", "-q", "-m", "lab SoT")
-        return git(self.repo, "rev-parse", "HEAD")
-
-    def commit(self, message: str) -> str:
-        git(self.repo, "add", "-A")
-        git(self.repo, "commit", "-q", "-m", message)
-        return git(self.repo, "rev-parse", "HEAD")
-
-    def start(self) -> None:
-        self.net.create()
-        (self.workdir / "bmc-password").write_text(PASSWORD + "\n")
-        (self.workdir / "hosts.json").write_text(json.dumps([{"name": h, "mac": MACS[h], "port": 6230 + int(h[-1])} for h in self.hosts]))
-        self.net.popen(
-            [sys.executable, "-m", "vaquero.runner.labbmc", "--hosts", str(self.workdir / "hosts.json"), "--password-file", str(self.workdir / "bmc-password"),
-             "--state-dir", str(self.workdir / "vms"), "--control-port", "6229", "--memory", "256"],
-            log_file=self.workdir / "labbmc.log",
-        )  # fmt: skip
-        self.net.wait_port("127.0.0.1", 6229, timeout=20)
-
-    def standalone_start(self, spec: str, *, approve: bool = True) -> None:
-        env = {**os.environ, "VAQUERO_LAB_BMC_PASSWORD": PASSWORD, "PYTHONUNBUFFERED": "1"}
-        cmd = [
-            sys.executable,
-            "-m",
-            "vaquero.cli",
-            "--log-level",
-            "info",
-            "standalone",
-            "--sot",
-            spec,
-            "--data-dir",
-            str(self.data),
-            "--listen",
-            "127.0.0.1:8000",
-        ]
-        if approve:
-            cmd.append("--approve")
-        self.standalone = self.net.popen(cmd, log_file=self.workdir / "standalone.log", env=env)
-
-    def standalone_stop(self) -> None:
-        if self.standalone is not None:
-            LabNetwork.stop(self.standalone, timeout=15)
-            self.standalone = None
-
-    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        """An API call from inside the namespace (the API listens on its loopback)."""
-        token = (self.data / "token").read_text().strip()
-        code = (
-            "import sys,json,httpx;b=json.loads(sys.argv[4]);"
-            "r=httpx.request(sys.argv[1],'http://127.0.0.1:8000'+sys.argv[2],headers={'Authorization':'Bearer '+sys.argv[3]},json=b,timeout=60);"
-            "print(json.dumps({'status':r.status_code,'body':r.json()}))"
-        )
-        res = self.net.run([sys.executable, "-c", code, method, path, token, json.dumps(body)], timeout=90)
-        assert res.returncode == 0, res.stderr
-        out: dict[str, Any] = json.loads(res.stdout)
-        return out
-
-    def bmcs(self) -> dict[str, Any]:
-        res = self.net.run(["curl", "-s", "127.0.0.1:6229"], timeout=10)
-        return json.loads(res.stdout) if res.returncode == 0 and res.stdout else {}
-
-    def plan_for(self, sha: str) -> dict[str, Any] | None:
-        plans = [p for p in self.store.list("/plans/") if p.get("sha") == sha]
-        return plans[-1] if plans else None
-
-    def wait_plan(self, sha: str, states: tuple[str, ...], timeout: float, on_tick: Any = None) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        plan = None
-        while time.monotonic() < deadline:
-            if on_tick is not None:
-                on_tick()
-            plan = self.plan_for(sha)
-            if plan and plan.get("state") in states:
-                return plan
-            assert self.standalone is None or self.standalone.poll() is None, f"standalone exited:\n{self.log()}"
-            time.sleep(0.5)
-        raise AssertionError(f"plan for {sha[:12]} did not reach {states} in {timeout}s: {plan and plan.get('state')}\n{self.log()}")
-
-    def log(self, n: int = 6000) -> str:
-        p = self.workdir / "standalone.log"
-        return p.read_text(errors="replace")[-n:] if p.exists() else ""
-
-    def timeline(self, host: str) -> list[dict[str, Any]]:
-        return self.store.list(f"/events/{host}/")
-
-    def close(self) -> None:
-        self.standalone_stop()
-        self.net.close()
 
 
 @pytest.fixture
@@ -195,7 +41,7 @@ def lab(tmp_path: Path):
     labs: list[StandaloneLab] = []
 
     def make(hosts: list[str]) -> StandaloneLab:
-        lab = StandaloneLab(tmp_path, hosts)
+        lab = StandaloneLab(tmp_path, hosts, PASSWORD)
         labs.append(lab)
         return lab
 
