@@ -238,3 +238,26 @@ def test_rollback_returns_failed_hosts_to_the_previous_revision(store, lab_sot, 
         assert step["rolled_back"] is True and step["rollback_to"] == "1" * 40
         assert current(store, h)["state"] == "ready" and current(store, h)["sha"] == "1" * 40
     assert store.get(R.CURRENT_KEY).value["sha"] == "1" * 40
+
+
+def test_upgrade_rollback_flag_rolls_back_on_halt(store, lab_sot, tmp_path) -> None:
+    import shutil
+
+    old_root = tmp_path / "old"
+    shutil.copytree(lab_sot, old_root)
+    text = (lab_sot / "clusters" / "lab.yaml").read_text().replace("on_failure: retry", "on_failure: halt")
+    (lab_sot / "clusters" / "lab.yaml").write_text(text + "upgrade:\n  strategy: reinstall\n  rollback: true\n")
+    prof = lab_sot / "profiles" / "lab-linux.yaml"
+    prof.write_text(prof.read_text().replace('version: "1"', 'version: "2"'))
+    store.put(R.CURRENT_KEY, {"sha": "1" * 40, "root": str(old_root), "plan": "p0"})
+    ctx = RunContext(store, "p0", "p0", "1" * 40, {})
+    for h in ("node1", "node2", "node3", "node4"):
+        record(ctx, h, "ready", "installed before")
+    plan = make_plan(load(old_root, sha="1" * 40), load(lab_sot, sha="2" * 40))
+    store.put(R.plan_key("p2"), {"id": "p2", "sha": "2" * 40, "root": str(lab_sot), "state": "approved", "plan": plan.to_dict(), "cancel_requested": False})
+    rec = FailingRecorder(lab_sot)
+    RunWorker(store, tmp_path / "data", launcher=rec).tick()
+    run = store.get(R.run_key("p2")).value
+    assert run["state"] == "failed" and "halt" in run["error"]
+    assert rec.roots[1] == old_root and any("upgrade.rollback" in d["text"] for d in run["decisions"])
+    assert all(current(store, h)["sha"] == "1" * 40 for h in rec.calls[0])

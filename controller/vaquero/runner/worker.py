@@ -509,6 +509,10 @@ class RunWorker:
                 self._step_update(pid, host, state=R.STEP_PENDING)
             elif isinstance(outcome, runtime.Halt):
                 halted = halted or outcome.reason
+                if cluster.upgrade.rollback and step["action"] == "upgrade" and host not in rollback and not step.get("rolled_back"):
+                    # upgrade.rollback: a host whose upgrade failed returns to the previous profile.
+                    rollback.append(host)
+                    self._decision(pid, f"host {host}: upgrade.rollback is set: it returns to the previous revision")
             elif isinstance(outcome, runtime.Rollback):
                 rollback.extend(h for h in outcome.hosts if h not in rollback and not all_steps.get(h, {}).get("rolled_back"))
                 halted = halted or outcome.reason
