@@ -62,6 +62,12 @@ def one_round(port: int, name: str, clients: int, fetches: int, blksize: int, ou
     return took
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its reaped children, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=7)
@@ -111,9 +117,11 @@ def main() -> int:
         wait_tftp(69, "ipxe.efi", want)
         wait_tftp(6969, "ipxe.efi", want)
         times: dict[str, list[float]] = {"dnsmasq": [], "vaquero": []}
+        cpu0 = {"dnsmasq": cpu_seconds(dnsmasq.pid), "vaquero": cpu_seconds(agent.pid)}
         for _ in range(args.rounds):  # interleaved, so drift hits both alike
             times["dnsmasq"].append(one_round(69, "ipxe.efi", args.clients, args.fetches, args.blksize, tmp / "out"))
             times["vaquero"].append(one_round(6969, "ipxe.efi", args.clients, args.fetches, args.blksize, tmp / "out"))
+        cpu = {"dnsmasq": cpu_seconds(dnsmasq.pid) - cpu0["dnsmasq"], "vaquero": cpu_seconds(agent.pid) - cpu0["vaquero"]}
         for c in range(args.clients):
             got = hashlib.sha256((tmp / "out" / str(c) / "f0").read_bytes()).hexdigest()
             if got != want:
@@ -124,6 +132,7 @@ def main() -> int:
         print(f"# {n} fetches of {size} bytes per round, {args.clients} concurrent curl clients, blksize {args.blksize}, {args.rounds} rounds")
         print(f"# dnsmasq rounds: {' '.join(f'{t:.3f}' for t in times['dnsmasq'])}")
         print(f"# vaquero rounds: {' '.join(f'{t:.3f}' for t in times['vaquero'])}")
+        print(f"# server CPU over all rounds: dnsmasq {cpu['dnsmasq']:.2f} s, vaquero {cpu['vaquero']:.2f} s")
         print(f"tftp_time_vs_dnsmasq ratio {v / d:.2f} (vaquero {v:.3f} s, dnsmasq {d:.3f} s median per round; target <= 1.2)")
     finally:
         for p in (agent, dnsmasq):

@@ -85,3 +85,30 @@ def test_reload_picks_up_new_files(tftp):
     assert fetch(port, "new.bin", tmp / "n") != 0
     srv.cache.reload()
     assert fetch(port, "new.bin", tmp / "n") == 0 and (tmp / "n").read_bytes() == b"new"
+
+
+def test_block_numbers_wrap():
+    from vaquero.agent.tftp import build_packets
+
+    pkts = build_packets(b"x" * (512 * 65536 + 3), 512)
+    assert len(pkts) == 65537
+    assert pkts[0][:4] == b"\x00\x03\x00\x01" and pkts[65534][:4] == b"\x00\x03\xff\xff"
+    assert pkts[65535][:4] == b"\x00\x03\x00\x00" and pkts[65536] == b"\x00\x03\x00\x01xxx"
+    assert build_packets(b"y" * 1024, 512)[-1] == b"\x00\x03\x00\x03"  # exact multiple: empty final block
+
+
+def test_resends_when_ack_is_lost(tftp):
+    _srv, port, root, _tmp = tftp
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(10)
+    s.sendto(b"\x00\x01ipxe.efi\x00octet\x00blksize\x001432\x00", ("127.0.0.1", port))
+    oack, server = s.recvfrom(2048)
+    assert oack[:2] == b"\x00\x06"
+    s.sendto(b"\x00\x04\x00\x00", server)  # ACK 0
+    first, _ = s.recvfrom(2048)
+    assert first[:4] == b"\x00\x03\x00\x01" and len(first) == 4 + 1432
+    again, _ = s.recvfrom(2048)  # no ACK sent: the same block comes again after the timeout
+    assert again == first
+    s.sendto(b"\x00\x05\x00\x00stop\x00", server)  # ERROR ends the transfer
+    s.close()
+    assert first[4:] == (root / "ipxe.efi").read_bytes()[:1432]

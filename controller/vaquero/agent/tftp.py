@@ -45,6 +45,7 @@ class FileCache:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.files: dict[str, bytes] = {}
+        self._packets: dict[tuple[str, int, int], tuple[bytes, ...]] = {}
         self.reload()
 
     def reload(self) -> None:
@@ -64,6 +65,17 @@ class FileCache:
                     continue
                 files[str(p.relative_to(root))] = real.read_bytes()
         self.files = files
+        self._packets = {}
+
+    def packets(self, name: str, data: bytes, blksize: int) -> tuple[bytes, ...]:
+        """The file's DATA packets at a block size, built once and kept (a few sizes per file)."""
+        key = (name, blksize, id(data))
+        hit = self._packets.get(key)
+        if hit is None:
+            if len(self._packets) >= 64:
+                self._packets.clear()
+            hit = self._packets[key] = build_packets(data, blksize)
+        return hit
 
     def lookup(self, name: str) -> bytes | None:
         """The bytes for a requested name, or None when it is refused or unknown."""
@@ -78,9 +90,10 @@ class FileCache:
 class _Cached(io.BytesIO):
     """A cached file as tftpy's file object; `raw` is the cache's own bytes (no copy)."""
 
-    def __init__(self, raw: bytes) -> None:
+    def __init__(self, raw: bytes, name_key: str) -> None:
         super().__init__(raw)
         self.raw = raw
+        self.name_key = name_key
 
 
 class _Context(tftpy.TftpContexts.TftpContextServer):  # type: ignore[misc]
@@ -98,68 +111,86 @@ _ERR = 5
 _DAT_HEADER = struct.Struct("!HH")
 
 
+def build_packets(data: bytes, blksize: int) -> tuple[bytes, ...]:
+    """Every DATA packet of a file at a block size, block numbers wrapping at 65536."""
+    count = len(data) // blksize + 1  # the last block is short (possibly empty)
+    pack = _DAT_HEADER.pack
+    return tuple(pack(3, (i + 1) & 0xFFFF) + data[i * blksize : (i + 1) * blksize] for i in range(count))
+
+
 class _Download:
-    """The data phase of one negotiated download (after tftpy sent the OACK or DATA 1)."""
+    """The data phase of one negotiated download (after tftpy sent the OACK or DATA 1).
 
-    __slots__ = ("blksize", "data", "done", "host", "last", "last_send", "next_block", "pending_complete", "retries", "sock")
+    `sent` is how many packets went out (0 after an OACK); the ACK of block `sent` (mod 65536)
+    triggers the next one. Duplicate or stray ACKs are ignored; the sweep resends on timeout.
+    """
 
-    def __init__(self, ctx: Any) -> None:
+    __slots__ = ("expect", "host", "last", "packets", "progress", "recv", "retries", "send", "sent", "sock", "swept")
+
+    def __init__(self, ctx: Any, packets: tuple[bytes, ...]) -> None:
         self.sock: socket.socket = ctx.sock
         self.host: str = ctx.host
-        self.data = memoryview(ctx.fileobj.raw)
-        self.blksize: int = ctx.getBlocksize()
-        self.next_block: int = ctx.next_block
-        self.pending_complete: bool = bool(ctx.pending_complete)
+        self.packets = packets
+        self.sent: int = ctx.next_block  # 0 after an OACK, 1 after DATA 1
+        self.expect = self.sent & 0xFFFF
         self.last: bytes = ctx.last_pkt.buffer if ctx.last_pkt is not None else b""
-        self.last_send = time.monotonic()
         self.retries = 0
-        self.done = False
+        self.progress = 0  # bumps on every good ACK; the sweep compares it with `swept`
+        self.swept = -1
         self.sock.connect((ctx.host, ctx.tidport))
+        # tftpy gave the socket a timeout, which makes CPython poll() before every recv and
+        # send; the fast path is driven by epoll, so plain non-blocking calls are enough.
+        self.sock.setblocking(False)
+        self.recv = self.sock.recv
+        self.send = self.sock.send
 
-    def on_packet(self) -> None:
+    def on_packet(self) -> bool:
+        """Handle one incoming packet; True when the transfer is over."""
         try:
-            buf = self.sock.recv(MAX_BLKSIZE)
+            buf = self.recv(MAX_BLKSIZE)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError:
-            self.done = True  # ICMP port unreachable: the client went away
-            return
-        if len(buf) < 4:
-            return
-        opcode, block = _DAT_HEADER.unpack_from(buf)
-        if opcode == _ERR:
-            self.done = True
-            return
-        if opcode != _ACK or block != self.next_block & 0xFFFF:
-            return  # duplicate or stray ACK: ignored, the timeout resends
-        if self.pending_complete:
-            self.done = True
-            return
-        self.next_block += 1
-        start = (self.next_block - 1) * self.blksize
-        chunk = self.data[start : start + self.blksize]
-        self.pending_complete = len(chunk) < self.blksize
-        self.last = _DAT_HEADER.pack(3, self.next_block & 0xFFFF) + chunk
-        self.retries = 0
-        self.last_send = time.monotonic()
-        self.sock.send(self.last)
+            return True  # ICMP port unreachable: the client went away
+        if len(buf) < 4 or buf[0] != 0:
+            return False
+        if buf[1] == _ACK:
+            if (buf[2] << 8 | buf[3]) != self.expect:
+                return False  # duplicate or stray ACK
+            sent = self.sent
+            if sent == len(self.packets):
+                return True  # the final block is acknowledged
+            pkt = self.packets[sent]
+            self.sent = sent + 1
+            self.expect = (sent + 1) & 0xFFFF
+            self.last = pkt
+            self.progress += 1
+            try:
+                self.send(pkt)
+            except BlockingIOError:
+                pass  # socket buffer full: the sweep resends
+            return False
+        return buf[1] == _ERR
 
-    def on_timeout(self, now: float, timeout: float, max_retries: int) -> None:
-        if now - self.last_send < timeout:
-            return
+    def on_sweep(self, max_retries: int) -> bool:
+        """Called every `timeout` seconds; resend when nothing moved since. True to give up."""
+        if self.progress != self.swept:
+            self.swept = self.progress
+            self.retries = 0
+            return False
         self.retries += 1
         if self.retries > max_retries:
-            log.warning("tftp %s: no ACK for block %d after %d retries, giving up", self.host, self.next_block, max_retries, extra={"host": self.host})
-            self.done = True
-            return
-        self.last_send = now
+            log.warning("tftp %s: no ACK for block %d after %d retries, giving up", self.host, self.sent, max_retries, extra={"host": self.host})
+            return True
         try:
-            self.sock.send(self.last)
+            self.send(self.last)
+        except BlockingIOError:
+            pass
         except OSError:
-            self.done = True
+            return True
+        return False
 
     def close(self) -> None:
-        self.data.release()
         self.sock.close()
 
 
@@ -188,7 +219,7 @@ class TftpServer:
             return None
         self.transfers += 1
         log.info("tftp sending %s (%d bytes) to %s", name, len(data), raddress, extra={"host": raddress})
-        return _Cached(data)
+        return _Cached(data, name)
 
     def _refuse_upload(self, path: str, context: Any) -> None:
         log.warning("tftp upload refused: %r from %s", path, context.host, extra={"host": context.host})
@@ -245,20 +276,18 @@ class TftpServer:
                 for fd, _ in ep.poll(0.25):
                     dl = fast.get(fd)
                     if dl is not None:
-                        dl.on_packet()
-                        if dl.done:
+                        if dl.on_packet():
                             self._close_fast(fd)
                     elif fd == main_fd:
                         self._new_session(main, sessions)
                     elif fd in slow:
                         self._cycle(slow[fd], sessions)
                 now = time.monotonic()
-                if now - last_sweep >= 0.25:
+                if now - last_sweep >= timeout:
                     last_sweep = now
                     self._sweep(sessions)
                     for fd, dl in list(fast.items()):
-                        dl.on_timeout(now, timeout, self.retries)
-                        if dl.done:
+                        if dl.on_sweep(self.retries):
                             self._close_fast(fd)
         finally:
             for skey in list(sessions):
@@ -307,7 +336,7 @@ class TftpServer:
             sessions.pop(skey, None)
             fd = ctx.sock.fileno()
             self._slow.pop(fd, None)
-            self._fast[fd] = _Download(ctx)
+            self._fast[fd] = _Download(ctx, self.cache.packets(ctx.fileobj.name_key, ctx.fileobj.raw, ctx.getBlocksize()))
 
     def _cycle(self, skey: str, sessions: dict[str, Any]) -> None:
         ctx = sessions.get(skey)
