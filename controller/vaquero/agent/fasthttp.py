@@ -50,7 +50,7 @@ def _default_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
 class BootHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._boot_app = self.config.app  # the BootApp itself (self.app may be wrapped by middleware)
+        self._boot_app: Any = self.config.app  # the BootApp itself (self.app may be wrapped by middleware)
         self._scope_pending = False
 
     def on_message_begin(self) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,19 +137,6 @@ class Agent:
         finally:
             self.stop()
         return 0
-
-
-def run_in_thread(agent: Agent) -> tuple[threading.Thread, object]:
-    """For tests: serve in a background thread; returns (thread, uvicorn server)."""
-    import uvicorn
-
-    app = agent.prepare()
-    agent.start_boot_services()
-    server = uvicorn.Server(uvicorn.Config(app, host=agent.cfg.listen, port=agent.cfg.http_port, lifespan="off", access_log=False, log_config=None))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    return t, server
 
 
 def terminate_on_signals() -> None:
