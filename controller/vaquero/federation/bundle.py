@@ -1,0 +1,240 @@
+"""A site bundle: what one agent needs from one applied revision, as one JSON document.
+
+    {
+      "format": 1,
+      "agent": "east-agent-1", "site": "dc-east",
+      "sha": "<SoT commit>", "plan": "<plan id>", "version": "<sha>+<digest>",
+      "files": {"sites/dc-east.yaml": {"text": "..."}, "templates/x.j2": {"text": "..."}, "bin/y": {"b64": "..."}},
+      "hosts": {"h1": {"cluster": "etcd", "macs": [...], "state": "netbooting", "intent": "install"}},
+      "rendered": {"chain": "...", "dhcp": "...", "hosts": {"h1": {"install": "...", "localboot": "...", ...}}}
+    }
+
+`files` is a SoT folder the agent writes to disk and loads like any other (`vaquero agent
+--sot <folder>`): the site's documents (the Site, its clusters, the clusters they depend on,
+their profiles and hooks; a multi-document file holding other sites' documents is cut down
+to the wanted ones) and every non-document file (templates, hook tasks). `hosts` carries the
+boot intent of each host from the host state in the Store: `install` while the host is
+netbooting or installing, `localboot` otherwise (state-driven netboot: an installed host is
+never sent back to its installer). `rendered` is what the controller rendered for this agent,
+for the agent to compare with its own rendering and for people to read.
+
+`version` changes when anything in the bundle changes (a new revision, or a host's intent
+under the same revision): it is the ETag, and what the agent sends back as `have`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vaquero.sot import SoT
+from vaquero.sot.loader import DOC_FOLDERS, load
+from vaquero.sot.models import Site
+from vaquero.state.machine import current
+from vaquero.state.store import Store
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+CURRENT_KEY = "/sites-applied/current"
+INSTALL_STATES = frozenset({"netbooting", "installing"})
+MAX_FILE = 16 << 20  # a non-document file larger than this is left out (assets belong in the asset root)
+MAX_TOTAL = 64 << 20
+
+
+class BundleError(Exception):
+    """No bundle can be built (no applied revision, unknown agent, unreadable SoT)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def site_of_agent(sot: SoT, agent: str) -> Site | None:
+    for site in sot.sites.values():
+        if any(a.name == agent for a in site.agents):
+            return site
+    return None
+
+
+def wanted_documents(sot: SoT, site: Site) -> set[tuple[str, str]]:
+    """(kind, name) of the documents an agent of `site` needs for its SoT to load and validate."""
+    clusters = {c.name for c in sot.clusters.values() if c.site == site.name}
+    todo = list(clusters)
+    while todo:  # clusters this site's clusters depend on, wherever they run
+        c = sot.clusters.get(todo.pop())
+        for dep in c.depends_on if c else []:
+            if dep not in clusters and dep in sot.clusters:
+                clusters.add(dep)
+                todo.append(dep)
+    out: set[tuple[str, str]] = {("Site", site.name)}
+    for name in clusters:
+        c = sot.clusters[name]
+        out.add(("Cluster", name))
+        out.add(("Site", c.site))
+        out.add(("Profile", c.profile))
+        hooks = [h for names in c.hooks.values() for h in names]
+        for host in c.hosts:
+            if host.profile:
+                out.add(("Profile", host.profile))
+            hooks.extend(h for names in host.hooks.values() for h in names)
+        out.update(("Hook", h) for h in hooks)
+    return out
+
+
+def _doc_files(sot: SoT, wanted: set[tuple[str, str]]) -> dict[str, dict[str, str]]:
+    files: dict[str, dict[str, str]] = {}
+    for rel, text in sorted(sot.texts.items()):
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        keep = [d for d in docs if isinstance(d, dict) and (d.get("kind"), d.get("name")) in wanted]
+        if not keep:
+            continue
+        if len(keep) == len(docs):
+            files[rel] = {"text": text}  # verbatim: line numbers in errors stay right
+        else:
+            files[rel] = {"text": yaml.safe_dump_all(keep, sort_keys=False)}
+    return files
+
+
+def _data_files(root: Path) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """Every file outside the document folders (templates, hook tasks), text or base64."""
+    files: dict[str, dict[str, str]] = {}
+    skipped: list[str] = []
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(root)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (rel_dir == Path(".") and d in DOC_FOLDERS))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = here / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            rel = path.relative_to(root).as_posix()
+            size = path.stat().st_size
+            if size > MAX_FILE or total + size > MAX_TOTAL:
+                skipped.append(rel)
+                continue
+            data = path.read_bytes()
+            total += size
+            try:
+                files[rel] = {"text": data.decode("utf-8")}
+            except UnicodeDecodeError:
+                files[rel] = {"b64": base64.b64encode(data).decode("ascii")}
+    return files, skipped
+
+
+def _rendered(sot: SoT, site: Site, agent: str) -> dict[str, Any]:
+    from vaquero.render.bundle import render_site
+
+    b = render_site(sot, site.name, agent=agent)
+    hosts = {
+        name: {
+            "install": hb.install,
+            "localboot": hb.localboot,
+            "config_format": hb.config_format,
+            "config": hb.config.decode("utf-8", "replace") if hb.config is not None else None,
+        }
+        for name, hb in b.hosts.items()
+    }
+    return {"base_url": b.base_url, "chain": b.chain, "dhcp": b.dhcp, "hosts": hosts}
+
+
+def intent_of(state: str | None) -> str:
+    return "install" if state in INSTALL_STATES else "localboot"
+
+
+class BundleBuilder:
+    """Builds bundles from the Store; the SoT part is cached per (revision, agent)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._sot: tuple[tuple[Any, ...], SoT] | None = None
+        self._static: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def applied(self) -> dict[str, Any]:
+        rec = self.store.get(CURRENT_KEY)
+        if rec is None or not rec.value.get("root"):
+            raise BundleError(404, "no revision is applied yet")
+        return rec.value
+
+    def sot(self, applied: dict[str, Any]) -> SoT:
+        key = (applied.get("sha"), applied["root"])
+        with self._lock:
+            if self._sot is not None and self._sot[0] == key:
+                return self._sot[1]
+        try:
+            sot = load(applied["root"], sha=applied.get("sha"), label=applied.get("sha") or applied["root"], semantic=False)
+        except Exception as exc:
+            log.error("cannot load the applied revision: %s", exc, extra={"sha": applied.get("sha")})
+            raise BundleError(503, "the applied revision cannot be loaded on the controller") from None
+        with self._lock:
+            self._sot = (key, sot)
+        return sot
+
+    def site_hosts(self, agent: str) -> tuple[SoT, Site, dict[str, str]]:
+        """The applied SoT, the agent's site and its hosts (host -> cluster)."""
+        sot = self.sot(self.applied())
+        site = site_of_agent(sot, agent)
+        if site is None:
+            raise BundleError(404, f"agent {agent!r} is not named by any site in the applied revision")
+        hosts = {h.name: c.name for c, _, h in sot.hosts() if c.site == site.name}
+        return sot, site, hosts
+
+    def _static_part(self, applied: dict[str, Any], sot: SoT, site: Site, agent: str) -> dict[str, Any]:
+        key = (applied.get("sha"), applied["root"], applied.get("plan"), agent)
+        with self._lock:
+            hit = self._static.get(key)
+        if hit is not None:
+            return hit
+        files = _doc_files(sot, wanted_documents(sot, site))
+        data, skipped = _data_files(Path(applied["root"]))
+        files.update(data)
+        try:
+            rendered: dict[str, Any] | None = _rendered(sot, site, agent)
+            render_error = None
+        except Exception as exc:  # the agent renders for itself; this copy is informative
+            rendered, render_error = None, str(exc)
+        part = {
+            "format": FORMAT,
+            "agent": agent,
+            "site": site.name,
+            "sha": applied.get("sha"),
+            "plan": applied.get("plan"),
+            "files": files,
+            "skipped": skipped,
+            "rendered": rendered,
+            "render_error": render_error,
+        }
+        part["files_digest"] = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+        with self._lock:
+            if len(self._static) > 64:
+                self._static.clear()
+            self._static[key] = part
+        return part
+
+    def build(self, agent: str) -> dict[str, Any]:
+        applied = self.applied()
+        sot, site, _ = self.site_hosts(agent)
+        part = self._static_part(applied, sot, site, agent)
+        hosts: dict[str, Any] = {}
+        for c, _, h in sot.hosts():
+            if c.site != site.name:
+                continue
+            rec = current(self.store, h.name)
+            state = rec.get("state") if rec else None
+            hosts[h.name] = {"cluster": c.name, "macs": list(h.macs), "state": state, "intent": intent_of(state)}
+        digest = hashlib.sha256(json.dumps([part["files_digest"], part.get("plan"), hosts], sort_keys=True).encode()).hexdigest()[:16]
+        tree = part["sha"] or hashlib.sha256(str(applied["root"]).encode()).hexdigest()[:12]
+        return {**part, "hosts": hosts, "version": f"{tree}+{digest}"}

@@ -1,0 +1,207 @@
+"""The controller side of the federation link: `router(store, settings)`, mounted into the API app.
+
+    GET  /v1/agents                          every agent's last heartbeat         (API token, role read)
+    GET  /v1/agents/{agent}/bundle?have=V    the agent's site bundle; 304 if V is current (agent token)
+    POST /v1/agents/{agent}/events           a batch of host events, applied once each   (agent token)
+    POST /v1/agents/{agent}/heartbeat        last seen, bundle version, queue depth       (agent token)
+
+An agent token (`name:agent:token`) is bound to one agent: it reads that agent's bundle and
+posts that agent's events, for hosts of that agent's site only. Missing or unknown token: 401;
+another agent's path: 403. Events go through `state.machine.transition`, idempotent by event
+id: a batch sent twice (the answer was lost in a partition) changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Security
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from vaquero.state.machine import Event, State, TransitionRefused, event_seen_key, transition
+from vaquero.state.store import Store
+
+from .bundle import BundleBuilder, BundleError
+from .tokens import AgentTokens
+
+log = logging.getLogger("vaquero.federation")
+
+AGENT_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+MAX_BATCH = 1000
+_STATES = {s.value for s in State}
+
+_bearer = HTTPBearer(auto_error=False, description="An agent token: `Authorization: Bearer <token>` (token line name:agent:token)")
+
+
+class HostEvent(BaseModel):
+    id: str = Field(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$", description="unique per event: a replay is recognised by it")
+    host: str = Field(min_length=1, max_length=128)
+    state: str = Field(min_length=1, max_length=32)
+    reason: str = Field("", max_length=2000)
+    time: float | None = None
+    sha: str | None = Field(None, max_length=128)
+    plan: str | None = Field(None, max_length=128)
+    run: str | None = Field(None, max_length=128)
+    step: str | None = Field(None, max_length=256)
+    attempt: int | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventBatch(BaseModel):
+    events: list[HostEvent] = Field(max_length=MAX_BATCH)
+
+
+class Heartbeat(BaseModel):
+    version: str | None = Field(None, max_length=256, description="the bundle version the agent serves")
+    sha: str | None = Field(None, max_length=128)
+    queued: int = Field(0, ge=0, description="events waiting in the agent's queue")
+    started: float | None = None
+    agent_version: str | None = Field(None, max_length=64)
+
+
+def agent_key(agent: str) -> str:
+    return f"/agents/{agent}"
+
+
+def _tokens_from(settings: Any) -> AgentTokens:
+    given = getattr(settings, "agent_tokens", None)
+    if isinstance(given, AgentTokens):
+        return given
+    return AgentTokens.load(getattr(settings, "agent_tokens_file", None) or getattr(settings, "tokens_file", None))
+
+
+def router(store: Store, settings: Any, *, agent_tokens: AgentTokens | None = None) -> APIRouter:
+    """The /v1/agents routes over `store`. Agent tokens: `agent_tokens`, else `settings.agent_tokens`,
+    else the `agent` lines of `settings.agent_tokens_file` and $VAQUERO_AGENT_TOKENS."""
+    tokens = agent_tokens if agent_tokens is not None else _tokens_from(settings)
+    builder = BundleBuilder(store)
+    r = APIRouter(tags=["agents"])
+
+    async def agent_auth(
+        request: Request,
+        agent: str = Path(pattern=AGENT_NAME, max_length=63),
+        credentials: HTTPAuthorizationCredentials | None = Security(_bearer),  # noqa: B008
+    ) -> str:
+        client = request.client.host if request.client else "?"
+        if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+            log.warning("agent %s: request from %s without a bearer token", agent, client)
+            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        owner = tokens.match(credentials.credentials)
+        if owner is None:
+            log.warning("agent %s: request from %s with an unknown token", agent, client)
+            raise HTTPException(401, "invalid bearer token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        if owner != agent:
+            log.warning("agent %s: request from %s with the token of agent %s refused", agent, client, owner)
+            raise HTTPException(403, f"this token belongs to agent {owner!r}, not {agent!r}")
+        return agent
+
+    def _read_auth() -> Any:
+        from vaquero.api.auth import require
+
+        return require("read")
+
+    @r.get("/v1/agents", summary="agents: last heartbeat, bundle version they serve, events queued", dependencies=[Depends(_read_auth())])
+    def list_agents() -> dict[str, Any]:
+        items = [rec.value for rec in store.list("/agents/")]
+        now = time.time()
+        for item in items:
+            item["age"] = round(now - float(item.get("last_seen") or 0), 3)
+        return {"count": len(items), "agents": items}
+
+    @r.get(
+        "/v1/agents/{agent}/bundle",
+        summary="the agent's site bundle for the applied revision (ETag = bundle version; 304 when the agent has it)",
+        responses={304: {"description": "the agent's copy is current"}, 401: {}, 403: {}, 404: {"description": "nothing applied, or unknown agent"}},
+    )
+    def get_bundle(
+        request: Request,
+        agent: str = Depends(agent_auth),
+        have: str | None = Query(None, max_length=256, description="the bundle version the agent has"),
+    ) -> Response:
+        try:
+            bundle = builder.build(agent)
+        except BundleError as exc:
+            raise HTTPException(exc.status, exc.message) from None
+        version = bundle["version"]
+        etag = f'"{version}"'
+        inm = [t.strip() for t in (request.headers.get("if-none-match") or "").split(",") if t.strip()]
+        if have == version or etag in inm or f"W/{etag}" in inm:
+            return Response(status_code=304, headers={"ETag": etag})
+        log.info("bundle %s sent to agent %s (site %s)", version, agent, bundle["site"], extra={"sha": bundle["sha"], "site": bundle["site"]})
+        return JSONResponse(bundle, headers={"ETag": etag, "Cache-Control": "no-store"})
+
+    @r.post(
+        "/v1/agents/{agent}/events",
+        summary="apply a batch of host events, each once (by its id)",
+        responses={200: {"description": "ids applied, duplicates (applied before) and refused (with why)"}, 401: {}, 403: {}},
+    )
+    def post_events(batch: EventBatch, agent: str = Depends(agent_auth)) -> dict[str, Any]:
+        try:
+            _, site, hosts = builder.site_hosts(agent)
+            site_name: str | None = site.name
+        except BundleError:
+            site_name, hosts = None, {}
+        applied: list[str] = []
+        duplicates: list[str] = []
+        refused: dict[str, str] = {}
+        for ev in batch.events:
+            if store.get(event_seen_key(ev.id)) is not None:
+                duplicates.append(ev.id)
+                continue
+            if ev.host not in hosts:
+                refused[ev.id] = f"host {ev.host!r} is not in site {site_name or '(none applied)'} of agent {agent}"
+                continue
+            if ev.state not in _STATES:
+                refused[ev.id] = f"unknown state {ev.state!r}"
+                continue
+            event = Event(
+                host=ev.host,
+                state=ev.state,
+                previous=None,
+                actor=f"agent:{agent}",
+                reason=ev.reason,
+                sha=ev.sha,
+                plan=ev.plan,
+                run=ev.run,
+                step=ev.step,
+                attempt=ev.attempt,
+                detail=ev.detail,
+                id=ev.id,
+                time=ev.time if ev.time is not None else time.time(),
+            )
+            try:
+                transition(store, event)
+            except TransitionRefused as exc:
+                refused[ev.id] = str(exc)
+                log.warning("agent %s: event %s refused: %s", agent, ev.id, exc, extra={"host": ev.host, "sha": ev.sha, "event": ev.state})
+                continue
+            applied.append(ev.id)
+            log.info("agent %s: host -> %s", agent, ev.state, extra={"host": ev.host, "sha": ev.sha, "plan": ev.plan, "event": ev.state})
+        return {"applied": applied, "duplicates": duplicates, "refused": refused}
+
+    @r.post("/v1/agents/{agent}/heartbeat", summary="record that the agent is alive, and what it serves", responses={401: {}, 403: {}})
+    def heartbeat(body: Heartbeat, request: Request, agent: str = Depends(agent_auth)) -> dict[str, Any]:
+        value = {
+            "name": agent,
+            "last_seen": time.time(),
+            "version": body.version,
+            "sha": body.sha,
+            "queued": body.queued,
+            "started": body.started,
+            "agent_version": body.agent_version,
+            "address": request.client.host if request.client else None,
+        }
+        store.put(agent_key(agent), value)
+        try:
+            latest: str | None = builder.build(agent)["version"]
+        except BundleError:
+            latest = None
+        return {"ok": True, "version": latest}
+
+    return r
