@@ -46,6 +46,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--firmware", nargs="+", default=["uefi", "bios"], choices=["uefi", "bios"])
+    ap.add_argument("--efi-file", default="ipxe.efi", choices=["ipxe.efi", "snponly.efi"], help="iPXE binary UEFI PXE gets over TFTP")
     args = ap.parse_args()
 
     from vaquero.lab.harness import Lab
@@ -53,7 +54,7 @@ def main() -> int:
     from vaquero.sot import load
 
     with tempfile.TemporaryDirectory(prefix="vq-bench-netboot-") as tmp, Lab(Path(tmp) / "lab") as lab:
-        lab.start_agent()
+        lab.start_agent(extra=["--efi-file", args.efi_file])
         install = render_site(load(str(lab.sot))).hosts["node1"].install or ""
         kernel_line = next(line for line in install.splitlines() if line.startswith("kernel "))
         cmdline = kernel_line.split(" ", 3)[3]  # kernel --name NAME URL <cmdline>
@@ -68,7 +69,7 @@ def main() -> int:
         for fw in args.firmware:
             n = statistics.median(times[(fw, "netboot")])
             d = statistics.median(times[(fw, "direct")])
-            chain = "PXE+TFTP+iPXE+HTTP" if fw == "uefi" else "iPXE ROM+HTTP"
+            chain = f"PXE+TFTP {args.efi_file}+iPXE+HTTP" if fw == "uefi" else "iPXE ROM+HTTP"
             print(f"netboot_e2e_{fw} ratio {n / d:.2f} (netboot {n:.1f} s via {chain}, direct -kernel {d:.1f} s, medians of {args.runs}; target <= 1.5)")
     return 0
 

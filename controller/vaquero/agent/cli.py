@@ -24,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-fetch-assets", action="store_true", help="serve the asset root as it is")
     p.add_argument("--install", action="append", default=[], metavar="HOST", help="arm HOST for install at start (repeatable)")
     p.add_argument("--ipv6-ra", action="store_true", help="dnsmasq sends IPv6 router adverts from the interface's prefix (isolated labs)")
+    p.add_argument("--efi-file", default="ipxe.efi", choices=["ipxe.efi", "snponly.efi"], help="iPXE binary for UEFI PXE clients")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request (slows a boot storm)")
     p.add_argument("--log-level", default="info")
 
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         install=args.install,
         access_log=args.access_log,
         ipv6_ra=args.ipv6_ra,
+        efi_file=args.efi_file,
     )
     return Agent(cfg).run()
 

@@ -41,6 +41,7 @@ class AgentConfig:
     install: list[str] = field(default_factory=list)
     access_log: bool = False
     ipv6_ra: bool = False
+    efi_file: str = "ipxe.efi"
 
 
 class Agent:
@@ -60,7 +61,14 @@ class Agent:
         self.sot = load_spec(cfg.sot)
         dns_dir = cfg.state_dir / "dnsmasq"
         self.bundle = render_site(
-            self.sot, cfg.site, agent=cfg.agent, base_url=cfg.base_url, log_dhcp=cfg.log_dhcp, hosts_file=str(dns_dir / "dnsmasq.hosts"), ipv6_ra=cfg.ipv6_ra
+            self.sot,
+            cfg.site,
+            agent=cfg.agent,
+            base_url=cfg.base_url,
+            log_dhcp=cfg.log_dhcp,
+            hosts_file=str(dns_dir / "dnsmasq.hosts"),
+            ipv6_ra=cfg.ipv6_ra,
+            efi_file=cfg.efi_file,
         )
         site = self.bundle.site.name
         if cfg.fetch_assets:

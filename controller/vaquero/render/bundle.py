@@ -61,10 +61,11 @@ def render_site(
     log_dhcp: bool = False,
     hosts_file: str | None = None,
     ipv6_ra: bool = False,
+    efi_file: str = "ipxe.efi",
 ) -> SiteBundle:
     site = get_site(sot, site_name)
     base = (base_url or agent_url(site, agent)).rstrip("/")
-    server = BootServer(address=server_address(site, agent), http_base=base, log_dhcp=log_dhcp, ipv6_ra=ipv6_ra)
+    server = BootServer(address=server_address(site, agent), http_base=base, log_dhcp=log_dhcp, ipv6_ra=ipv6_ra, efi_file=efi_file)
     urls = BootUrls(base=base)
     hosts = site_hosts(sot, site)
     out: dict[str, HostBoot] = {}
