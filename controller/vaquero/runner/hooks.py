@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -162,6 +163,8 @@ def _playbook(sot: SoT, path: Path, host: str, timeout: float, env: dict[str, st
         inv = Path(tmp) / "inventory.vaquero.yml"
         inv.write_text(f"plugin: vaquero.metal.sot\npath: {sot.root}\nvalidate: false\n")
         cmd = [shutil.which("ansible-playbook") or "ansible-playbook", "-i", str(inv), "--limit", host, str(path)]
+        # The hook playbook's modules run with this Python (the one that has vaquero), not a discovered one.
+        env = {**env, "ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **env}, cwd=sot.root)
         except subprocess.TimeoutExpired:
