@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from conftest import PASSWORD
+from bmc_helpers import PASSWORD
 
 from vaquero.bmc.cli import add_parser, boot_command, power_command
 

@@ -14,7 +14,7 @@ import time
 import uuid
 
 import pytest
-from conftest import PASSWORD, FaultHTTP, free_port, start_ipmi_fleet, stop
+from bmc_helpers import PASSWORD, FaultHTTP, free_port, start_ipmi_fleet, stop
 
 from vaquero.bmc import (
     BmcAuthError,

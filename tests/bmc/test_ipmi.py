@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import PASSWORD, ipmitool, start_ipmi_fleet, stop
+from bmc_helpers import PASSWORD, ipmitool, start_ipmi_fleet, stop
 
 from vaquero.bmc import BmcUnsupported, BootDevice, BootMode, PowerState, open_bmc
 

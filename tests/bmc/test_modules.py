@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PASSWORD, SUSHY_MAC, SUSHY_UUID, USERNAME
+from bmc_helpers import PASSWORD, SUSHY_MAC, SUSHY_UUID, USERNAME
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

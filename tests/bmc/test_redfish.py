@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import PASSWORD, SUSHY_MAC, SUSHY_UUID
+from bmc_helpers import PASSWORD, SUSHY_MAC, SUSHY_UUID
 
 from vaquero.bmc import BmcAuthError, BmcUnreachable, BmcUnsupported, BootDevice, BootMode, PowerState, open_bmc
 from vaquero.bmc.redfish_driver import BmcTlsError
@@ -98,7 +98,7 @@ def test_wrong_password_with_sessions(redfish_lite, fast_guard):
 
 
 def test_closed_port_is_unreachable_fast(fast_guard):
-    from conftest import free_port
+    from bmc_helpers import free_port
 
     from vaquero.bmc import Endpoint
 

@@ -156,7 +156,42 @@ def endpoint_from_args(args: argparse.Namespace) -> Endpoint:
     )
 
 
+def endpoint_from_sot(args: argparse.Namespace) -> Endpoint:
+    """HOST's BMC from the SoT (``--sot`` or $VAQUERO_SOT); the password is read from its reference now."""
+    from ..runner.secrets import SecretMissing, resolve_secret
+    from ..sot import load_spec
+
+    sot = load_spec(args.sot)
+    found = sot.host(args.host)
+    if found is None:
+        raise SystemExit(f"vaquero: no host {args.host!r} in the SoT {args.sot}")
+    cluster, host = found
+    if host.bmc is None:
+        raise SystemExit(f"vaquero: host {args.host} has no BMC in the SoT")
+    cred = sot.sites[cluster.site].credentials[host.bmc.credential]
+    try:
+        password = resolve_secret(env=cred.password.env, file=cred.password.file)
+    except SecretMissing as exc:
+        raise SystemExit(f"vaquero: host {args.host}: BMC credential {host.bmc.credential}: {exc}") from None
+    return Endpoint(
+        kind=host.bmc.type,
+        address=host.bmc.address,
+        port=host.bmc.port,
+        username=cred.username,
+        password=Secret(password),
+        host=host.name,
+        verify=not host.bmc.insecure,
+        ca_file=host.bmc.ca_file,
+        system_id=host.bmc.system,
+    )
+
+
+def sot_or_args(args: argparse.Namespace) -> Endpoint:
+    return endpoint_from_sot(args) if args.sot else endpoint_from_args(args)
+
+
 def _bmc_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sot", default=os.environ.get("VAQUERO_SOT"), help="SoT folder or URL@REV to find HOST's BMC in (default $VAQUERO_SOT)")
     g = p.add_argument_group("BMC (when HOST is not resolved from the SoT)")
     g.add_argument("--bmc-type", choices=["ipmi", "redfish"])
     g.add_argument("--bmc-address")
@@ -177,7 +212,7 @@ def add_parser(subparsers: Any, resolve: Resolver | None = None) -> None:
     ``resolve(args) -> Endpoint`` turns ``args.host`` into its BMC (the SoT); without it the BMC
     options on the command line are used. Each sub-command sets ``args.func(args) -> int``.
     """
-    get_endpoint: Resolver = resolve or endpoint_from_args
+    get_endpoint: Resolver = resolve or sot_or_args
 
     p = subparsers.add_parser("power", help="power a host on/off, cycle or reset it, or show its power state")
     p.add_argument("host", metavar="HOST")
