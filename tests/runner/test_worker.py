@@ -261,3 +261,25 @@ def test_upgrade_rollback_flag_rolls_back_on_halt(store, lab_sot, tmp_path) -> N
     assert run["state"] == "failed" and "halt" in run["error"]
     assert rec.roots[1] == old_root and any("upgrade.rollback" in d["text"] for d in run["decisions"])
     assert all(current(store, h)["sha"] == "1" * 40 for h in rec.calls[0])
+
+
+def test_waits_for_a_window_and_a_stopping_controller_leaves_the_run_for_the_next(store, lab_sot, tmp_path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    later = datetime.now(UTC) + timedelta(hours=6)
+    start, end = later.strftime("%H:00"), (later + timedelta(hours=1)).strftime("%H:00")
+    text = (lab_sot / "clusters" / "lab.yaml").read_text().replace("  retries: 1\n", f'  retries: 1\n  windows: [{{start: "{start}", end: "{end}"}}]\n')
+    (lab_sot / "clusters" / "lab.yaml").write_text(text)
+    approve(store, lab_sot)
+    rec = Recorder()
+    worker = RunWorker(store, tmp_path / "data", launcher=rec, hold_timeout=0.5)
+    t = threading.Thread(target=worker.tick)
+    t.start()
+    time.sleep(3)
+    run = store.get(R.run_key("p1")).value
+    assert rec.calls == [] and run["state"] == "running", run  # waiting for the window is not a failure
+    assert any("window opens" in d["text"] for d in run["decisions"])
+    worker.stop()
+    t.join(10)
+    assert not t.is_alive()
+    assert store.get(R.run_key("p1")).value["state"] == "running" and store.get(R.plan_key("p1")).value["state"] == "running"

@@ -51,6 +51,10 @@ class RunError(Exception):
     pass
 
 
+class _Stopping(Exception):
+    """The controller is shutting down: leave the run `running` for the next one to resume."""
+
+
 class RunWorker:
     def __init__(
         self,
@@ -214,7 +218,7 @@ class RunWorker:
                 log.info("run paused", extra={"run": pid, "plan": pid})
                 announced = True
             if self._stop.wait(0.5):
-                return False
+                raise _Stopping()
 
     # -- a run ------------------------------------------------------------------------------
     def execute(self, pid: str, *, resume: bool) -> str:
@@ -230,6 +234,10 @@ class RunWorker:
             if self.before_run is not None:
                 self.before_run(plan)
             state, error = self._execute(pid, plan, resume)
+        except _Stopping:
+            stop_beat.set()
+            log.info("controller stopping: run %s left running for the next controller to resume", pid, extra=self._extra(pid, sha))
+            return R.RUNNING
         except Exception as exc:
             log.exception("run failed", extra=self._extra(pid, sha))
             state, error = R.FAILED, f"{type(exc).__name__}: {exc}"
@@ -356,17 +364,20 @@ class RunWorker:
         halted: str | None = self._apply_budget(pid, sha, sot, private, wave, recovered_failed, secrets_env) if recovered_failed else None
         while True:
             if not self._wait_while_paused(pid):
-                return "cancelled", "cancelled by an operator" if self.cancelled(pid) else "controller stopping"
+                return "cancelled", "cancelled by an operator"
             steps = {h: self.store.get(R.step_key(pid, h)).value for h in steps}  # type: ignore[union-attr]
             todo = [s for s in steps.values() if s["state"] == R.STEP_PENDING]
             if halted or not todo:
                 break
-            allowed = self._gate(pid, sot, todo)
+            allowed, window = self._gate(pid, sot, todo)
             if not allowed:
-                held_since = held_since or time.monotonic()
-                if time.monotonic() - held_since > self.hold_timeout:
+                # Waiting for a reboot window is normal (hours, days); a hold that nothing we run can
+                # release (min_available with failed hosts) fails the run after hold_timeout.
+                held_since = None if window else (held_since or time.monotonic())
+                if held_since is not None and time.monotonic() - held_since > self.hold_timeout:
                     return "failed", f"wave {wave['number']}: held by policy for more than {self.hold_timeout:g}s"
-                self._stop.wait(1.0)
+                if self._stop.wait(1.0):
+                    raise _Stopping()
                 continue
             held_since = None
             results = self._launch_all(pid, sha, sot, private, wave["number"], [steps[h] for h in allowed], secrets_env)
@@ -380,12 +391,14 @@ class RunWorker:
             self._decision(pid, f"wave {wave['number']}: {len(failed)} failed host(s) tolerated by policy ({', '.join(failed)})")
         return "done", None
 
-    def _gate(self, pid: str, sot: SoT, todo: list[dict[str, Any]]) -> list[str]:
+    def _gate(self, pid: str, sot: SoT, todo: list[dict[str, Any]]) -> tuple[list[str], bool]:
+        """Hosts that may start now, and whether some wait for a reboot window (not a hold)."""
         states = {r.value["name"]: r.value.get("state") for r in self.store.list("/hosts/") if "name" in r.value}
         by_cluster: dict[str, list[str]] = {}
         for s in todo:
             by_cluster.setdefault(s["cluster"], []).append(s["host"])
         allowed: list[str] = []
+        window = False
         now = datetime.now(UTC)
         for cluster, hosts in by_cluster.items():
             if cluster not in sot.clusters:
@@ -404,7 +417,8 @@ class RunWorker:
                 self._decision(pid, verdict.reason)
             else:
                 self._decision(pid, verdict.reason)
-        return allowed
+                window = window or verdict.until is not None
+        return allowed, window
 
     def _launch_all(
         self,
