@@ -174,7 +174,11 @@ class Controller:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tmp / "controller.log"
         if self.netns:
-            self._net()
+            try:
+                self._net()
+            except BaseException:
+                self.close()
+                raise
 
     @property
     def url(self) -> str:
@@ -190,13 +194,18 @@ class Controller:
         subprocess.run([*ip, "-n", self.netns, "addr", "add", f"{NETNS_IPS[1]}/30", "dev", "ctl0"], check=True)
         subprocess.run([*ip, "-n", self.netns, "link", "set", "ctl0", "up"], check=True)
         subprocess.run([*ip, "-n", self.netns, "link", "set", "lo", "up"], check=True)
+        # Whatever happens to the veth, traffic for the test subnet never takes the default route out.
+        subprocess.run([*ip, "route", "add", "unreachable", "10.231.77.0/30", "metric", "4000"], check=True)
 
     def cut(self) -> None:
-        """The partition: the host side of the veth goes down; the controller keeps running."""
-        subprocess.run(["ip", "link", "set", self.veth, "down"], check=True)
+        """The partition: the controller's end of the veth goes down (no carrier); packets to it are dropped
+        here, and the safety-net route below keeps them from ever leaving this machine."""
+        assert self.netns
+        subprocess.run(["ip", "-n", self.netns, "link", "set", "ctl0", "down"], check=True)
 
     def heal(self) -> None:
-        subprocess.run(["ip", "link", "set", self.veth, "up"], check=True)
+        assert self.netns
+        subprocess.run(["ip", "-n", self.netns, "link", "set", "ctl0", "up"], check=True)
 
     def start(self) -> None:
         cmd = [
@@ -239,6 +248,7 @@ class Controller:
         self.stop()
         if self.netns:
             subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
+            subprocess.run(["ip", "route", "del", "unreachable", "10.231.77.0/30", "metric", "4000"], capture_output=True)
             subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
 
     def ssl(self) -> ssl.SSLContext:
