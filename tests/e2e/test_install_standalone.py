@@ -96,6 +96,6 @@ def test_install_one_host_end_to_end(lab) -> None:
     agent = json.loads((lab.data / "agent" / "boot-states.json").read_text())["hosts"]["node1"]
     assert agent["state"] == "installed" and agent["attempt"] == 1
     # The BMC password is nowhere in the runner's artifacts (nor the store, nor the data folder).
-    assert list((lab.data / "runs").glob("*/artifacts/*/job_events/*.json"))
+    assert list((lab.data / "runs").glob("*/install/artifacts/*/job_events/*.json"))
     assert_no_secret(lab.data)
     print(f"\ninstall e2e: {took:.1f}s from an empty lab to node1 ready")

@@ -65,10 +65,10 @@ def test_apply_runs_waves_records_timeline_and_keeps_secrets_out(store, lab_sot,
     assert w1_ready < w2_start
     # The secret reached the play only as a blanked variable, and nowhere in the artifacts.
     artifacts = tmp_path / "data" / "runs" / "p1"
-    assert (artifacts / "artifacts").is_dir()
+    assert (artifacts / "install" / "artifacts").is_dir()
     grep = subprocess.run(["grep", "-r", "-l", PASSWORD, str(artifacts)], capture_output=True, text=True)
     assert grep.returncode == 1, f"secret found in {grep.stdout}"
-    assert "pw=[]" in "".join(p.read_text() for p in artifacts.glob("artifacts/*/job_events/*.json"))
+    assert "pw=[]" in "".join(p.read_text() for p in artifacts.glob("*/artifacts/*/job_events/*.json"))
     print(f"4 hosts, 2 waves, 2 ansible-runner launches: {took:.1f}s")
 
 

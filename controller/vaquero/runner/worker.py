@@ -452,6 +452,7 @@ class RunWorker:
                 key=f"{pid}:{s['host']}:{attempt}:pending",
             )
         launches: dict[str, Launch] = {}
+        folders: dict[str, Path] = {}
         errors: dict[str, str] = {}
 
         def one(playbook: str, group: list[dict[str, Any]]) -> None:
@@ -459,8 +460,11 @@ class RunWorker:
             ctx = RunContext(self.store, pid, pid, sha, {h: attempts[h] for h in hosts})
             ident = f"w{number}-{playbook.removesuffix('.yml')}-{'-'.join(hosts)[:60]}-a{max(attempts[h] for h in hosts)}-{int(time.time())}"
             try:
+                # One private data dir per playbook: launches running at once never share env/ or inventory/.
+                folder = folders[playbook] = private / ("rollback" if root is not None else playbook.removesuffix(".yml"))
+                folder.mkdir(parents=True, exist_ok=True)
                 launches[playbook] = self.launcher(
-                    ctx, private, root or sot.root, playbook, hosts, ident=ident, cancelled=lambda: self.cancelled(pid), secrets_env=secrets_env
+                    ctx, folder, root or sot.root, playbook, hosts, ident=ident, cancelled=lambda: self.cancelled(pid), secrets_env=secrets_env
                 )
             except Exception as exc:
                 log.exception("launch failed", extra=self._extra(pid, sha))
@@ -474,6 +478,7 @@ class RunWorker:
         results: dict[str, bool] = {}
         for playbook, group in groups.items():
             res = launches.get(playbook)
+            where = str(folders.get(playbook, private) / "artifacts" / (res.ident if res else ""))
             for s in group:
                 host = s["host"]
                 h = current(self.store, host) or {}
@@ -489,10 +494,22 @@ class RunWorker:
                         ctx = RunContext(self.store, pid, pid, sha, attempts)
                         record(ctx, host, State.FAILED.value, why, step=h.get("state"), key=f"{pid}:{host}:{attempts[host]}:failed")
                     self._step_update(
-                        pid, host, state=R.STEP_FAILED, error=why, finished=time.time(), artifacts=str(private / "artifacts" / (res.ident if res else ""))
+                        pid,
+                        host,
+                        state=R.STEP_FAILED,
+                        error=why,
+                        finished=time.time(),
+                        artifacts=where,
                     )
                 else:
-                    self._step_update(pid, host, state=R.STEP_SUCCEEDED, error=None, finished=time.time(), artifacts=str(private / "artifacts" / res.ident))  # type: ignore[union-attr]
+                    self._step_update(
+                        pid,
+                        host,
+                        state=R.STEP_SUCCEEDED,
+                        error=None,
+                        finished=time.time(),
+                        artifacts=where,
+                    )
                 results[host] = ok
         return results
 
