@@ -1,8 +1,9 @@
 """Running the collection's playbooks through ansible-runner, and turning its events into host events.
 
-One private data dir per run (``<data_dir>/runs/<run>``): its inventory file points the
-``vaquero.metal.sot`` inventory plugin at the SoT tree of the plan's SHA. Each playbook launch
-is one runner *ident* inside it (``artifacts/<ident>/``), so every attempt's artifacts are kept.
+One private data dir per run and playbook (``<data_dir>/runs/<run>/install|upgrade|rollback``):
+its inventory file points the ``vaquero.metal.sot`` inventory plugin at the SoT tree of the
+plan's SHA. Each launch is one runner *ident* inside it (``artifacts/<ident>/``), so every
+attempt's artifacts are kept.
 
 What goes to Ansible: the playbook, ``--limit``, the inventory file and non-secret extravars
 (plan id, run id, SHA). Secrets never do: see :mod:`vaquero.runner.secrets`.
