@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +22,15 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from vaquero.agent.service import AgentConfig
+from vaquero.federation.agent import FederatedAgent
+from vaquero.federation.client import ClientConfig, FederationClient
 from vaquero.state.machine import Event, transition
 from vaquero.state.sqlite import SQLiteStore
 
@@ -143,9 +148,9 @@ class Applied:
         return SQLiteStore(self.store_path)
 
 
-def move(store: SQLiteStore, host: str, *states: str) -> None:
+def move(store: SQLiteStore, host: str, *states: str, plan: str | None = None, attempt: int | None = None) -> None:
     for st in states:
-        transition(store, Event(host=host, state=st, previous=None, actor="test", reason="test set-up", sha=SHA))
+        transition(store, Event(host=host, state=st, previous=None, actor="test", reason="test set-up", sha=SHA, plan=plan, attempt=attempt))
 
 
 @pytest.fixture
@@ -271,3 +276,61 @@ def wait_for(cond: Any, timeout: float = 20.0, what: str = "condition") -> None:
 def need_root_netns() -> None:
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.skip("the partition test needs root and iproute2 (network namespaces)")
+
+
+class RunningAgent:
+    """What `vaquero agent --controller` runs, in this process: sync client + boot server."""
+
+    def __init__(self, ctl: Controller, state_dir: Path, port: int) -> None:
+        cfg = ClientConfig(
+            controller=ctl.url,
+            agent="east-agent-1",
+            token=AGENT_TOKENS["east-agent-1"],
+            state_dir=state_dir,
+            ca_file=str(ctl.pki.ca),
+            interval=0.3,
+            backoff_base=0.1,
+            backoff_max=0.8,
+            timeout=2.0,
+        )
+        self.client = FederationClient(cfg)
+        self.client.wait_for_bundle(timeout=15)
+        assert self.client.sot_path is not None
+        acfg = AgentConfig(
+            sot=str(self.client.sot_path),
+            site="dc-east",
+            agent="east-agent-1",
+            listen="127.0.0.1",
+            http_port=port,
+            tftp_port=0,
+            state_dir=state_dir,
+            asset_root=state_dir / "assets",
+            dhcp=False,
+            fetch_assets=False,
+        )
+        self.fa = FederatedAgent(self.client, acfg)
+        app = self.fa.prepare()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", access_log=False, log_config=None))
+        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        self.base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: self._up(), 10, "the boot server")
+        self.client.start()
+
+    def _up(self) -> bool:
+        try:
+            return httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.base + path, timeout=5)
+
+    def post(self, path: str, body: Any = None) -> httpx.Response:
+        return httpx.post(self.base + path, json=body or {}, timeout=5)
+
+    def stop(self) -> None:
+        self.client.close()
+        self.server.should_exit = True
+        self.thread.join(10)

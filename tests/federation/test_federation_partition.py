@@ -8,18 +8,10 @@ from __future__ import annotations
 
 import io
 import logging
-import threading
-from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-import uvicorn
-from fed_helpers import AGENT_TOKENS, SECRETS, SHA, Controller, free_port, need_root_netns, wait_for
+from fed_helpers import AGENT_TOKENS, SECRETS, SHA, Controller, RunningAgent, free_port, need_root_netns, wait_for
 
-from vaquero.agent.service import AgentConfig
-from vaquero.federation.agent import FederatedAgent
-from vaquero.federation.client import ClientConfig, FederationClient
 from vaquero.logs import JsonFormatter
 from vaquero.state.machine import current, timeline
 
@@ -51,64 +43,6 @@ def agent_logs():
     yield buf
     logger.removeHandler(handler)
     logger.setLevel(old)
-
-
-class RunningAgent:
-    """What `vaquero agent --controller` runs, in this process: sync client + boot server."""
-
-    def __init__(self, ctl: Controller, state_dir: Path, port: int) -> None:
-        cfg = ClientConfig(
-            controller=ctl.url,
-            agent="east-agent-1",
-            token=AGENT_TOKENS["east-agent-1"],
-            state_dir=state_dir,
-            ca_file=str(ctl.pki.ca),
-            interval=0.3,
-            backoff_base=0.1,
-            backoff_max=0.8,
-            timeout=2.0,
-        )
-        self.client = FederationClient(cfg)
-        self.client.wait_for_bundle(timeout=15)
-        assert self.client.sot_path is not None
-        acfg = AgentConfig(
-            sot=str(self.client.sot_path),
-            site="dc-east",
-            agent="east-agent-1",
-            listen="127.0.0.1",
-            http_port=port,
-            tftp_port=0,
-            state_dir=state_dir,
-            asset_root=state_dir / "assets",
-            dhcp=False,
-            fetch_assets=False,
-        )
-        self.fa = FederatedAgent(self.client, acfg)
-        app = self.fa.prepare()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", access_log=False, log_config=None))
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        self.base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: self._up(), 10, "the boot server")
-        self.client.start()
-
-    def _up(self) -> bool:
-        try:
-            return httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.base + path, timeout=5)
-
-    def post(self, path: str, body: Any = None) -> httpx.Response:
-        return httpx.post(self.base + path, json=body or {}, timeout=5)
-
-    def stop(self) -> None:
-        self.client.close()
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 def test_partition_restart_and_exactly_once_replay(ctl, tmp_path, agent_logs):

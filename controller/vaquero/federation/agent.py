@@ -11,19 +11,55 @@ The agent starts from the cached bundle when there is one (so a restart during a
 serves at once), else waits for the controller's first bundle. A newer bundle is rendered
 and swapped into the running boot server (and dnsmasq); an installer's callback becomes a
 queued `rebooting` event for the controller.
+
+Boot intents: a host the bundle marks `install` (the controller moved it to netbooting or
+installing) is armed once per intent, where an intent is the host's plan and attempt (or, with
+no plan, the time its state began). The intents already armed are kept on disk, so neither a
+bundle that still says `install` after the installer called back (the event is queued, not yet
+applied) nor an agent restart sends a host back into its installer. A host armed here that the
+controller has since moved to ready, failed, pending, enrolled or removed is disarmed. The hosts
+armed are reported in each heartbeat (`GET /v1/agents`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from .client import ClientConfig, FederationClient, config_from_args
+from .client import ClientConfig, FederationClient, _atomic_write, config_from_args
 
 log = logging.getLogger("vaquero.federation")
+
+DISARM_STATES = frozenset({"ready", "failed", "pending", "enrolled", "removed"})
+
+
+def intent_id(host: dict[str, Any]) -> str:
+    """Which install a bundle's `install` intent stands for: the same one across netbooting -> installing."""
+    if host.get("plan"):
+        return f"plan:{host['plan']}:{host.get('attempt')}"
+    return f"since:{host.get('since')}"
+
+
+class IntentLog:
+    """host -> the intent id it was last armed for; on disk (atomic writes), so restarts keep it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.armed: dict[str, str] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self.armed = {}
+
+    def record(self, host: str, intent: str | None) -> None:
+        if intent is None:
+            self.armed.pop(host, None)
+        else:
+            self.armed[host] = intent
+        _atomic_write(self.path, json.dumps(self.armed, sort_keys=True).encode())
 
 
 def agent_config(args: argparse.Namespace, sot: Path) -> Any:
@@ -58,12 +94,52 @@ class FederatedAgent:
 
         self.client = client
         self.agent = Agent(agent_cfg)
+        self.intents = IntentLog(client.dir / "intents.json")
         client.on_bundle = self.swap
+        client.report = self.report
 
     def prepare(self) -> Any:
         app = self.agent.prepare()
         app.on_change = self.installed
+        if self.client.bundle is not None:
+            self.apply_intents(self.client.bundle)
         return app
+
+    def report(self) -> dict[str, Any]:
+        return {"armed": sorted(h for h, st in self.agent.states.hosts.items() if st.state == "install")}
+
+    def apply_intents(self, bundle: dict[str, Any]) -> list[str]:
+        """Arm the hosts the controller wants installed (once per intent); disarm abandoned ones. Returns the hosts changed."""
+        a = self.agent
+        if a.bundle is None:
+            return []
+        changed = []
+        for name, h in sorted((bundle.get("hosts") or {}).items()):
+            hb = a.bundle.hosts.get(name)
+            if hb is None:
+                continue
+            local = a.states.get(name).state
+            if h.get("intent") == "install":
+                iid = intent_id(h)
+                if self.intents.armed.get(name) == iid:
+                    continue
+                if local == "install":  # armed already (by hand, or before a restart): this intent is served
+                    self.intents.record(name, iid)
+                    continue
+                if hb.install is None or name in a.unready:
+                    log.error("the controller wants this host installed, but it cannot be: %s", a.unready.get(name, "no profile"), extra={"host": name})
+                    continue
+                a.states.arm(name)
+                self.intents.record(name, iid)
+                changed.append(name)
+            elif local == "install" and name in self.intents.armed and h.get("state") in DISARM_STATES:
+                a.states.disarm(name)
+                self.intents.record(name, None)
+                changed.append(name)
+        if a.app is not None:
+            for name in changed:
+                a.app.rebuild(only=name)
+        return changed
 
     def installed(self, host: str) -> None:
         """The boot server's callback hook: the installer reported; tell the controller (queued, durable)."""
@@ -97,6 +173,7 @@ class FederatedAgent:
         a.app.rebuild()
         if a.dnsmasq is not None:
             a.dnsmasq.apply(rendered.dhcp, rendered.dhcp_hosts)
+        self.apply_intents(bundle)
         log.info("now serving bundle %s", bundle.get("version"), extra={"sha": bundle.get("sha"), "site": bundle.get("site")})
 
 

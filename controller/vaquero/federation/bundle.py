@@ -5,7 +5,8 @@
       "agent": "east-agent-1", "site": "dc-east",
       "sha": "<SoT commit>", "plan": "<plan id>", "version": "<sha>+<digest>",
       "files": {"sites/dc-east.yaml": {"text": "..."}, "templates/x.j2": {"text": "..."}, "bin/y": {"b64": "..."}},
-      "hosts": {"h1": {"cluster": "etcd", "macs": [...], "state": "netbooting", "intent": "install"}},
+      "hosts": {"h1": {"cluster": "etcd", "macs": [...], "state": "netbooting", "since": 1764.., "plan": "p1", "attempt": 1,
+                       "intent": "install"}},
       "rendered": {"chain": "...", "dhcp": "...", "hosts": {"h1": {"install": "...", "localboot": "...", ...}}}
     }
 
@@ -234,7 +235,15 @@ class BundleBuilder:
                 continue
             rec = current(self.store, h.name)
             state = rec.get("state") if rec else None
-            hosts[h.name] = {"cluster": c.name, "macs": list(h.macs), "state": state, "intent": intent_of(state)}
+            hosts[h.name] = {
+                "cluster": c.name,
+                "macs": list(h.macs),
+                "state": state,
+                "since": rec.get("since") if rec else None,
+                "plan": rec.get("plan") if rec else None,
+                "attempt": rec.get("attempt") if rec else None,
+                "intent": intent_of(state),
+            }
         digest = hashlib.sha256(json.dumps([part["files_digest"], part.get("plan"), hosts], sort_keys=True).encode()).hexdigest()[:16]
         tree = part["sha"] or hashlib.sha256(str(applied["root"]).encode()).hexdigest()[:12]
         return {**part, "hosts": hosts, "version": f"{tree}+{digest}"}

@@ -248,6 +248,7 @@ class FederationClient:
             raise ValueError("--controller wants an https:// URL")
         self.cfg = cfg
         self.on_bundle = on_bundle
+        self.report: Callable[[], dict[str, Any]] | None = None  # more for the heartbeat (the boot server's armed hosts)
         self.dir = Path(cfg.state_dir) / "federation"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.queue = EventQueue(self.dir / "events.sqlite")
@@ -356,6 +357,8 @@ class FederationClient:
     def heartbeat(self) -> str | None:
         b = self.bundle or {}
         body = {"version": b.get("version"), "sha": b.get("sha"), "queued": len(self.queue), "started": self.started, "agent_version": __version__}
+        if self.report is not None:
+            body.update(self.report())
         resp = self._client().post(f"/v1/agents/{self.cfg.agent}/heartbeat", json=body)
         self._check(resp, "heartbeat")
         latest = resp.json().get("version")

@@ -63,6 +63,7 @@ class Heartbeat(BaseModel):
     queued: int = Field(0, ge=0, description="events waiting in the agent's queue")
     started: float | None = None
     agent_version: str | None = Field(None, max_length=64)
+    armed: list[str] = Field(default_factory=list, max_length=100_000, description="hosts the agent serves their installer")
 
 
 def agent_key(agent: str) -> str:
@@ -195,6 +196,7 @@ def router(store: Store, settings: Any, *, agent_tokens: AgentTokens | None = No
             "queued": body.queued,
             "started": body.started,
             "agent_version": body.agent_version,
+            "armed": body.armed,
             "address": request.client.host if request.client else None,
         }
         store.put(agent_key(agent), value)
