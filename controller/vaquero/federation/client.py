@@ -416,7 +416,11 @@ class FederationClient:
                     break
 
     def wait_for_bundle(self, timeout: float | None = None) -> dict[str, Any]:
-        """The cached bundle if there is one (after one quick sync attempt), else retry until the controller sends one."""
+        """The cached bundle if there is one (at once: the sync loop talks to the controller later; a partition
+        that drops packets would otherwise hold the boot services back for a connect timeout), else retry until
+        the controller sends one."""
+        if self.bundle is not None:
+            return self.bundle
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self._round()
