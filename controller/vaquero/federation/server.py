@@ -13,6 +13,7 @@ id: a batch sent twice (the answer was lost in a partition) changes nothing the 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -21,7 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Security
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from vaquero.state.machine import Event, State, TransitionRefused, event_seen_key, transition
 from vaquero.state.store import Store
@@ -34,6 +35,7 @@ log = logging.getLogger("vaquero.federation")
 AGENT_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 MAX_BATCH = 1000
+MAX_DETAIL = 16 << 10  # bytes of JSON per event's detail
 _STATES = {s.value for s in State}
 
 _bearer = HTTPBearer(auto_error=False, description="An agent token: `Authorization: Bearer <token>` (token line name:agent:token)")
@@ -51,6 +53,13 @@ class HostEvent(BaseModel):
     step: str | None = Field(None, max_length=256)
     attempt: int | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("detail")
+    @classmethod
+    def _small(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(v, default=str)) > MAX_DETAIL:
+            raise ValueError(f"detail larger than {MAX_DETAIL} bytes of JSON")
+        return v
 
 
 class EventBatch(BaseModel):
