@@ -39,7 +39,6 @@ def test_agents_operations_never_fail(app):
     assert len(operations) == 4
     calls = 0
     for operation in operations:
-        token = READ_TOKEN if operation.path == "/v1/agents" else AGENT_TOKENS["east-agent-1"]
 
         @given(case=operation.as_strategy())
         @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -47,6 +46,7 @@ def test_agents_operations_never_fail(app):
             nonlocal calls
             if "agent" in (case.path_parameters or {}) and calls % 2 == 0:
                 case.path_parameters["agent"] = "east-agent-1"  # half the cases past the 403
+            token = READ_TOKEN if case.operation.path == "/v1/agents" else AGENT_TOKENS["east-agent-1"]
             response = case.call(headers={"Authorization": f"Bearer {token}"})
             case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
             anonymous = case.call()
