@@ -28,7 +28,8 @@ import sys, signal, threading
 from pathlib import Path
 from vaquero.agent.tftp import TftpServer
 s = TftpServer(Path(sys.argv[1]))
-s.start(("127.0.0.1", int(sys.argv[2])))
+s.bind(("127.0.0.1", int(sys.argv[2])), reuse_port=True)
+threading.Thread(target=s.serve, daemon=True).start()
 print("ready", flush=True)
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *a: stop.set())
@@ -75,6 +76,7 @@ def main() -> int:
     ap.add_argument("--fetches", type=int, default=5)
     ap.add_argument("--blksize", type=int, default=1432)
     ap.add_argument("--file", default="/usr/lib/ipxe/ipxe.efi")
+    ap.add_argument("--workers", type=int, default=1, help="agent TFTP worker processes sharing the port")
     args = ap.parse_args()
     for tool in ("dnsmasq", "curl"):
         if shutil.which(tool) is None:
@@ -111,6 +113,7 @@ def main() -> int:
         stderr=subprocess.DEVNULL,
     )
     agent = subprocess.Popen([sys.executable, "-c", AGENT, str(root), "6969"], stdout=subprocess.PIPE)
+    extra = [subprocess.Popen([sys.executable, "-c", AGENT, str(root), "6969"], stdout=subprocess.PIPE) for _ in range(args.workers - 1)]
     try:
         assert agent.stdout is not None
         agent.stdout.readline()
@@ -135,7 +138,7 @@ def main() -> int:
         print(f"# server CPU over all rounds: dnsmasq {cpu['dnsmasq']:.2f} s, vaquero {cpu['vaquero']:.2f} s")
         print(f"tftp_time_vs_dnsmasq ratio {v / d:.2f} (vaquero {v:.3f} s, dnsmasq {d:.3f} s median per round; target <= 1.2)")
     finally:
-        for p in (agent, dnsmasq):
+        for p in (agent, dnsmasq, *extra):
             p.send_signal(signal.SIGTERM)
             try:
                 p.wait(5)

@@ -227,9 +227,11 @@ class TftpServer:
         return None
 
     # -- lifecycle --
-    def bind(self, address: tuple[str, int]) -> tuple[str, int]:
+    def bind(self, address: tuple[str, int], *, reuse_port: bool = False) -> tuple[str, int]:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:  # several worker processes share the port; the kernel spreads requests
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         sock.bind(address)
         sock.setblocking(False)
