@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from vaquero.agent.service import AgentConfig
-from vaquero.federation.agent import FederatedAgent
+from vaquero.federation.agent import FederatedAgent, bundle_check
 from vaquero.federation.client import ClientConfig, FederationClient
 from vaquero.state.machine import Event, transition
 from vaquero.state.sqlite import SQLiteStore
@@ -293,7 +293,7 @@ class RunningAgent:
             backoff_max=0.8,
             timeout=2.0,
         )
-        self.client = FederationClient(cfg)
+        self.client = FederationClient(cfg, check=bundle_check("dc-east", "east-agent-1"))
         self.client.wait_for_bundle(timeout=15)
         assert self.client.sot_path is not None
         acfg = AgentConfig(

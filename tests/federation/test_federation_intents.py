@@ -4,6 +4,8 @@ installer; a new attempt arms it again; an abandoned install is disarmed."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from fed_helpers import Controller, RunningAgent, free_port, move, wait_for
 
@@ -57,6 +59,29 @@ def test_intents_arm_once_and_disarm(ctl, tmp_path):
         move(store, "etcd1", "failed")
         wait_for(lambda: "is installed" in agent.get(ETCD1).text, 10, "etcd1 disarmed")
         wait_for(lambda: store.get("/agents/east-agent-1").value["armed"] == ["etcd3"], 10, "the heartbeat to follow")
+    finally:
+        agent.stop()
+        store.close()
+
+
+def test_a_bundle_the_agent_cannot_load_is_refused_and_the_old_one_served(ctl, tmp_path):
+    store = ctl.applied.store()
+    state_dir, port = tmp_path / "agent", free_port()
+    agent = RunningAgent(ctl, state_dir, port)
+    try:
+        good = agent.client.version
+        bad = tmp_path / "bad-sot"
+        shutil.copytree(ctl.applied.root, bad)
+        etcd = bad / "clusters" / "etcd.yaml"
+        etcd.write_text(etcd.read_text().replace("profile: flatcar-stable", "profile: no-such-profile", 1))
+        store.put("/sites-applied/current", {"sha": "b" * 40, "root": str(bad), "plan": "p-bad"})
+        wait_for(lambda: agent.client.rejected is not None, 10, "the bad bundle refused")
+        assert agent.client.version == good and "no-such-profile" in (agent.client.rejected_why or "")
+        assert "installing etcd1" in agent.get(ETCD1).text
+        wait_for(lambda: store.get("/agents/east-agent-1").value.get("rejected") == agent.client.rejected, 10, "the heartbeat to say so")
+        agent.stop()
+        agent = RunningAgent(ctl, state_dir, port)  # a restart still starts from the good bundle
+        assert agent.client.version == good and "installing etcd1" in agent.get(ETCD1).text
     finally:
         agent.stop()
         store.close()

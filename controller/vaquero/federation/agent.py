@@ -177,8 +177,26 @@ class FederatedAgent:
         log.info("now serving bundle %s", bundle.get("version"), extra={"sha": bundle.get("sha"), "site": bundle.get("site")})
 
 
-def start_client(cfg: ClientConfig, *, wait: float | None = None) -> FederationClient:
-    client = FederationClient(cfg)
+def bundle_check(site: str | None, agent: str | None) -> Any:
+    """A `check` for FederationClient: the bundle's SoT loads, validates and renders for this agent."""
+
+    def check(bundle: dict[str, Any], folder: Path) -> None:
+        from vaquero.render.bundle import render_site
+        from vaquero.sot import SoTInvalid, load
+
+        try:
+            sot = load(folder, sha=bundle.get("sha"), label=bundle.get("sha") or str(folder))
+        except SoTInvalid as exc:
+            raise ValueError("; ".join(str(e) for e in exc.errors[:5])) from None
+        rendered = render_site(sot, site or bundle.get("site"), agent=agent)
+        if rendered.site.name != bundle.get("site"):
+            raise ValueError(f"the bundle is for site {bundle.get('site')}, this agent serves {rendered.site.name}")
+
+    return check
+
+
+def start_client(cfg: ClientConfig, *, site: str | None = None, wait: float | None = None) -> FederationClient:
+    client = FederationClient(cfg, check=bundle_check(site, cfg.agent))
     client.wait_for_bundle(wait)
     return client
 
@@ -192,7 +210,7 @@ def run_federated(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     terminate_on_signals()
-    client = start_client(config_from_args(args))
+    client = start_client(config_from_args(args), site=args.site)
     assert client.sot_path is not None
     fa = FederatedAgent(client, agent_config(args, client.sot_path))
     app = fa.prepare()

@@ -200,8 +200,12 @@ class BundleCache:
             raise
         return final
 
-    def save(self, bundle: dict[str, Any]) -> Path:
-        """SoT folder first, then bundle.json (the commit point); older folders are pruned, the previous one kept."""
+    def stage(self, bundle: dict[str, Any]) -> Path:
+        """Write the bundle's SoT folder (atomically: a temp folder renamed); bundle.json still names the old one."""
+        return self._materialize(bundle)
+
+    def commit(self, bundle: dict[str, Any]) -> Path:
+        """bundle.json now names this bundle (the commit point); older folders are pruned, the previous one kept."""
         previous = self.load_quiet()
         folder = self._materialize(bundle)
         _atomic_write(self.path, json.dumps(bundle, sort_keys=True).encode())
@@ -210,6 +214,10 @@ class BundleCache:
             if child.name not in keep:
                 shutil.rmtree(child, ignore_errors=True)
         return folder
+
+    def save(self, bundle: dict[str, Any]) -> Path:
+        self.stage(bundle)
+        return self.commit(bundle)
 
     def load_quiet(self) -> dict[str, Any] | None:
         try:
@@ -243,11 +251,21 @@ def backoff_delay(failures: int, base: float, cap: float, rng: random.Random | N
 
 
 class FederationClient:
-    def __init__(self, cfg: ClientConfig, on_bundle: Callable[[dict[str, Any], Path], None] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: ClientConfig,
+        on_bundle: Callable[[dict[str, Any], Path], None] | None = None,
+        check: Callable[[dict[str, Any], Path], None] | None = None,
+    ) -> None:
+        """`check(bundle, folder)` raises to refuse a bundle before it is cached (the agent keeps the one it has);
+        `on_bundle(bundle, folder)` applies a cached one."""
         if not cfg.controller.startswith(("https://", "http://")):
             raise ValueError("--controller wants an https:// URL")
         self.cfg = cfg
         self.on_bundle = on_bundle
+        self.check = check
+        self.rejected: str | None = None  # the last bundle version `check` refused, and why
+        self.rejected_why: str | None = None
         self.report: Callable[[], dict[str, Any]] | None = None  # more for the heartbeat (the boot server's armed hosts)
         self.dir = Path(cfg.state_dir) / "federation"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -322,7 +340,18 @@ class FederationClient:
         bundle = resp.json()
         if not isinstance(bundle, dict) or bundle.get("format") != FORMAT or bundle.get("agent") != self.cfg.agent or not bundle.get("version"):
             raise FederationError("bundle: the controller sent a bundle for another agent or in an unknown format")
-        folder = self.cache.save(bundle)
+        version = str(bundle["version"])
+        if version == self.rejected:
+            return False
+        folder = self.cache.stage(bundle)
+        if self.check is not None:
+            try:
+                self.check(bundle, folder)
+            except Exception as exc:
+                self.rejected, self.rejected_why = version, f"{type(exc).__name__}: {exc}"[:500]
+                log.error("bundle %s refused: %s; still serving %s", version, self.rejected_why, self.version, extra=self._ctx())
+                return False
+        self.cache.commit(bundle)
         old = self.version
         self.bundle = bundle
         log.info("bundle %s cached (was %s)", bundle["version"], old, extra=self._ctx())
@@ -357,6 +386,8 @@ class FederationClient:
     def heartbeat(self) -> str | None:
         b = self.bundle or {}
         body = {"version": b.get("version"), "sha": b.get("sha"), "queued": len(self.queue), "started": self.started, "agent_version": __version__}
+        if self.rejected is not None:
+            body.update(rejected=self.rejected, rejected_why=self.rejected_why)
         if self.report is not None:
             body.update(self.report())
         resp = self._client().post(f"/v1/agents/{self.cfg.agent}/heartbeat", json=body)

@@ -73,6 +73,8 @@ class Heartbeat(BaseModel):
     started: float | None = None
     agent_version: str | None = Field(None, max_length=64)
     armed: list[str] = Field(default_factory=list, max_length=100_000, description="hosts the agent serves their installer")
+    rejected: str | None = Field(None, max_length=256, description="a bundle version the agent refused (it cannot load or render it)")
+    rejected_why: str | None = Field(None, max_length=1000)
 
 
 def agent_key(agent: str) -> str:
@@ -206,6 +208,8 @@ def router(store: Store, settings: Any, *, agent_tokens: AgentTokens | None = No
             "started": body.started,
             "agent_version": body.agent_version,
             "armed": body.armed,
+            "rejected": body.rejected,
+            "rejected_why": body.rejected_why,
             "address": request.client.host if request.client else None,
         }
         store.put(agent_key(agent), value)
