@@ -220,3 +220,17 @@ def router(store: Store, settings: Any, *, agent_tokens: AgentTokens | None = No
         return {"ok": True, "version": latest}
 
     return r
+
+
+def add_arguments(p: Any) -> None:
+    """`vaquero server` options for the agents' routes."""
+    p.add_argument("--agent-tokens-file", help="agent tokens, lines name:agent:token (name = the agent's name in its Site); also $VAQUERO_AGENT_TOKENS")
+
+
+def include(app: Any, store: Store, settings: Any, agent_tokens_file: str | None = None) -> AgentTokens:
+    """Mount the /v1/agents routes into the API app (after create_app). Raises TokenError for a bad tokens file."""
+    tokens = AgentTokens.load(agent_tokens_file)
+    if not len(tokens):
+        log.warning("no agent tokens (--agent-tokens-file or $VAQUERO_AGENT_TOKENS): every agent will get 401")
+    app.include_router(router(store, settings, agent_tokens=tokens))
+    return tokens
