@@ -99,9 +99,12 @@ def cluster_waves(cluster: Cluster, changes: dict[str, str], in_service: set[str
     up = sum(1 for h in cluster.hosts if h.name in in_service)
     batches: list[list[Step]] = []
     ordered = order_hosts(cluster, set(changes))
+    previous = ""
     for stage_name, hosts in split_stages(cluster, ordered):
         if stage_name:
-            decisions.append(f"cluster {cluster.name}: stage {stage_name} ({', '.join(h.name for h in hosts)}) starts after the previous stage is ready")
+            when = f"starts after stage {previous} is ready" if previous else "goes first"
+            decisions.append(f"cluster {cluster.name}: stage {stage_name} ({', '.join(h.name for h in hosts)}) {when}")
+            previous = stage_name
         batch: list[Step] = []
         down = 0
         for host in hosts:
