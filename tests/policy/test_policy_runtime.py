@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from policy_fixtures import cluster, sot
+from policy_fixtures import cluster, host, sot
 
 from vaquero.policy.runtime import IN_PROGRESS, Allow, Continue, Halt, Hold, Retry, Rollback, Wait, budget, gate
 from vaquero.sot.validate import resolve_count
@@ -67,6 +67,13 @@ def test_dependency_not_ready_waits():
     b = cluster("b", 2, depends_on=("a",))
     verdict = gate(sot(a, b), "b", ["b-h0"], ready(a, b, a_h1="installing"), NOW)
     assert verdict == Wait("cluster b waits: a is not ready (depends_on; a-h1: installing)")
+
+
+def test_dependency_hosts_the_sot_wants_off_are_not_waited_for():
+    a = cluster("a", [host("a-on"), host("a-off", power="off")])
+    b = cluster("b", 1, depends_on=("a",))
+    verdict = gate(sot(a, b), "b", ["b-h0"], {"a-on": "ready", "a-off": "enrolled", "b-h0": "ready"}, NOW)
+    assert isinstance(verdict, Allow)
 
 
 def test_dependency_ready_at_an_older_revision_waits():

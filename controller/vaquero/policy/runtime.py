@@ -7,7 +7,8 @@ host state machine) and the SoT revision each host is at. Two questions, two fun
 ``gate(sot, cluster, wave, states, now, revisions=None) -> Allow | Wait | Hold``
     before starting ``wave`` (host names of one cluster, in plan order). Rules, in this order:
 
-    1. depends_on: every host of every cluster this one depends on is ``ready``, and, when the SoT
+    1. depends_on: every host of every cluster this one depends on (but hosts the SoT wants
+       ``power: off``) is ``ready``, and, when the SoT
        has a revision (``sot.sha``) and ``revisions`` is given, ready *at that revision*;
        otherwise ``Wait(reason, until=None)``: ask again after a host changes state;
     2. windows: ``now`` is inside one of the cluster's windows; otherwise
@@ -117,6 +118,8 @@ def _dependencies(sot: SoT, cluster: Cluster, states: Mapping[str, str], revisio
             continue  # validation reports unknown clusters; nothing to wait for
         behind = []
         for host in other.hosts:
+            if host.power == "off":
+                continue  # the SoT wants it off: it is never ready, and nothing waits for it
             state = states.get(host.name, "unknown")
             if state != READY:
                 behind.append(f"{host.name}: {state}")
