@@ -13,8 +13,7 @@ import uvicorn
 
 from vaquero.api.app import create_app
 from vaquero.api.settings import Settings, Tokens
-from vaquero.federation.server import router
-from vaquero.federation.tokens import AgentTokens
+from vaquero.federation.server import include
 from vaquero.logs import setup_logging
 from vaquero.state.sqlite import SQLiteStore
 
@@ -26,7 +25,9 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     store = SQLiteStore(store_path)
     settings = Settings(data_dir=Path(store_path).parent / "ctl-data", tokens=Tokens.load(api_tokens, env=""))
-    app = create_app(settings, store, start_gate=False, routers=[router(store, settings, agent_tokens=AgentTokens.load(agent_tokens, env=""))])
+    # exactly what `vaquero server` does: create_app, then include the agents' routes
+    app = create_app(settings, store, start_gate=False)
+    include(app, store, settings, agent_tokens)
     uvicorn.run(app, host=host, port=int(port), ssl_certfile=cert, ssl_keyfile=key, log_config=None, log_level=logging.DEBUG, timeout_graceful_shutdown=1)
 
 
