@@ -103,6 +103,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         print(f"vaquero server: --store: {exc}", file=sys.stderr)
         return 2
     app = create_app(settings, store)
+    elector = _run_worker_when_leader(store, args.data_dir) if not args.no_worker else None
     host, port = args.listen
     level = logging.getLogger().getEffectiveLevel()
     uvicorn.run(
@@ -117,8 +118,35 @@ def cmd_server(args: argparse.Namespace) -> int:
         server_header=False,
         timeout_graceful_shutdown=5,  # event streams never end by themselves: do not wait for them forever
     )
+    if elector is not None:
+        elector.stop()
     store.close()
     return 0
+
+
+def _run_worker_when_leader(store: Any, data_dir: str) -> Any:
+    """Apply approved plans in exactly one controller: the one holding the leader lease.
+
+    Several `vaquero server` processes may share an etcd Store (HA): each serves the API, only the
+    leader runs the plans. A controller that loses the lease stops its worker before another can
+    gain it (see docs/ha.md); the new leader's worker resumes the runs that were in progress.
+    """
+    from ..runner.worker import RunWorker
+    from ..state.leader import LeaderElector
+
+    log = logging.getLogger("vaquero.api")
+    worker: list[RunWorker] = []
+
+    def gained(token: int) -> None:
+        log.info("leader (fencing token %s): starting the run worker", token)
+        worker.append(RunWorker(store, data_dir).start())
+
+    def lost(reason: str) -> None:
+        log.warning("lost leadership (%s): stopping the run worker", reason)
+        while worker:
+            worker.pop().stop()
+
+    return LeaderElector(store, on_gain=gained, on_loss=lost).start()
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
@@ -171,6 +199,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("server", help="run the controller API: webhook, revisions, plans, approvals, hosts")
     p.add_argument("--listen", type=_listen, default=("127.0.0.1", 8080), metavar="HOST:PORT", help="default 127.0.0.1:8080")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"state and git cache (default {DEFAULT_DATA_DIR}, or $VAQUERO_DATA_DIR)")
+    p.add_argument("--no-worker", action="store_true", help="serve the API only; another controller applies the approved plans")
     p.add_argument(
         "--store",
         help="the Store: an SQLite file, sqlite:///path, or etcd://host:2379,host:2379[/prefix] for HA (default DATA_DIR/store.sqlite)",
