@@ -108,8 +108,8 @@ def test_agent_killed_during_partition_keeps_serving_and_queue(ctl, tmp_path):
         wait_for(lambda: queued(state_dir) == [], 20, "the queue to drain")
         store = ctl.applied.store()
         events = [e for e in timeline(store, "etcd1") if e["id"] in ids]
-        assert len(events) == 1 and events[0]["state"] == "rebooting" and events[0]["actor"] == "agent:east-agent-1"
-        assert current(store, "etcd1")["state"] == "rebooting"
+        assert len(events) == 1 and events[0]["state"] == "installing" and events[0]["actor"] == "agent:east-agent-1"
+        assert events[0]["reason"] == "installer called back" and current(store, "etcd1")["state"] == "installing"
         store.close()
     finally:
         agent.stop()

@@ -48,7 +48,13 @@ def test_intents_arm_once_and_disarm(ctl, tmp_path):
         agent.stop()
         agent = RunningAgent(ctl, state_dir, port)
         assert "is installed" in agent.get(ETCD3).text
-        wait_for(lambda: store.get("/hosts/etcd3").value["state"] == "rebooting", 10, "the callback event applied")
+        wait_for(lambda: store.get("/hosts/etcd3").value["actor"] == "agent:east-agent-1", 10, "the callback event applied")
+        rec = store.get("/hosts/etcd3").value
+        assert (rec["state"], rec["plan"], rec["attempt"]) == ("installing", "p-9", 1)  # the agent's event kept plan and attempt
+        move(store, "etcd2", "pending")  # any change: a new bundle, etcd3 still says install
+        wait_for(lambda: agent.client.bundle["hosts"]["etcd2"]["state"] == "pending", 10, "a new bundle")
+        assert agent.client.bundle["hosts"]["etcd3"]["intent"] == "install" and "is installed" in agent.get(ETCD3).text
+        move(store, "etcd3", "rebooting", plan="p-9", attempt=1)  # the playbook goes on
         wait_for(lambda: agent.client.bundle["hosts"]["etcd3"]["intent"] == "localboot", 10, "etcd3's intent localboot")
 
         # a new attempt: armed again

@@ -140,3 +140,18 @@ def test_backoff_grows_with_jitter_and_is_capped():
     delays = [backoff_delay(n, 0.5, 30.0, rng) for n in range(1, 12)]
     assert 0.25 <= delays[0] <= 0.5 and 8 <= delays[5] <= 16 and all(15 <= d <= 30 for d in delays[7:])
     assert len({round(backoff_delay(4, 0.5, 30.0, rng), 6) for _ in range(20)}) > 1
+
+
+def test_an_event_the_controller_cannot_parse_does_not_block_the_queue(controller, tmp_path):
+    cfg = ClientConfig(
+        controller=controller.url, agent="east-agent-1", token=AGENT_TOKENS["east-agent-1"], state_dir=tmp_path / "a", ca_file=str(controller.pki.ca)
+    )
+    client = FederationClient(cfg)
+    bad = client.queue.put({"host": "etcd1", "state": "installing", "reason": "huge", "detail": {"blob": "x" * 40000}})
+    good = client.queue.put({"host": "etcd1", "state": "installing", "reason": "installer called back"})
+    assert client.push() == 2 and len(client.queue) == 0
+    store = controller.applied.store()
+    ids = [e["id"] for e in timeline(store, "etcd1")]
+    store.close()
+    assert good in ids and bad not in ids
+    client.close()

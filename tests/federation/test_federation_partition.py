@@ -67,7 +67,7 @@ def test_partition_restart_and_exactly_once_replay(ctl, tmp_path, agent_logs):
         assert "sanboot" in script and "installed" in script, script
         ids = [e["id"] for e in agent.client.queue.peek()]
         assert len(ids) == 1
-        ids.append(agent.client.enqueue("etcd1", "validating", "host answered after reboot"))
+        ids.append(agent.client.enqueue("etcd1", "rebooting", "powered on from the local disk"))
 
         # -- agent restart during the partition: serves from the cache, keeps the queue --
         agent.stop()
@@ -76,7 +76,7 @@ def test_partition_restart_and_exactly_once_replay(ctl, tmp_path, agent_logs):
         assert [e["id"] for e in agent.client.queue.peek()] == ids
         assert agent.get(f"/v1/boot/ipxe/{ETCD1_MAC}").text == script
         assert agent.get("/v1/boot/config/etcd1").status_code == 200
-        ids.append(agent.client.enqueue("etcd1", "ready", "validate hooks passed"))
+        ids.append(agent.client.enqueue("etcd1", "validating", "host answered after reboot"))
         store = ctl.applied.store()
         assert current(store, "etcd1")["state"] == "installing"  # nothing reached the controller
 
@@ -85,23 +85,24 @@ def test_partition_restart_and_exactly_once_replay(ctl, tmp_path, agent_logs):
         wait_for(lambda: len(agent.client.queue) == 0, 20, "the queue to drain")
         events = timeline(store, "etcd1")
         assert [e["id"] for e in events if e["id"] in ids] == ids
-        assert [e["state"] for e in events if e["id"] in ids] == ["rebooting", "validating", "ready"]
-        assert current(store, "etcd1")["state"] == "ready"
+        assert [e["state"] for e in events if e["id"] in ids] == ["installing", "rebooting", "validating"]
+        assert current(store, "etcd1")["state"] == "validating"
         wait_for(lambda: agent.client.connected, 10, "reconnected")
 
         # -- the controller process stops; events queue; the answer to the first replay is lost --
         agent.client.stop()
         ctl.stop()
-        lost = agent.client.enqueue("etcd1", "pending", "operator asked for a reinstall")
-        kept = agent.client.enqueue("etcd1", "netbooting", "powered on into the installer")
+        lost = agent.client.enqueue("etcd1", "ready", "validate hooks passed")
+        kept = agent.client.enqueue("etcd1", "pending", "operator asked for a reinstall")
+        kept2 = agent.client.enqueue("etcd1", "netbooting", "powered on into the installer")
         ctl.start()
         batch = agent.client.queue.peek()
         with ctl.client(AGENT_TOKENS["east-agent-1"]) as c:  # the controller applies it, the agent never hears
-            assert c.post("/v1/agents/east-agent-1/events", json={"events": batch}).json()["applied"] == [lost, kept]
+            assert c.post("/v1/agents/east-agent-1/events", json={"events": batch}).json()["applied"] == [lost, kept, kept2]
         agent.client.start()  # replays the same batch: duplicates, acknowledged, nothing applied twice
         wait_for(lambda: len(agent.client.queue) == 0, 20, "the queue to drain again")
         all_ids = [e["id"] for e in timeline(store, "etcd1")]
-        for i in [*ids, lost, kept]:
+        for i in [*ids, lost, kept, kept2]:
             assert all_ids.count(i) == 1, i
         assert current(store, "etcd1")["state"] == "netbooting"
         # the controller sees the agent, and its new bundle (etcd1's intent is install again)

@@ -10,7 +10,7 @@ The lead wires it into agent/cli.py:
 The agent starts from the cached bundle when there is one (so a restart during a partition
 serves at once), else waits for the controller's first bundle. A newer bundle is rendered
 and swapped into the running boot server (and dnsmasq); an installer's callback becomes a
-queued `rebooting` event for the controller.
+queued `installing` event for the controller.
 
 Boot intents: a host the bundle marks `install` (the controller moved it to netbooting or
 installing) is armed once per intent, where an intent is the host's plan and attempt (or, with
@@ -142,9 +142,14 @@ class FederatedAgent:
         return changed
 
     def installed(self, host: str) -> None:
-        """The boot server's callback hook: the installer reported; tell the controller (queued, durable)."""
+        """The boot server's callback hook: the installer reported; tell the controller (queued, durable).
+
+        The event says `installing` (the install ran), what the install playbook also reports once it
+        has seen the callback: the same state again is allowed, so the two never conflict, and an event
+        that arrives late (after the host moved on to rebooting) is refused and dropped, harmlessly.
+        The installer's report is not forwarded (it is the host's free-form JSON)."""
         st = self.agent.states.get(host)
-        self.client.enqueue(host, "rebooting", "installer called back", detail={"attempt": st.attempt}, attempt=st.attempt)
+        self.client.enqueue(host, "installing", "installer called back", detail={"boot_attempt": st.attempt})
 
     def swap(self, bundle: dict[str, Any], folder: Path) -> None:
         """A new bundle arrived: render it and swap it into the running boot server."""

@@ -240,6 +240,7 @@ class BundleBuilder:
                 "macs": list(h.macs),
                 "state": state,
                 "since": rec.get("since") if rec else None,
+                "sha": rec.get("sha") if rec else None,
                 "plan": rec.get("plan") if rec else None,
                 "attempt": rec.get("attempt") if rec else None,
                 "intent": intent_of(state),

@@ -3,7 +3,7 @@
     client = FederationClient(ClientConfig(controller="https://ctl:8443", agent="east-agent-1", token=..., state_dir=...))
     client.wait_for_bundle()          # the cached bundle at once, or the controller's first one
     client.start()                    # background sync: pull (If-None-Match), push events, heartbeat
-    client.queue.put({"host": "h1", "state": "rebooting", "reason": "installer called back"})
+    client.queue.put({"host": "h1", "state": "installing", "reason": "installer called back"})
 
 Everything the agent needs to keep working while the controller is unreachable is on disk,
 under STATE_DIR/federation/:
@@ -362,6 +362,26 @@ class FederationClient:
                 log.exception("applying the new bundle failed; the boot services keep the previous one", extra=self._ctx())
         return True
 
+    def _post_events(self, batch: list[dict[str, Any]]) -> list[str]:
+        """POST one batch; the ids the controller answered for. A batch it cannot parse (422) is split, and
+        an event it cannot parse on its own is dropped with an error: one bad event never blocks the queue."""
+        resp = self._client().post(f"/v1/agents/{self.cfg.agent}/events", json={"events": batch})
+        if resp.status_code == 422:
+            if len(batch) > 1:
+                return [i for ev in batch for i in self._post_events([ev])]
+            ev = batch[0]
+            log.error(
+                "the controller cannot take event %s (%s); dropped", ev.get("id"), resp.text[:300], extra=self._ctx(host=ev.get("host"), event=ev.get("state"))
+            )
+            return [str(ev.get("id"))]
+        self._check(resp, "events")
+        answer = resp.json()
+        refused: dict[str, str] = answer.get("refused") or {}
+        for eid, why in refused.items():
+            ev = next((e for e in batch if e.get("id") == eid), {})
+            log.warning("the controller refused event %s: %s", eid, why, extra=self._ctx(host=ev.get("host"), event=ev.get("state")))
+        return [*answer.get("applied", []), *answer.get("duplicates", []), *refused]
+
     def push(self) -> int:
         """Send queued events in batches, oldest first; remove the ones the controller answered for."""
         done = 0
@@ -369,14 +389,7 @@ class FederationClient:
             batch = self.queue.peek(self.cfg.batch)
             if not batch:
                 return done
-            resp = self._client().post(f"/v1/agents/{self.cfg.agent}/events", json={"events": batch})
-            self._check(resp, "events")
-            answer = resp.json()
-            refused: dict[str, str] = answer.get("refused") or {}
-            for eid, why in refused.items():
-                ev = next((e for e in batch if e.get("id") == eid), {})
-                log.warning("the controller refused event %s: %s", eid, why, extra=self._ctx(host=ev.get("host"), event=ev.get("state")))
-            answered = [*answer.get("applied", []), *answer.get("duplicates", []), *refused]
+            answered = self._post_events(batch)
             sent = {e["id"] for e in batch}
             acked = self.queue.ack(i for i in answered if i in sent)
             done += acked
@@ -493,9 +506,12 @@ class FederationClient:
         }
 
     def enqueue(self, host: str, state: str, reason: str, **more: Any) -> str:
-        """Queue a host event stamped with the bundle's SoT SHA and plan."""
+        """Queue a host event carrying the host's SoT SHA, plan and attempt as the bundle has them, so the
+        event moves the host without rewriting which plan and attempt it belongs to (the boot intent's identity)."""
         b = self.bundle or {}
-        return self.queue.put({"host": host, "state": state, "reason": reason, "sha": b.get("sha"), "plan": b.get("plan"), **more})
+        h = (b.get("hosts") or {}).get(host) or {}
+        ev = {"host": host, "state": state, "reason": reason, "sha": h.get("sha") or b.get("sha"), "plan": h.get("plan"), "attempt": h.get("attempt")}
+        return self.queue.put({**ev, **more})
 
 
 # -- command line ----------------------------------------------------------------------------
