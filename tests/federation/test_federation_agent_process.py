@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fed_helpers import AGENT_TOKENS, HERE, READ_TOKEN, SECRETS, Controller, free_port, wait_for
+from fed_helpers import AGENT_TOKENS, READ_TOKEN, SECRETS, Controller, free_port, wait_for
 
 from vaquero.state.machine import current, timeline
 
@@ -43,7 +43,7 @@ class AgentProcess:
         token_file = state_dir.parent / "controller-token"
         token_file.write_text(AGENT_TOKENS["east-agent-1"] + "\n")
         token_file.chmod(0o600)
-        cmd = [sys.executable, str(HERE / "agent_main.py"), "--controller", ctl.url, "--ca-file", str(ctl.pki.ca)]
+        cmd = [sys.executable, "-m", "vaquero.cli", "agent", "--controller", ctl.url, "--ca-file", str(ctl.pki.ca)]
         cmd += ["--controller-token-file", str(token_file), "--agent", "east-agent-1", "--site", "dc-east", "--state-dir", str(state_dir)]
         cmd += ["--listen", "127.0.0.1", "--http-port", str(port), "--tftp-port", "0", "--no-dhcp", "--no-fetch-assets"]
         cmd += ["--asset-root", str(state_dir / "assets"), "--sync-interval", "0.3", "--sync-backoff-max", "1", "--log-level", "debug"]

@@ -9,7 +9,7 @@ from typing import Any
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sot", required=True, help="SoT folder or URL@REV")
+    p.add_argument("--sot", help="SoT folder or URL@REV to serve directly (without --controller)")
     p.add_argument("--site", help="site to serve (default: the only one)")
     p.add_argument("--agent", help="agent name in the site (default: the first)")
     p.add_argument("--listen", default="0.0.0.0", help="address for HTTP and TFTP (default 0.0.0.0)")
@@ -29,15 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="info")
 
 
-def run(args: argparse.Namespace) -> int:
-    from vaquero.logs import setup_logging
+def config_from_args(args: argparse.Namespace, sot: str) -> Any:
+    """The AgentConfig the command line describes, serving the SoT at `sot`."""
+    from .service import AgentConfig
 
-    from .service import Agent, AgentConfig, terminate_on_signals
-
-    setup_logging(args.log_level)
-    terminate_on_signals()
-    cfg = AgentConfig(
-        sot=args.sot,
+    return AgentConfig(
+        sot=sot,
         site=args.site,
         agent=args.agent,
         listen=args.listen,
@@ -56,10 +53,30 @@ def run(args: argparse.Namespace) -> int:
         ipv6_ra=args.ipv6_ra,
         efi_file=args.efi_file,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "controller", None):
+        # Federated: the SoT comes from the controller's bundle (cached on disk), not from --sot.
+        from vaquero.federation.agent import run_federated
+
+        return run_federated(args)
+    if not args.sot:
+        raise SystemExit("vaquero agent: give --sot (serve a SoT directly) or --controller (follow a controller)")
+    from vaquero.logs import setup_logging
+
+    from .service import Agent, terminate_on_signals
+
+    setup_logging(args.log_level)
+    terminate_on_signals()
+    cfg = config_from_args(args, args.sot)
     return Agent(cfg).run()
 
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("agent", help="serve a site's netboot: DHCP (dnsmasq), TFTP, HTTP scripts, assets, callbacks")
     add_arguments(p)
+    from vaquero.federation.client import add_arguments as add_federation_arguments
+
+    add_federation_arguments(p)
     p.set_defaults(func=run)

@@ -103,6 +103,14 @@ def cmd_server(args: argparse.Namespace) -> int:
         print(f"vaquero server: --store: {exc}", file=sys.stderr)
         return 2
     app = create_app(settings, store)
+    from ..federation import server as federation
+
+    try:
+        # Agent tokens: their own file, or the `agent` lines of the API tokens file.
+        federation.include(app, store, settings, args.agent_tokens_file or args.tokens_file)
+    except SettingsError as exc:
+        print(f"vaquero server: {exc}", file=sys.stderr)
+        return 2
     elector = _run_worker_when_leader(store, args.data_dir) if not args.no_worker else None
     host, port = args.listen
     level = logging.getLogger().getEffectiveLevel()
@@ -199,6 +207,9 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("server", help="run the controller API: webhook, revisions, plans, approvals, hosts")
     p.add_argument("--listen", type=_listen, default=("127.0.0.1", 8080), metavar="HOST:PORT", help="default 127.0.0.1:8080")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"state and git cache (default {DEFAULT_DATA_DIR}, or $VAQUERO_DATA_DIR)")
+    from ..federation.server import add_arguments as add_federation_arguments
+
+    add_federation_arguments(p)
     p.add_argument("--no-worker", action="store_true", help="serve the API only; another controller applies the approved plans")
     p.add_argument(
         "--store",

@@ -9,7 +9,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROLES = {"read": 0, "approve": 1, "admin": 2}
+# `agent`: a site agent's own token (its name is the agent's name in its Site); it may use only the
+# /v1/agents link for that agent, nothing of the operator API.
+ROLES = {"agent": -1, "read": 0, "approve": 1, "admin": 2}
 TOKENS_ENV = "VAQUERO_API_TOKENS"
 
 
@@ -24,11 +26,13 @@ class Token:
     digest: bytes = field(repr=False)  # sha256 of the secret: equal length for every compare
 
     def may(self, role: str) -> bool:
+        if role == "agent" or self.role == "agent":
+            return self.role == role
         return ROLES[self.role] >= ROLES[role]
 
 
 class Tokens:
-    """Bearer tokens: lines `name:role:token` (roles read | approve | admin), '#' comments allowed."""
+    """Bearer tokens: lines `name:role:token` (roles agent | read | approve | admin), '#' comments allowed."""
 
     def __init__(self, tokens: list[Token]) -> None:
         self._tokens = tokens
@@ -82,6 +86,9 @@ class Tokens:
         if len(names) != len(set(names)):
             raise SettingsError("a token name is used twice across the tokens file and the environment")
         return cls(tokens)
+
+    def with_role(self, role: str) -> Tokens:
+        return Tokens([t for t in self._tokens if t.role == role])
 
     def match(self, presented: str) -> Token | None:
         """Constant time: every token is compared, digests of equal length, no early exit."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -63,27 +62,9 @@ class IntentLog:
 
 
 def agent_config(args: argparse.Namespace, sot: Path) -> Any:
-    from vaquero.agent.service import AgentConfig
+    from vaquero.agent.cli import config_from_args
 
-    return AgentConfig(
-        sot=str(sot),
-        site=args.site,
-        agent=args.agent,
-        listen=args.listen,
-        http_port=args.http_port,
-        tftp_port=args.tftp_port,
-        tftp_root=args.tftp_root,
-        asset_root=args.asset_root,
-        state_dir=args.state_dir,
-        base_url=args.base_url,
-        dhcp=not args.no_dhcp,
-        log_dhcp=args.log_dhcp,
-        fetch_assets=not args.no_fetch_assets,
-        admin_token=os.environ.get("VAQUERO_AGENT_TOKEN") or None,
-        install=args.install,
-        access_log=args.access_log,
-        ipv6_ra=args.ipv6_ra,
-    )
+    return config_from_args(args, str(sot))
 
 
 class FederatedAgent:

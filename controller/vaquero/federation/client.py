@@ -42,6 +42,7 @@ from typing import Any
 import httpx
 
 from vaquero import __version__
+from vaquero.render.files import fsync_dir, write_file
 
 from .tokens import TokenError, read_token
 
@@ -117,31 +118,8 @@ class EventQueue:
 # -- the bundle cache ------------------------------------------------------------------------
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_file(path, data, mode=mode)
 
 
 def _safe_rel(rel: str) -> PurePosixPath:
@@ -194,7 +172,7 @@ class BundleCache:
                 data = content["text"].encode("utf-8") if "text" in content else base64.b64decode(content["b64"])
                 target.write_bytes(data)
             os.replace(tmp, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -25,6 +25,14 @@ def _text(data: bytes | None) -> str:
         return f"<{len(data)} bytes of binary data>"
 
 
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_file(path: str | os.PathLike[str], content: bytes | str, *, mode: int = 0o644, check: bool = False) -> WriteResult:
     """Write `content` to `path` only when the bytes (or the mode) differ: temp file + fsync + rename.
 
@@ -53,6 +61,7 @@ def write_file(path: str | os.PathLike[str], content: bytes | str, *, mode: int 
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, p)
+        fsync_dir(p.parent)  # the rename itself survives a power cut only once the folder is synced
     except BaseException:
         try:
             os.unlink(tmp)
