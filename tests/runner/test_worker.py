@@ -42,6 +42,10 @@ def states(store: SQLiteStore, host: str) -> list[str]:
 
 def test_apply_runs_waves_records_timeline_and_keeps_secrets_out(store, lab_sot, content, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("VAQUERO_LAB_BMC_PASSWORD", PASSWORD)
+    # The controller's own secrets live in its environment too; none may reach the artifacts.
+    controller_secrets = {"VAQUERO_WEBHOOK_SECRET": "webhook-secret-7c1f0a", "VAQUERO_API_TOKENS": "ops:admin:api-token-55e2b9d0aa"}
+    for name, value in controller_secrets.items():
+        monkeypatch.setenv(name, value)
     approve(store, lab_sot)
     worker = RunWorker(store, tmp_path / "data")
     start = time.monotonic()
@@ -66,8 +70,9 @@ def test_apply_runs_waves_records_timeline_and_keeps_secrets_out(store, lab_sot,
     # The secret reached the play only as a blanked variable, and nowhere in the artifacts.
     artifacts = tmp_path / "data" / "runs" / "p1"
     assert (artifacts / "install" / "artifacts").is_dir()
-    grep = subprocess.run(["grep", "-r", "-l", PASSWORD, str(artifacts)], capture_output=True, text=True)
-    assert grep.returncode == 1, f"secret found in {grep.stdout}"
+    for secret in (PASSWORD, *controller_secrets.values()):
+        grep = subprocess.run(["grep", "-r", "-l", secret, str(artifacts)], capture_output=True, text=True)
+        assert grep.returncode == 1, f"secret found in {grep.stdout}"
     assert "pw=[]" in "".join(p.read_text() for p in artifacts.glob("*/artifacts/*/job_events/*.json"))
     print(f"4 hosts, 2 waves, 2 ansible-runner launches: {took:.1f}s")
 

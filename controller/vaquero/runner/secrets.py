@@ -24,6 +24,15 @@ from pathlib import Path
 from vaquero.sot.loader import SoT
 
 SECRETS_DIR_ENV = "VAQUERO_SECRETS_DIR"
+# The controller's own secrets: playbooks never need them, so they are blanked, not handed over.
+CONTROLLER_SECRET_ENVS = (
+    "VAQUERO_WEBHOOK_SECRET",
+    "VAQUERO_API_TOKENS",
+    "VAQUERO_GITHUB_TOKEN",
+    "VAQUERO_AGENT_TOKENS",
+    "VAQUERO_CONTROLLER_TOKEN",
+    "VAQUERO_TOKEN",
+)
 
 
 class SecretMissing(LookupError):
@@ -73,7 +82,8 @@ class SecretsDir:
 
     def envvars(self) -> dict[str, str]:
         """What the runner's environment gets: the folder, and every secret variable blanked."""
-        return {SECRETS_DIR_ENV: str(self.path), **{name: "" for name in self.names}}
+        blank = {name: "" for name in CONTROLLER_SECRET_ENVS if name in os.environ}
+        return {SECRETS_DIR_ENV: str(self.path), **blank, **{name: "" for name in self.names}}
 
     def close(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
