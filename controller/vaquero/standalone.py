@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -61,7 +62,6 @@ class Standalone:
         """The FastAPI app (gate + runner router), the run worker and the agent; nothing listens yet."""
         from .api.app import create_app
         from .api.settings import Settings, Token, Tokens
-        from .runner import api as runner_api
         from .runner.worker import RunWorker
 
         store = self.store or self.open_store()
@@ -72,9 +72,20 @@ class Standalone:
         # The SoT given at start is the one source this standalone takes revisions from (API and CLI).
         url, _rev = split_spec(self.sot)
         source = os.path.abspath(url) if os.path.isdir(url) else url
-        settings = Settings(data_dir=self.data_dir, tokens=tokens, allowed_sources=[source])
+        # With a webhook secret ($VAQUERO_WEBHOOK_SECRET), pushes to that repository's branch are planned
+        # too, exactly as `vaquero server` does (the runner's routes come with create_app).
+        secret = os.environ.get("VAQUERO_WEBHOOK_SECRET") or None
+        branch = _rev if _rev and not re.fullmatch(r"[0-9a-f]{7,40}", _rev) else "main"
+        settings = Settings(
+            data_dir=self.data_dir,
+            tokens=tokens,
+            allowed_sources=[source],
+            webhook_secret=secret,
+            repo_url=source if secret and _rev is not None else None,
+            branch=branch,
+            subdir=self.subdir,
+        )
         app = create_app(settings, store)
-        app.include_router(runner_api.router)
         self.app = app
         self.worker = RunWorker(store, self.data_dir, before_run=self.before_run)
         return app
