@@ -119,6 +119,12 @@ def test_leader_that_cannot_refresh_stops_before_another_starts(store: Store, fi
         cut_at = time.monotonic()
         cut_store.cut = True
         assert b.wait_for_leadership(TTL + 5)
+        # is_leader turns true just before the gain callback runs: wait for both callbacks' log lines.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (
+            any(w == "b" and x.startswith("gain") for _, w, x in log) and any(w == "a" and x.startswith("loss") for _, w, x in log)
+        ):
+            time.sleep(0.01)
         stop.set()
         sampler.join()
         a_loss = next(t for t, who, what in log if who == "a" and what.startswith("loss"))
