@@ -31,7 +31,7 @@ from vaquero.state.store import Store
 
 log = logging.getLogger("vaquero.runner")
 
-PLAYBOOKS = {"add": "install.yml", "reinstall": "install.yml", "upgrade": "upgrade.yml"}
+PLAYBOOKS = {"add": "install.yml", "reinstall": "install.yml", "upgrade": "upgrade.yml", "power": "power.yml"}
 
 
 def content_dir() -> Path:
