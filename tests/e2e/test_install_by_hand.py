@@ -54,7 +54,7 @@ def test_ansible_playbook_install_by_hand(tmp_path: Path) -> None:
         out = (tmp_path / "ansible.log").read_text(errors="replace")
         assert rc == 0, out[-5000:]
         assert "node1                      : ok=" in out and "failed=0" in out
-        for step in ("Report netbooting", "Wait for the installer's callback", "Hook agent-saw-callback (validate)", "Report ready"):
+        for step in ("Report netbooting", "Wait for the installer's callback", "Run the hook of this phase named agent-saw-callback", "Report ready"):
             assert step in out, step
         status = json.loads((tmp_path / "agent" / "boot-states.json").read_text())["hosts"]["node1"]
         assert status["state"] == "installed" and status["report"]["mac"] == MACS["node1"]
