@@ -34,7 +34,8 @@ class ScrubFilter(logging.Filter):
         return True
 
 
-def _listen(value: str) -> tuple[str, int]:
+def listen_address(value: str) -> tuple[str, int]:
+    """argparse type of --listen: HOST:PORT (IPv6 in brackets; an empty host is loopback)."""
     host, _, port = value.rpartition(":")
     try:
         return (host.strip("[]") or "127.0.0.1"), int(port)
@@ -205,7 +206,7 @@ def _detail(resp: Any) -> str:
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("server", help="run the controller API: webhook, revisions, plans, approvals, hosts")
-    p.add_argument("--listen", type=_listen, default=("127.0.0.1", 8080), metavar="HOST:PORT", help="default 127.0.0.1:8080")
+    p.add_argument("--listen", type=listen_address, default=("127.0.0.1", 8080), metavar="HOST:PORT", help="default 127.0.0.1:8080")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help=f"state and git cache (default {DEFAULT_DATA_DIR}, or $VAQUERO_DATA_DIR)")
     from ..federation.server import add_arguments as add_federation_arguments
 

@@ -9,15 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..api.cli import listen_address
+
 DEFAULT_DATA_DIR = os.environ.get("VAQUERO_DATA_DIR") or os.path.join(os.path.expanduser("~"), ".local", "share", "vaquero")
-
-
-def _listen(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    try:
-        return (host.strip("[]") or "127.0.0.1"), int(port)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--listen wants HOST:PORT, not {value!r}") from None
 
 
 def cmd_standalone(args: argparse.Namespace) -> int:
@@ -83,7 +77,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--sot", required=True, help="a SoT folder, or REPO@REVISION (a local git repository path or a URL)")
     p.add_argument("--subdir", default="", help="the SoT's folder inside the git repository")
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="SQLite store, run folders, API token (default %(default)s)")
-    p.add_argument("--listen", type=_listen, default=("127.0.0.1", 8000), help="API address HOST:PORT (default 127.0.0.1:8000)")
+    p.add_argument("--listen", type=listen_address, default=("127.0.0.1", 8000), help="API address HOST:PORT (default 127.0.0.1:8000)")
     p.add_argument("--approve", action="store_true", help="approve the plan of the revision given with --sot (you read it with `vaquero plan` first)")
     p.add_argument("--token-file", help="API admin token (default: made once in DATA_DIR/token)")
     p.add_argument("--no-agent", action="store_true", help="do not start the boot services (an agent runs elsewhere)")

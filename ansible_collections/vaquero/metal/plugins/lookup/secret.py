@@ -17,6 +17,8 @@ description:
     C(VAQUERO_SECRETS_DIR), where the Vaquero controller puts the secrets of one run so that they
     are not in ansible-runner's artifacts (it blanks the variables in the runner's environment).
   - Pass the result only to module options marked C(no_log).
+requirements:
+  - vaquero (the Vaquero Python package) on the node running the play
 author:
   - Vaquero developers (@vaquero)
 options:
@@ -45,29 +47,29 @@ _raw:
   elements: str
 """
 
-import os
-
 from ansible.errors import AnsibleLookupError
+from ansible.module_utils.basic import missing_required_lib
 from ansible.plugins.lookup import LookupBase
+
+try:
+    # The one resolver: the same rules (file, else environment, else the run's secrets folder) as
+    # the controller and the modules use.
+    from vaquero.runner.secrets import SecretMissing, resolve_secret
+
+    HAS_VAQUERO = True
+except ImportError:
+    HAS_VAQUERO = False
 
 
 def _resolve(env, path):
-    if path:
-        try:
-            with open(os.path.expanduser(path), encoding="utf-8") as fh:
-                return fh.readline().rstrip("\r\n")
-        except OSError as exc:
-            raise AnsibleLookupError("secret file %s: %s" % (path, exc.strerror))
-    if env:
-        value = os.environ.get(env)
-        if value:
-            return value
-        folder = os.environ.get("VAQUERO_SECRETS_DIR")
-        if folder and os.path.isfile(os.path.join(folder, env)):
-            with open(os.path.join(folder, env), encoding="utf-8") as fh:
-                return fh.read()
-        raise AnsibleLookupError("environment variable %s is not set" % env)
-    raise AnsibleLookupError("no secret reference: give env or file")
+    if not HAS_VAQUERO:
+        raise AnsibleLookupError(missing_required_lib("vaquero"))
+    if not env and not path:
+        raise AnsibleLookupError("no secret reference: give env or file")
+    try:
+        return resolve_secret(env=env, file=path)
+    except SecretMissing as exc:
+        raise AnsibleLookupError(str(exc))
 
 
 class LookupModule(LookupBase):
