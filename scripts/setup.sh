@@ -29,9 +29,12 @@ if ((${#missing[@]})); then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     # Packages such as nginx and etcd start a service on install; the tests start their own.
-    for svc in nginx etcd; do $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
-    pkill -x nginx 2>/dev/null || true
-    pkill -x etcd 2>/dev/null || true
+    # Stop only the instances the packages started (their service, or the pid file nginx's init
+    # script writes), never a process that merely has the same name.
+    for svc in nginx etcd; do
+      $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
+    done
+    if [ -s /run/nginx.pid ]; then $SUDO kill "$(cat /run/nginx.pid)" 2>/dev/null || true; fi
   fi
 fi
 
