@@ -50,6 +50,7 @@ def content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     fake.mkdir()
     monkeypatch.setenv("VAQUERO_CONTENT_DIR", str(root))
     monkeypatch.setenv("FAKE_DIR", str(fake))
+    monkeypatch.setenv("VAQUERO_CHILD_ENV", "FAKE_DIR")  # ansible-playbook's environment is allow-listed
     return fake
 
 

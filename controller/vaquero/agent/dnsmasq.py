@@ -5,6 +5,9 @@ dhcp-hostsfile with the reservations. dnsmasq re-reads the hosts file on SIGHUP,
 changing a host is a SIGHUP; a change of the main config is a restart. Every config is checked
 with `dnsmasq --test` before it replaces the running one; a bad one is refused and the running
 dnsmasq keeps its config. dnsmasq's log lines go to this process's log.
+
+dnsmasq runs as root and runs scripts (``dhcp-script``): it gets an allow-listed environment
+(:func:`vaquero.childenv.child_env`), never the agent's, which holds tokens and passwords.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from vaquero.childenv import child_env
 from vaquero.render.files import write_file
 
 log = logging.getLogger(__name__)
@@ -34,7 +38,7 @@ def check_config(text: str, binary: str = "dnsmasq") -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".conf", prefix="vaquero-dnsmasq-") as fh:
         fh.write(text)
         fh.flush()
-        res = subprocess.run([binary, "--test", "-C", fh.name], capture_output=True, text=True)
+        res = subprocess.run([binary, "--test", "-C", fh.name], capture_output=True, text=True, env=child_env())
     if res.returncode != 0:
         raise DnsmasqError(f"dnsmasq rejected the config: {(res.stderr or res.stdout).strip()}")
 
@@ -100,7 +104,7 @@ class Dnsmasq:
         return cmd
 
     def _spawn(self) -> None:
-        proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=child_env())
         self.proc = proc
         threading.Thread(target=self._pump, args=(proc,), name="dnsmasq-log", daemon=True).start()
         # dnsmasq reports bind errors and bad options at once; give it a moment to fail.

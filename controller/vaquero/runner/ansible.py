@@ -6,7 +6,11 @@ plan's SHA. Each launch is one runner *ident* inside it (``artifacts/<ident>/``)
 attempt's artifacts are kept.
 
 What goes to Ansible: the playbook, ``--limit``, the inventory file and non-secret extravars
-(plan id, run id, SHA). Secrets never do: see :mod:`vaquero.runner.secrets`.
+(plan id, run id, SHA). Secrets never do: see :mod:`vaquero.runner.secrets`. ansible-runner seeds
+the job's environment with the whole ``os.environ``; :func:`job_env` replaces it with the
+allow-listed one (:mod:`vaquero.childenv`) before the job starts, so neither ansible-playbook,
+nor the modules and hook commands under it, nor ``artifacts/<ident>/command`` see the
+controller's variables.
 
 Events: the ``vaquero.metal.host_state`` module returns ``vaquero_event``; the handler turns it
 into a host state transition. ``vaquero.metal.hook`` returns ``vaquero_hook``; the handler keeps
@@ -26,8 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vaquero.childenv import ansible_env
 from vaquero.state.machine import Event, State, TransitionRefused, current, transition
 from vaquero.state.store import Store
+
+from .secrets import SECRETS_DIR_ENV
 
 log = logging.getLogger("vaquero.runner")
 
@@ -133,6 +140,16 @@ def write_inventory(private: Path, sot_root: Path) -> Path:
     return inv
 
 
+def job_env(runner_env: dict[str, str], envvars: dict[str, str], deny: set[str] | frozenset[str] = frozenset()) -> dict[str, str]:
+    """The environment ansible-playbook runs with: the allow-list, our `envvars`, and what ansible-runner itself set.
+
+    ansible-runner starts from ``os.environ``; a variable whose value is still the one inherited
+    from this process was not set by ansible-runner, so it goes unless the allow-list keeps it.
+    """
+    own = {k: v for k, v in runner_env.items() if os.environ.get(k) != v and k not in deny}
+    return ansible_env(extra={**own, **envvars}, deny=deny)
+
+
 @dataclass
 class Launch:
     status: str
@@ -154,7 +171,7 @@ def launch(
     extravars: dict[str, Any] | None = None,
 ) -> Launch:
     """Run one playbook for `hosts` and wait. Host events are applied while it runs."""
-    import ansible_runner
+    from ansible_runner.interface import init_runner
 
     content = content_dir()
     inventory = write_inventory(private, sot_root)
@@ -185,7 +202,7 @@ def launch(
         return True
 
     log.info("ansible-runner %s for %s (%s)", playbook, ", ".join(hosts), ident, extra=ctx.extra())
-    r = ansible_runner.run(
+    r = init_runner(
         private_data_dir=str(private),
         project_dir=str(content / "playbooks"),
         playbook=playbook,
@@ -201,4 +218,12 @@ def launch(
         rotate_artifacts=0,
         timeout=None,
     )
+    # The SoT's secret variables (the files of the secrets folder) stay out even if an operator's allow-list names one.
+    folder = secrets_env.get(SECRETS_DIR_ENV)
+    secret_names = frozenset(os.listdir(folder)) if folder and os.path.isdir(folder) else frozenset()
+    r.config.env = job_env(r.config.env, envvars, deny=secret_names)
+    # How often ansible-runner asks the cancel callback (default 5 s): a controller that lost the
+    # leadership (or an operator's abort) kills the playbook's process group within this.
+    r.config.pexpect_timeout = 0.25
+    r.run()
     return Launch(status=r.status, rc=r.rc, ident=ident, failures=dict(ctx.failures))

@@ -24,9 +24,12 @@ from typing import Any
 
 import jinja2
 
+from vaquero.childenv import HOOK_ALLOW, ansible_env, child_env
 from vaquero.sot.loader import SoT
 from vaquero.sot.models import Cluster, Hook, Host
 from vaquero.sot.templates import BootUrls, environment, host_context, primary_network
+
+from .secrets import SECRETS_DIR_ENV
 
 OUTPUT_LIMIT = 4000  # characters of output kept per attempt (the tail: where errors are)
 
@@ -106,7 +109,7 @@ def _host_ip(sot: SoT, cluster: Cluster, host: Host) -> str | None:
 
 def _command(cmd: str, timeout: float, env: dict[str, str], cwd: Path) -> tuple[bool, str, int | None]:
     try:
-        res = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout, env={**os.environ, **env}, cwd=cwd)
+        res = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout, env=child_env(allow=HOOK_ALLOW, extra=env), cwd=cwd)
     except subprocess.TimeoutExpired as exc:
         out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         return False, f"{out}\ntimed out after {timeout:g}s", None
@@ -152,10 +155,16 @@ def _kubectl(args: list[str], timeout: float) -> tuple[bool, str, int | None]:
     if kubectl is None:
         return False, "kubectl is not installed on the node running the hook", None
     try:
-        res = subprocess.run([kubectl, *args], capture_output=True, text=True, timeout=timeout + 10)
+        res = subprocess.run([kubectl, *args], capture_output=True, text=True, timeout=timeout + 10, env=child_env(allow=HOOK_ALLOW))
     except subprocess.TimeoutExpired:
         return False, f"kubectl {' '.join(args)} timed out", None
     return res.returncode == 0, res.stdout + res.stderr, res.returncode
+
+
+def _secrets_ref() -> dict[str, str]:
+    """A hook playbook's modules may resolve SoT credentials like the run's own: they get the folder's path."""
+    folder = os.environ.get(SECRETS_DIR_ENV)
+    return {SECRETS_DIR_ENV: folder} if folder else {}
 
 
 def _playbook(sot: SoT, path: Path, host: str, timeout: float, env: dict[str, str]) -> tuple[bool, str, int | None]:
@@ -166,7 +175,7 @@ def _playbook(sot: SoT, path: Path, host: str, timeout: float, env: dict[str, st
         # The hook playbook's modules run with this Python (the one that has vaquero), not a discovered one.
         env = {**env, "ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
         try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **env}, cwd=sot.root)
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=ansible_env(extra={**env, **_secrets_ref()}), cwd=sot.root)
         except subprocess.TimeoutExpired:
             return False, f"playbook {path.name} timed out after {timeout:g}s", None
         except FileNotFoundError:

@@ -37,7 +37,7 @@ from vaquero.state.store import Store
 from . import records as R
 from .ansible import PLAYBOOKS, Launch, RunContext, launch, record
 from .callback import AGENT_TOKEN_ENV
-from .secrets import SecretsDir, env_references
+from .secrets import SecretsDir, env_references, sweep_stale
 
 log = logging.getLogger("vaquero.runner")
 
@@ -81,6 +81,7 @@ class RunWorker:
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> RunWorker:
+        sweep_stale()  # secrets folders of a controller killed mid-run
         self._thread = threading.Thread(target=self.loop, name="vaquero-run-worker", daemon=True)
         self._thread.start()
         return self

@@ -16,6 +16,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from vaquero.childenv import git_env
+
 from .errors import SourceError
 
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -35,7 +37,7 @@ def cache_dir() -> Path:
 
 def _git(*args: str, cwd: Path | None = None) -> str:
     try:
-        out = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, timeout=300)
+        out = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, timeout=300, env=git_env())
     except FileNotFoundError:
         raise SourceError("git is not installed") from None
     except subprocess.CalledProcessError as exc:
@@ -91,7 +93,7 @@ def resolve_rev(url: str, rev: str, cache: Path | None = None) -> tuple[Path, st
         _git("fetch", "--quiet", "--prune", "origin", "+refs/*:refs/*", cwd=gitdir)
         if _SHA_RE.match(rev):
             # A pushed SHA may not be on any ref we fetched (e.g. a force-pushed branch): ask for it.
-            subprocess.run(["git", "fetch", "--quiet", "origin", rev], cwd=gitdir, capture_output=True, timeout=300)
+            subprocess.run(["git", "fetch", "--quiet", "origin", rev], cwd=gitdir, capture_output=True, timeout=300, env=git_env())
         sha = _rev_parse(gitdir, rev)
     if not sha:
         raise SourceError(f"{url}: revision {rev!r} does not exist")
@@ -107,7 +109,7 @@ def checkout(gitdir: Path, sha: str, cache: Path | None = None) -> Path:
     tree.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=tree.parent, prefix=f".{sha[:12]}-"))
     try:
-        archive = subprocess.run(["git", "archive", "--format=tar", sha], cwd=gitdir, check=True, capture_output=True, timeout=300).stdout
+        archive = subprocess.run(["git", "archive", "--format=tar", sha], cwd=gitdir, check=True, capture_output=True, timeout=300, env=git_env()).stdout
         with tempfile.TemporaryFile() as fh:
             fh.write(archive)
             fh.seek(0)
