@@ -12,6 +12,13 @@ ACK of the previous one, duplicate ACKs are ignored, the last packet is resent o
 
 Requests with `..`, absolute paths, or names that are not in the cache are refused with a
 TFTP error and a log line naming the client.
+
+Bounds: at most `max_sessions` transfers at once (each holds a socket). A full server makes room by
+dropping the oldest transfer that never got an ACK (a flood of read requests that are never
+acknowledged only ever evicts itself; a real client ACKs within milliseconds); when every
+transfer is moving, the request gets a TFTP "server busy" error from the main socket. A transfer
+ends after `retries` sweeps without progress or after `max_session_time` seconds. An exception in
+one session ends that session only, and a supervisor restarts the loop if it dies (`restarts`).
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ logging.getLogger("tftpy").setLevel(logging.WARNING)
 
 DEFAULT_IPXE_DIRS = ("/usr/lib/ipxe",)
 MAX_FILE = 64 << 20
+MAX_SESSIONS = 256
+MAX_SESSION_TIME = 600.0
 
 
 class FileCache:
@@ -109,6 +118,8 @@ class _Context(tftpy.TftpContexts.TftpContextServer):  # type: ignore[misc]
 _ACK = 4
 _ERR = 5
 _DAT_HEADER = struct.Struct("!HH")
+_BUSY = _DAT_HEADER.pack(_ERR, 0) + b"server busy, try again\0"
+_INTERNAL = _DAT_HEADER.pack(_ERR, 0) + b"internal error\0"
 
 
 def build_packets(data: bytes, blksize: int) -> tuple[bytes, ...]:
@@ -125,7 +136,7 @@ class _Download:
     triggers the next one. Duplicate or stray ACKs are ignored; the sweep resends on timeout.
     """
 
-    __slots__ = ("expect", "host", "last", "packets", "progress", "recv", "retries", "send", "sent", "sock", "swept")
+    __slots__ = ("expect", "host", "last", "packets", "progress", "recv", "retries", "send", "sent", "sock", "started", "swept")
 
     def __init__(self, ctx: Any, packets: tuple[bytes, ...]) -> None:
         self.sock: socket.socket = ctx.sock
@@ -137,6 +148,7 @@ class _Download:
         self.retries = 0
         self.progress = 0  # bumps on every good ACK; the sweep compares it with `swept`
         self.swept = -1
+        self.started = time.monotonic()
         self.sock.connect((ctx.host, ctx.tidport))
         # tftpy gave the socket a timeout, which makes CPython poll() before every recv and
         # send; the fast path is driven by epoll, so plain non-blocking calls are enough.
@@ -172,8 +184,11 @@ class _Download:
             return False
         return buf[1] == _ERR
 
-    def on_sweep(self, max_retries: int) -> bool:
+    def on_sweep(self, max_retries: int, deadline: float) -> bool:
         """Called every `timeout` seconds; resend when nothing moved since. True to give up."""
+        if self.started < deadline:
+            log.warning("tftp %s: transfer still running after %.0f s, ended", self.host, MAX_SESSION_TIME, extra={"host": self.host})
+            return True
         if self.progress != self.swept:
             self.swept = self.progress
             self.retries = 0
@@ -197,10 +212,14 @@ class _Download:
 class TftpServer:
     """`TftpServer(root).start(("10.90.0.1", 69))` serves in a thread; `stop()` ends it."""
 
-    def __init__(self, root: Path, *, timeout: float = 2.0, retries: int = 5) -> None:
+    def __init__(
+        self, root: Path, *, timeout: float = 2.0, retries: int = 5, max_sessions: int = MAX_SESSIONS, max_session_time: float = MAX_SESSION_TIME
+    ) -> None:
         self.cache = FileCache(root)
         self.timeout = timeout
         self.retries = retries
+        self.max_sessions = max_sessions
+        self.max_session_time = max_session_time
         self._empty = tempfile.mkdtemp(prefix="vaquero-tftp-")
         self._server = tftpy.TftpServer(self._empty, dyn_file_func=self._open, upload_open=self._refuse_upload)
         self._stop = threading.Event()
@@ -208,6 +227,13 @@ class TftpServer:
         self.sock: socket.socket | None = None
         self.transfers = 0
         self.refused = 0
+        self.busy = 0  # requests answered "server busy"
+        self.evicted = 0  # unacknowledged transfers dropped to make room
+        self.errors = 0  # sessions ended by an unexpected exception
+        self.restarts = 0  # times the supervisor restarted a dead loop
+        self._address: tuple[str, int] | None = None
+        self._fast: dict[int, _Download] = {}
+        self._slow: dict[int, str] = {}
 
     # -- tftpy hooks --
     def _open(self, name: str, raddress: str | None = None, rport: int | None = None, **_: Any) -> _Cached | None:
@@ -237,11 +263,13 @@ class TftpServer:
         sock.setblocking(False)
         self.sock = sock
         host, port = sock.getsockname()[:2]
+        self._address = (host, port)
+        self._reuse_port = reuse_port
         return host, port
 
     def start(self, address: tuple[str, int]) -> tuple[str, int]:
         bound = self.bind(address)
-        self._thread = threading.Thread(target=self.serve, name="tftp", daemon=True)
+        self._thread = threading.Thread(target=self.supervise, name="tftp", daemon=True)
         self._thread.start()
         log.info("tftp serving %d files from %s on %s:%d", len(self.cache.files), self.cache.root, *bound)
         return bound
@@ -256,6 +284,32 @@ class TftpServer:
             os.rmdir(self._empty)
         except OSError:
             pass
+
+    def supervise(self) -> None:
+        """Run the loop; if it dies, log it, count it and start it again (the port stays bound)."""
+        failures = 0
+        while not self._stop.is_set():
+            began = time.monotonic()
+            try:
+                self.serve()
+                return
+            except Exception:
+                self.restarts += 1
+                failures = 1 if time.monotonic() - began > 60 else failures + 1
+                log.exception("tftp: the server loop died; restarting it (restart %d)", self.restarts)
+            if self.sock is None or self.sock.fileno() < 0:
+                try:
+                    assert self._address is not None
+                    self.bind(self._address, reuse_port=self._reuse_port)
+                except OSError:
+                    log.exception("tftp: cannot bind %s:%d again", *(self._address or ("?", 0)))
+            # Back off while it keeps dying, so a persistent fault does not spin a core.
+            self._stop.wait(min(5.0, 0.05 * 2**failures))
+
+    @property
+    def sessions(self) -> int:
+        """Transfers in progress (each holds a socket)."""
+        return len(self._fast) + len(self._slow)
 
     def serve(self) -> None:
         """The loop: raw epoll, fd -> session; the data phase never leaves this function's locals."""
@@ -277,19 +331,32 @@ class TftpServer:
             while not stop.is_set():
                 for fd, _ in ep.poll(0.25):
                     dl = fast.get(fd)
-                    if dl is not None:
-                        if dl.on_packet():
-                            self._close_fast(fd)
-                    elif fd == main_fd:
-                        self._new_session(main, sessions)
-                    elif fd in slow:
-                        self._cycle(slow[fd], sessions)
+                    try:
+                        if dl is not None:
+                            if dl.on_packet():
+                                self._close_fast(fd)
+                        elif fd == main_fd:
+                            self._new_session(main, sessions)
+                        elif fd in slow:
+                            self._cycle(slow[fd], sessions)
+                    except Exception:
+                        # One bad session must not take the others down: end it, keep serving.
+                        self.errors += 1
+                        log.exception("tftp: session on fd %d failed; ended", fd)
+                        self._drop_fd(fd, sessions)
                 now = time.monotonic()
                 if now - last_sweep >= timeout:
                     last_sweep = now
                     self._sweep(sessions)
+                    deadline = now - self.max_session_time
                     for fd, dl in list(fast.items()):
-                        if dl.on_sweep(self.retries):
+                        try:
+                            over = dl.on_sweep(self.retries, deadline)
+                        except Exception:
+                            self.errors += 1
+                            log.exception("tftp %s: sweep failed; transfer ended", dl.host)
+                            over = True
+                        if over:
                             self._close_fast(fd)
         finally:
             for skey in list(sessions):
@@ -297,6 +364,31 @@ class TftpServer:
             for fd in list(fast):
                 self._close_fast(fd)
             ep.close()
+
+    def _drop_fd(self, fd: int, sessions: dict[str, Any]) -> None:
+        if fd in self._fast:
+            try:
+                self._fast[fd].send(_INTERNAL)  # tell the client now rather than let it time out
+            except OSError:
+                pass
+            self._close_fast(fd)
+        elif fd in self._slow:
+            self._end(self._slow[fd], sessions)
+
+    def _make_room(self, sessions: dict[str, Any]) -> bool:
+        """At the cap, end the oldest transfer that was never acknowledged; False when all are moving."""
+        if self.sessions < self.max_sessions:
+            return True
+        for skey in sessions:  # a session still negotiating (oldest first)
+            self._end(skey, sessions)
+            self.evicted += 1
+            return True
+        for fd, dl in self._fast.items():  # insertion order: oldest first
+            if dl.progress == 0:
+                self._close_fast(fd)
+                self.evicted += 1
+                return True
+        return False
 
     def _close_fast(self, fd: int) -> None:
         dl = self._fast.pop(fd)
@@ -314,12 +406,30 @@ class TftpServer:
         skey = f"{raddress}:{rport}"
         if skey in sessions:
             return
+        if not self._make_room(sessions):
+            self.busy += 1
+            if self.busy & (self.busy - 1) == 0:  # 1, 2, 4, 8...: a flood must not flood the log
+                log.warning("tftp: %d transfers in progress, request from %s refused (%d so far)", self.sessions, raddress, self.busy, extra={"host": raddress})
+            try:
+                main.sendto(_BUSY, (raddress, rport))
+            except OSError:
+                pass
+            return
         if len(buffer) > 4 and buffer[1] in (1, 2):  # RRQ / WRQ: log escapes tftpy refuses itself
             name = buffer[2:].split(b"\0", 1)[0].decode("latin-1")
             if ".." in name.split("/"):
                 self.refused += 1
                 log.warning("tftp path escape refused: %r from %s", name, raddress, extra={"host": raddress})
-        ctx = _Context(raddress, rport, self.timeout, self._empty, self._open, self._refuse_upload, retries=self.retries)
+        try:
+            ctx = _Context(raddress, rport, self.timeout, self._empty, self._open, self._refuse_upload, retries=self.retries)
+        except OSError as exc:  # out of sockets (EMFILE, ENOBUFS): refuse this one, keep serving
+            self.busy += 1
+            log.warning("tftp: cannot open a session socket for %s: %s", raddress, exc, extra={"host": raddress})
+            try:
+                main.sendto(_BUSY, (raddress, rport))
+            except OSError:
+                pass
+            return
         sessions[skey] = ctx
         self._slow[ctx.sock.fileno()] = skey
         self._ep.register(ctx.sock.fileno(), select.EPOLLIN)
@@ -331,14 +441,30 @@ class TftpServer:
             log.info("tftp %s: %s", skey, exc, extra={"host": raddress})
             self._end(skey, sessions)
             return
+        except Exception:
+            self.errors += 1
+            log.exception("tftp %s: request failed; session ended", skey, extra={"host": raddress})
+            self._end(skey, sessions)
+            return
         if ctx.state is None:
             self._end(skey, sessions)
         elif isinstance(ctx.state, tftpy.TftpStates.TftpStateExpectACK) and isinstance(ctx.fileobj, _Cached):
             # Negotiated download: the data phase runs on the fast path from here.
+            try:
+                dl = _Download(ctx, self.cache.packets(ctx.fileobj.name_key, ctx.fileobj.raw, ctx.getBlocksize()))
+            except Exception:
+                self.errors += 1
+                log.exception("tftp %s: transfer setup failed; session ended", skey, extra={"host": raddress})
+                try:
+                    ctx.sock.sendto(_INTERNAL, (raddress, ctx.tidport))
+                except OSError:
+                    pass
+                self._end(skey, sessions)
+                return
             sessions.pop(skey, None)
             fd = ctx.sock.fileno()
             self._slow.pop(fd, None)
-            self._fast[fd] = _Download(ctx, self.cache.packets(ctx.fileobj.name_key, ctx.fileobj.raw, ctx.getBlocksize()))
+            self._fast[fd] = dl
 
     def _cycle(self, skey: str, sessions: dict[str, Any]) -> None:
         ctx = sessions.get(skey)
@@ -360,16 +486,24 @@ class TftpServer:
         now = time.time()
         for skey, ctx in list(sessions.items()):
             try:
-                ctx.checkTimeout(now)
-            except TftpTimeout:
-                ctx.retry_count += 1
-                if ctx.retry_count >= ctx.retries or ctx.state is None:
-                    log.warning("tftp %s: gave up after %d retries", skey, ctx.retry_count, extra={"host": ctx.host})
-                    self._end(skey, sessions)
-                else:
-                    ctx.timeout_expectACK = False
-                    ctx.last_update = now
-                    ctx.state.resendLast()
+                self._check(skey, ctx, now, sessions)
+            except Exception:
+                self.errors += 1
+                log.exception("tftp %s: timeout handling failed; session ended", skey, extra={"host": ctx.host})
+                self._end(skey, sessions)
+
+    def _check(self, skey: str, ctx: Any, now: float, sessions: dict[str, Any]) -> None:
+        try:
+            ctx.checkTimeout(now)
+        except TftpTimeout:
+            ctx.retry_count += 1
+            if ctx.retry_count >= ctx.retries or ctx.state is None:
+                log.warning("tftp %s: gave up after %d retries", skey, ctx.retry_count, extra={"host": ctx.host})
+                self._end(skey, sessions)
+            else:
+                ctx.timeout_expectACK = False
+                ctx.last_update = now
+                ctx.state.resendLast()
 
     def _end(self, skey: str, sessions: dict[str, Any]) -> None:
         ctx = sessions.pop(skey, None)
