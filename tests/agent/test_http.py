@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import httpx
 import pytest
@@ -14,6 +15,13 @@ from vaquero.agent.state import BootStates
 pytestmark = pytest.mark.anyio
 
 ADMIN = {"Authorization": "Bearer t0ken"}
+
+
+def script_token(text: str) -> str:
+    """The install token the served iPXE script carries, as the installer gets it."""
+    m = re.search(r"vaquero\.callback=\S+\?token=([A-Za-z0-9_-]+)", text)
+    assert m is not None, text
+    return m.group(1)
 
 
 @pytest.fixture
@@ -46,14 +54,17 @@ async def test_install_callback_localboot_cycle(client, app, tmp_path):
     r = await client.post("/v1/boot/install/node1", headers=ADMIN)
     assert r.status_code == 200 and r.json()["state"] == "install"
     r = await client.get("/v1/boot/ipxe/52-54-00-00-10-01")
-    assert "kernel --name vmlinuz" in r.text and "vaquero.callback=http://10.90.0.1:8080/v1/boot/callback/node1" in r.text
+    assert "kernel --name vmlinuz" in r.text and "vaquero.callback=http://10.90.0.1:8080/v1/boot/callback/node1?token=" in r.text
+    token = script_token(r.text)
+    assert f"vaquero.config=http://10.90.0.1:8080/v1/boot/config/node1?token={token}" in r.text
     report = {"ip": "10.90.0.11", "dns": "10.90.0.1", "ntp": "10.90.0.1"}
-    r = await client.post("/v1/boot/callback/node1", json=report)
+    r = await client.post(f"/v1/boot/callback/node1?token={token}", json=report)
     assert r.status_code == 200 and r.json() == {"host": "node1", "state": "installed", "script": "localboot"}
     r = await client.get("/v1/boot/ipxe/52-54-00-00-10-01")
     assert "kernel" not in r.text and "sanboot" in r.text  # no reinstall loop
     st = (await client.get("/v1/boot/status/node1")).json()
     assert st["state"] == "installed" and st["report"]["dns"] == "10.90.0.1" and st["report"]["_client"] == "10.90.0.11"
+    assert token not in json.dumps(st)
     # the state survives a restart
     again = BootStates(tmp_path / "state" / "boot-states.json")
     assert again.get("node1").state == "installed" and again.get("node1").report["ntp"] == "10.90.0.1"
@@ -61,21 +72,25 @@ async def test_install_callback_localboot_cycle(client, app, tmp_path):
 
 async def test_bad_callbacks_change_nothing(client, app, caplog):
     await client.post("/v1/boot/install/node2", headers=ADMIN)
+    token = script_token((await client.get("/v1/boot/ipxe/52-54-00-00-10-02")).text)
+    cb = f"/v1/boot/callback/node2?token={token}"
+    assert (await client.get(f"/v1/boot/config/node2?token={token}")).status_code == 200  # binds the token to this client
     before = {h: app.states.to_dict(h) for h in app.bundle.hosts}
     with caplog.at_level(logging.WARNING):
-        r1 = await client.post("/v1/boot/callback/node2", content=b"{not json")
-        r2 = await client.post("/v1/boot/callback/node2", content=b"[1, 2]")
-        r3 = await client.post("/v1/boot/callback/ghost", json={})
-        r4 = await client.post("/v1/boot/callback/node3", json={})  # node3 is not installing
-        r5 = await client.post("/v1/boot/callback/node2", content=b"x" * (70 << 10))
-    assert (r1.status_code, r2.status_code, r3.status_code, r4.status_code, r5.status_code) == (400, 400, 404, 409, 413)
-    assert "not installing" in r4.json()["error"]
+        r1 = await client.post(cb, content=b"{not json")
+        r2 = await client.post(cb, content=b"[1, 2]")
+        r3 = await client.post(f"/v1/boot/callback/ghost?token={token}", json={})
+        r4 = await client.post("/v1/boot/callback/node3", json={})  # node3 is not installing: it has no token
+        r5 = await client.post(cb, content=b"x" * (70 << 10))
+    assert (r1.status_code, r2.status_code, r3.status_code, r4.status_code, r5.status_code) == (400, 400, 403, 401, 413)
+    assert "another host" in r3.json()["error"] and "install token" in r4.json()["error"]
     assert {h: app.states.to_dict(h) for h in app.bundle.hosts} == before
     hosts = {getattr(rec, "host", None) for rec in caplog.records}
     assert {"node2", "ghost", "node3"} <= hosts
-    # a second callback after success is refused too
-    assert (await client.post("/v1/boot/callback/node2", json={})).status_code == 200
-    assert (await client.post("/v1/boot/callback/node2", json={})).status_code == 409
+    assert all(token not in rec.getMessage() for rec in caplog.records)
+    # a second callback after success is refused too: the token was used
+    assert (await client.post(cb, json={})).status_code == 200
+    assert (await client.post(cb, json={})).status_code == 401
 
 
 async def test_admin_needs_token_and_known_host(client, app):
@@ -150,11 +165,17 @@ async def test_path_escapes_refused(app, caplog):
 
 
 async def test_configs(client):
-    r = await client.get("/v1/boot/config/node1")
+    await client.post("/v1/boot/install/node1", headers=ADMIN)
+    token = script_token((await client.get("/v1/boot/ipxe/52-54-00-00-10-01")).text)
+    r = await client.get(f"/v1/boot/config/node1?token={token}")
     assert r.status_code == 200 and r.text.startswith("#cloud-config") and "hostname: node1" in r.text
-    r = await client.get("/v1/boot/nocloud/node1/meta-data")
+    r = await client.get(f"/v1/boot/nocloud/node1/{token}/meta-data")
     assert "local-hostname: node1" in r.text
-    assert (await client.get("/v1/boot/config/ghost")).status_code == 404
+    assert (await client.get(f"/v1/boot/nocloud/node1/meta-data?token={token}")).status_code == 200
+    assert (await client.get(f"/v1/boot/nocloud/node1/{token}/passwd")).status_code == 404
+    assert (await client.get("/v1/boot/config/node1")).status_code == 401
+    assert (await client.get("/v1/boot/nocloud/node1/meta-data")).status_code == 401
+    assert (await client.get(f"/v1/boot/config/ghost?token={token}")).status_code == 403
 
 
 async def test_misc(client):

@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ipv6-ra", action="store_true", help="dnsmasq sends IPv6 router adverts from the interface's prefix (isolated labs)")
     p.add_argument("--efi-file", default="ipxe.efi", choices=["ipxe.efi", "snponly.efi"], help="iPXE binary for UEFI PXE clients")
     p.add_argument("--access-log", action="store_true", help="log every HTTP request (slows a boot storm)")
+    p.add_argument("--tls-cert", type=Path, help="serve HTTP over TLS with this certificate (PEM, chain included)")
+    p.add_argument("--tls-key", type=Path, help="the TLS certificate's private key (PEM)")
     p.add_argument("--log-level", default="info")
 
 
@@ -52,11 +54,18 @@ def config_from_args(args: argparse.Namespace, sot: str) -> Any:
         access_log=args.access_log,
         ipv6_ra=args.ipv6_ra,
         efi_file=args.efi_file,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
 
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "controller", None):
+        if not args.controller.startswith("https://") and not getattr(args, "insecure_http", False):
+            raise SystemExit(
+                f"vaquero agent: --controller {args.controller.split('://', 1)[0]}://... would send the agent's token in clear; "
+                "give an https:// URL (or --insecure-http, for isolated labs only)"
+            )
         # Federated: the SoT comes from the controller's bundle (cached on disk), not from --sot.
         from vaquero.federation.agent import run_federated
 

@@ -1,20 +1,25 @@
 """The agent's HTTP boot server: one bare ASGI callable, no framework on the hot path.
 
-GET/HEAD of iPXE scripts and per-host configs is a single dict lookup of pre-rendered bytes
-(headers included); everything else (assets by path with Range, the callback, status and
-admin calls) goes through a small dispatcher. Routes:
+GET/HEAD of iPXE scripts is a single dict lookup of pre-rendered bytes (headers included);
+everything else (configs, assets by path with Range, the callback, status and admin calls) goes
+through a small dispatcher. Routes:
 
     GET  /boot.ipxe                          chain script handed out by DHCP
     GET  /v1/boot/ipxe/<mac as aa-bb-..>     the host's script (install | localboot | unknown)
-    GET  /v1/boot/config/<host>              cloud-init user-data or Ignition JSON
-    GET  /v1/boot/nocloud/<host>/{user-data,meta-data,vendor-data}
+    GET  /v1/boot/config/<host>?token=T      cloud-init user-data or Ignition JSON   (install token)
+    GET  /v1/boot/nocloud/<host>/<T>/{user-data,meta-data,vendor-data}              (install token)
+         (or /v1/boot/nocloud/<host>/<file>?token=T)
     GET  /assets/<profile>/<file>            OS assets (Range, HEAD, no listings)
     GET  /ipxe/<file>                        iPXE binaries over HTTP (UEFI HTTP boot)
-    POST /v1/boot/callback/<host>            the installer is done: host -> localboot
-    GET  /v1/boot/status/<host>              JSON state of a host
+    POST /v1/boot/callback/<host>?token=T    the installer is done: host -> localboot (install token, once)
+    GET  /v1/boot/status/<host>              JSON state of a host (no token values)
     POST /v1/boot/install/<host>             arm a host for install      (admin token)
     POST /v1/boot/localboot/<host>           disarm a host               (admin token)
     GET  /healthz
+
+Admin routes deny by default: a BootApp without an admin token refuses them all (the agent
+service always gives it one, see service.admin_token). Install tokens: see state.py. Configs
+are never on the pre-rendered fast path, because that path does not see query strings.
 """
 
 from __future__ import annotations
@@ -25,14 +30,18 @@ import logging
 import mmap
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from vaquero.render.bundle import SiteBundle
 from vaquero.render.ipxe import mac_key, unknown_script
+from vaquero.render.site import RenderError
+from vaquero.sot.templates import TOKEN_PLACEHOLDER
 
-from .state import BootStates, StateError
+from .state import BootStates, StateError, TokenRefused, token_hint
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +54,13 @@ Prepared = tuple[int, Headers, bytes, str | None, str | None, bytes]
 
 CHUNK = 1 << 20
 MAX_CALLBACK = 64 << 10
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# Bounds on what is parsed from a request: int() of thousands of digits raises (and costs CPU),
+# 19 digits already exceed any file size.
+MAX_RANGE_HEADER = 128
+MAX_AUTH_HEADER = 1024
+MAX_QUERY = 1024
+_RANGE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
+_NOCLOUD_FILES = ("user-data", "meta-data", "vendor-data")
 _TEXT = b"text/plain; charset=utf-8"
 _JSON = b"application/json"
 
@@ -73,6 +88,36 @@ def safe_path(root: Path, rel: str) -> Path | None:
     return real
 
 
+def header(scope: Scope, name: bytes, limit: int) -> bytes | None:
+    """The first `name` header, or None when absent or longer than `limit` (treated as absent)."""
+    for k, v in scope.get("headers", ()):
+        if k == name:
+            return v if len(v) <= limit else None
+    return None
+
+
+def bearer(scope: Scope) -> bytes | None:
+    """The bearer token as raw bytes: compared as bytes, so a non-ASCII header is just a wrong token."""
+    auth = header(scope, b"authorization", MAX_AUTH_HEADER)
+    if auth is None:
+        return None
+    scheme, _, value = auth.strip().partition(b" ")
+    if scheme.lower() != b"bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def query_token(scope: Scope) -> str | None:
+    raw: bytes = scope.get("query_string") or b""
+    if not raw or len(raw) > MAX_QUERY:
+        return None
+    try:
+        pairs = parse_qsl(raw.decode("ascii"), max_num_fields=8)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return next((v for k, v in pairs if k == "token"), None)
+
+
 def is_escape(rel: str) -> bool:
     return rel.startswith("/") or "\\" in rel or "\x00" in rel or any(p in (".", "..") for p in rel.split("/"))
 
@@ -87,6 +132,7 @@ class BootApp:
         ipxe_root: Path | None = None,
         admin_token: str | None = None,
         on_change: Callable[[str], None] | None = None,
+        access_log: bool = False,
     ) -> None:
         self.bundle = bundle
         self.states = states
@@ -94,6 +140,7 @@ class BootApp:
         self.ipxe_root = ipxe_root
         self.admin_token = admin_token
         self.on_change = on_change
+        self.access_log = access_log
         self.prepared: dict[str, Prepared] = {}
         self.unknown = _prepared(200, unknown_script().encode())
         self.unknown_macs: dict[str, int] = {}
@@ -103,9 +150,11 @@ class BootApp:
     # -- pre-rendering --
     def _host_script(self, name: str) -> Prepared:
         hb = self.bundle.hosts[name]
-        mode = self.states.get(name).mode
-        text = hb.install if mode == "install" and hb.install is not None else hb.localboot
-        return _prepared(200, text.encode(), host=name, kind=mode if text is hb.install else "localboot")
+        st = self.states.get(name)
+        # An armed host without a token would boot an installer that cannot call back: fail closed.
+        if st.mode == "install" and hb.install is not None and st.token:
+            return _prepared(200, hb.install.replace(TOKEN_PLACEHOLDER, st.token).encode(), host=name, kind="install")
+        return _prepared(200, hb.localboot.encode(), host=name, kind="localboot")
 
     def rebuild(self, only: str | None = None) -> None:
         """Pre-render responses: all of them, or one host's script after its state changed."""
@@ -120,29 +169,14 @@ class BootApp:
             script = self._host_script(name)
             for mac in hb.macs:
                 prepared[f"/v1/boot/ipxe/{mac_key(mac)}"] = script
-            if hb.config is not None:
-                ctype = _JSON if hb.config_format == "ignition" else b"text/cloud-config; charset=utf-8"
-                prepared[f"/v1/boot/config/{name}"] = _prepared(200, hb.config, ctype, host=name, kind="config")
-                if hb.config_format == "cloud-init":
-                    prepared[f"/v1/boot/nocloud/{name}/user-data"] = _prepared(200, hb.config, host=name, kind="config")
-                    prepared[f"/v1/boot/nocloud/{name}/meta-data"] = _prepared(200, hb.meta_data, host=name)
-                    prepared[f"/v1/boot/nocloud/{name}/vendor-data"] = _prepared(200, b"", host=name)
         self.prepared = prepared
 
     # -- ASGI --
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            method = scope["method"]
-            if method == "GET" or method == "HEAD":
-                hit = self.prepared.get(scope["path"])
-                if hit is not None:
-                    status, headers, body, host, kind, _ = hit
-                    if kind is not None and host is not None and kind != "config":
-                        self.states.served(host, kind)
-                    await send({"type": "http.response.start", "status": status, "headers": headers})
-                    await send({"type": "http.response.body", "body": body if method == "GET" else b""})
-                    return
-            await self._dispatch(scope, receive, send, method)
+            if self.access_log:
+                return await self._logged(scope, receive, send)
+            await self._http(scope, receive, send)
         elif scope["type"] == "lifespan":
             while True:
                 msg = await receive()
@@ -151,6 +185,35 @@ class BootApp:
                 elif msg["type"] == "lifespan.shutdown":
                     await send({"type": "lifespan.shutdown.complete"})
                     return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method == "GET" or method == "HEAD":
+            hit = self.prepared.get(scope["path"])
+            if hit is not None:
+                status, headers, body, host, kind, _ = hit
+                if kind is not None and host is not None:
+                    self.states.served(host, kind)
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body if method == "GET" else b""})
+                return
+        await self._dispatch(scope, receive, send, method)
+
+    async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Our own access log instead of uvicorn's: uvicorn logs query strings, which carry install tokens.
+        status = [0]
+        t0 = time.monotonic()
+
+        async def logging_send(msg: MutableMapping[str, Any]) -> None:
+            if msg["type"] == "http.response.start":
+                status[0] = msg["status"]
+            await send(msg)
+
+        try:
+            await self._http(scope, receive, logging_send)
+        finally:
+            client = (scope.get("client") or ("?", 0))[0]
+            log.info('%s "%s %s" %d %.1fms', client, scope["method"], scope["path"][:256], status[0], (time.monotonic() - t0) * 1000)
 
     async def _reply(self, send: Send, status: int, body: bytes | dict[str, Any], method: str = "GET") -> None:
         if isinstance(body, dict):
@@ -176,8 +239,14 @@ class BootApp:
                 if name not in self.bundle.hosts:
                     return await self._reply(send, 404, {"error": f"unknown host {name!r}"}, method)
                 return await self._reply(send, 200, self.states.to_dict(name), method)
-            if path.startswith(("/v1/boot/config/", "/v1/boot/nocloud/")):
-                log.warning("config requested for an unknown host: %s from %s", path, client, extra={"host": path.rsplit("/", 1)[-1]})
+            if path.startswith("/v1/boot/config/"):
+                return await self._config(path[len("/v1/boot/config/") :], "config", query_token(scope), send, method, client)
+            if path.startswith("/v1/boot/nocloud/"):
+                parts = path[len("/v1/boot/nocloud/") :].split("/")
+                if len(parts) == 3:  # <host>/<token>/<file>: cloud-init appends file names to its seed URL
+                    return await self._config(parts[0], parts[2], parts[1], send, method, client)
+                if len(parts) == 2:
+                    return await self._config(parts[0], parts[1], query_token(scope), send, method, client)
             return await self._reply(send, 404, b"not found\n", method)
         if method == "POST":
             if path.startswith("/v1/boot/callback/"):
@@ -216,10 +285,8 @@ class BootApp:
             (b"accept-ranges", b"bytes"),
             (b"etag", f'"{st.st_ino:x}-{st.st_mtime_ns:x}-{size:x}"'.encode()),
         ]
-        rng = None
-        for k, v in scope.get("headers", ()):
-            if k == b"range":
-                rng = v.decode("latin-1").strip()
+        raw_range = header(scope, b"range", MAX_RANGE_HEADER)  # absurd ranges are ignored: the whole file, as RFC 9110 allows
+        rng = raw_range.decode("latin-1").strip() if raw_range is not None else None
         if rng is not None:
             m = _RANGE.match(rng)
             if m is None or (not m.group(1) and not m.group(2)):
@@ -270,10 +337,36 @@ class BootApp:
             if not msg.get("more_body", False):
                 return body
 
+    async def _refused(self, send: Send, what: str, name: str, token: str | None, client: str, exc: TokenRefused, method: str = "GET") -> None:
+        log.warning("%s of %r from %s refused: %s (token %s)", what, name[:64], client, exc, token_hint(token), extra={"host": name[:64]})
+        return await self._reply(send, exc.status, {"error": str(exc)}, method)
+
+    async def _config(self, name: str, file: str, token: str | None, send: Send, method: str, client: str) -> None:
+        # The token is checked before anything about the host is looked at: no probing of names.
+        try:
+            self.states.authorize(name, token, client)
+        except TokenRefused as exc:
+            return await self._refused(send, "config", name, token, client, exc, method)
+        hb = self.bundle.hosts.get(name)
+        if hb is None or hb.config is None or (file != "config" and (hb.config_format != "cloud-init" or file not in _NOCLOUD_FILES)):
+            return await self._reply(send, 404, b"not found\n", method)
+        assert token is not None  # authorize() refuses a missing token
+        config = hb.config.replace(TOKEN_PLACEHOLDER.encode(), token.encode())
+        if file == "config":
+            ctype = _JSON if hb.config_format == "ignition" else b"text/cloud-config; charset=utf-8"
+            status, headers, body, _, _, _ = _prepared(200, config, ctype)
+        else:
+            data = {"user-data": config, "meta-data": hb.meta_data, "vendor-data": b""}[file]
+            status, headers, body, _, _, _ = _prepared(200, data)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body if method == "GET" else b""})
+
     async def _callback(self, name: str, scope: Scope, receive: Receive, send: Send, client: str) -> None:
-        if name not in self.bundle.hosts:
-            log.warning("callback for unknown host %r from %s refused", name[:64], client, extra={"host": name[:64]})
-            return await self._reply(send, 404, {"error": f"unknown host {name[:64]!r}"})
+        token = query_token(scope)
+        try:
+            self.states.authorize(name, token, client)
+        except TokenRefused as exc:
+            return await self._refused(send, "callback", name, token, client, exc)
         body = await self._read_body(receive, MAX_CALLBACK)
         if body is None:
             log.warning("callback from %s refused: body missing or larger than %d bytes", client, MAX_CALLBACK, extra={"host": name})
@@ -286,9 +379,20 @@ class BootApp:
         if not isinstance(report, dict):
             log.warning("malformed callback from %s refused: not a JSON object", client, extra={"host": name})
             return await self._reply(send, 400, {"error": "callback body must be a JSON object"})
+        mac = report.get("mac")
+        if mac is not None:
+            try:
+                own = mac_key(str(mac)[:64]) in {mac_key(m) for m in self.bundle.hosts[name].macs}
+            except RenderError:
+                own = False
+            if not own:
+                log.warning("callback from %s refused: MAC %r is not one of the host's", client, str(mac)[:64], extra={"host": name})
+                return await self._reply(send, 403, {"error": "the reported MAC is not one of this host's"})
         report = {**report, "_client": client}
         try:
-            self.states.installed(name, report)
+            self.states.installed(name, report, token, client)
+        except TokenRefused as exc:
+            return await self._refused(send, "callback", name, token, client, exc)
         except StateError as exc:
             log.warning("callback from %s refused: %s", client, exc, extra={"host": name})
             return await self._reply(send, 409, {"error": str(exc)})
@@ -298,11 +402,10 @@ class BootApp:
         return await self._reply(send, 200, {"host": name, "state": "installed", "script": "localboot"})
 
     async def _admin(self, action: str, name: str, scope: Scope, send: Send, client: str) -> None:
-        if self.admin_token is not None:
-            auth = dict(scope.get("headers", ())).get(b"authorization", b"").decode("latin-1")
-            if not hmac.compare_digest(auth, f"Bearer {self.admin_token}"):
-                log.warning("%s of %r from %s refused: bad or missing token", action, name[:64], client, extra={"host": name[:64]})
-                return await self._reply(send, 401, {"error": "missing or wrong bearer token"})
+        given = bearer(scope)
+        if self.admin_token is None or given is None or not hmac.compare_digest(given, self.admin_token.encode()):
+            log.warning("%s of %r from %s refused: bad or missing token", action, name[:64], client, extra={"host": name[:64]})
+            return await self._reply(send, 401, {"error": "missing or wrong bearer token"})
         if name not in self.bundle.hosts:
             log.warning("%s of unknown host %r from %s refused", action, name[:64], client, extra={"host": name[:64]})
             return await self._reply(send, 404, {"error": f"unknown host {name[:64]!r}"})

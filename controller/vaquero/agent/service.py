@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +38,41 @@ class AgentConfig:
     dhcp: bool = True
     log_dhcp: bool = False
     fetch_assets: bool = True
-    admin_token: str | None = None
+    admin_token: str | None = None  # None: made once and kept in <state_dir>/admin-token (0600)
     install: list[str] = field(default_factory=list)
     access_log: bool = False
     ipv6_ra: bool = False
     efi_file: str = "ipxe.efi"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+ADMIN_TOKEN_FILE = "admin-token"
+
+
+def admin_token(cfg: AgentConfig) -> str:
+    """The admin token: given, or made once and kept in the state folder (0600); only its path is logged.
+
+    The admin routes are never open: an agent without a configured token makes one rather than
+    serving them to anyone (deny by default)."""
+    if cfg.admin_token:
+        return cfg.admin_token
+    path = cfg.state_dir / ADMIN_TOKEN_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)  # someone widened it: narrow it again before reading
+        token = path.read_text().strip()
+        if len(token) < 16:
+            raise SystemExit(f"vaquero agent: {path} holds no usable admin token (remove it to make a new one)") from None
+        log.info("admin token read from %s", path)
+        return token
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    log.warning("no admin token given ($VAQUERO_AGENT_TOKEN): made one in %s (mode 0600)", path)
+    return token
 
 
 class Agent:
@@ -80,7 +111,9 @@ class Agent:
                 raise SystemExit(f"--install {name}: {self.unready[name]}")
             self.states.arm(name)
         ipxe_root = default_root(cfg.tftp_root)
-        self.app = BootApp(self.bundle, self.states, asset_root=cfg.asset_root, ipxe_root=ipxe_root, admin_token=cfg.admin_token)
+        self.app = BootApp(
+            self.bundle, self.states, asset_root=cfg.asset_root, ipxe_root=ipxe_root, admin_token=admin_token(cfg), access_log=cfg.access_log
+        )
         self.app.unready = self.unready
         log.info("site %s: %d hosts, %d assets, serving %s", site, len(self.bundle.hosts), len(self.bundle.assets), self.bundle.base_url, extra={"site": site})
         return self.app
@@ -120,6 +153,16 @@ class Agent:
         if self.tftp is not None:
             self.tftp.stop()
 
+    def server_options(self) -> dict[str, object]:
+        """uvicorn options of the agent's own: TLS, and no uvicorn access log (it would log install tokens; BootApp logs instead)."""
+        cfg = self.cfg
+        opts: dict[str, object] = {"access_log": False}
+        if cfg.tls_cert is not None or cfg.tls_key is not None:
+            if cfg.tls_cert is None or cfg.tls_key is None:
+                raise SystemExit("vaquero agent: give both --tls-cert and --tls-key")
+            opts.update(ssl_certfile=str(cfg.tls_cert), ssl_keyfile=str(cfg.tls_key))
+        return opts
+
     def run(self) -> int:
         import uvicorn
 
@@ -132,10 +175,10 @@ class Agent:
             loop="uvloop",
             http=BootHttpProtocol if not self.cfg.access_log else "httptools",
             lifespan="off",
-            access_log=self.cfg.access_log,
             log_config=None,
             backlog=4096,
             timeout_keep_alive=30,
+            **self.server_options(),
         )
         server = uvicorn.Server(config)
         try:

@@ -4,13 +4,22 @@
     install    armed: the next netboot installs the host's profile
     installed  the installer called back: `localboot` from now on, until armed again
 
+Arming mints a one-time install token (secrets.token_urlsafe) for that host. The install script
+and config carry it; the installer shows it to fetch its config and to call back. It binds to the
+address that first uses it, and the callback consumes it, so a replayed or stolen token changes
+nothing. Tokens are kept only in the state file (0600) and never logged: logs name a short hash.
+
 The file is rewritten atomically on every change, so a restart keeps every host's state.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import re
+import secrets
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,8 +34,29 @@ State = Literal["none", "install", "installed"]
 STATES: tuple[str, ...] = ("none", "install", "installed")
 
 
+# token_urlsafe(32) gives 43 chars; the bounds refuse absurd input before it is hashed or compared.
+TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{20,128}")
+
+
 class StateError(ValueError):
     """A transition that is not allowed (e.g. a callback for a host that is not installing)."""
+
+
+class TokenRefused(StateError):
+    """An install token that is missing, unknown, used, another host's or shown from another address."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def token_hint(token: str | None) -> str:
+    """What logs may say about a token: a short hash, enough to correlate, useless to replay."""
+    return hashlib.sha256(token.encode()).hexdigest()[:8] if token else "-"
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
 
 
 @dataclass
@@ -38,6 +68,8 @@ class HostState:
     last_script: str | None = None
     last_script_at: float | None = None
     scripts_served: int = 0
+    token: str | None = None  # the one-time install token while armed
+    token_ip: str | None = None  # the address that first used it
 
     @property
     def mode(self) -> str:
@@ -53,6 +85,13 @@ class BootStates:
             raw = json.loads(path.read_text())
             for name, st in raw.get("hosts", {}).items():
                 self.hosts[name] = HostState(**st)
+        # A host armed by an older agent (no token yet) gets one, so its installer can still call back.
+        missing = [n for n, st in self.hosts.items() if st.state == "install" and not st.token]
+        for name in missing:
+            self.hosts[name].token = secrets.token_urlsafe(32)
+        self._by_digest: dict[bytes, str] = {_digest(st.token): n for n, st in self.hosts.items() if st.token}
+        if missing:
+            self._save()
 
     def get(self, host: str) -> HostState:
         return self.hosts.get(host) or HostState(since=0.0)
@@ -67,11 +106,15 @@ class BootStates:
         with self._lock:
             st = self.get(host)
             new = HostState(
-                state="install", attempt=st.attempt + 1, last_script=st.last_script, last_script_at=st.last_script_at, scripts_served=st.scripts_served
+                state="install",
+                attempt=st.attempt + 1,
+                last_script=st.last_script,
+                last_script_at=st.last_script_at,
+                scripts_served=st.scripts_served,
+                token=secrets.token_urlsafe(32),
             )
-            self.hosts[host] = new
-            self._save()
-        log.info("host armed for install (attempt %d)", new.attempt, extra={"host": host, "event": "boot.armed"})
+            self._set(host, new)
+        log.info("host armed for install (attempt %d, token %s)", new.attempt, token_hint(new.token), extra={"host": host, "event": "boot.armed"})
         return new
 
     def disarm(self, host: str) -> HostState:
@@ -85,14 +128,48 @@ class BootStates:
                 last_script_at=st.last_script_at,
                 scripts_served=st.scripts_served,
             )
-            self.hosts[host] = new
-            self._save()
+            self._set(host, new)
         log.info("host disarmed: localboot", extra={"host": host, "event": "boot.disarmed"})
         return new
 
-    def installed(self, host: str, report: dict[str, Any]) -> HostState:
+    def _set(self, host: str, new: HostState) -> None:
+        old = self.hosts.get(host)
+        if old is not None and old.token:
+            self._by_digest.pop(_digest(old.token), None)
+        self.hosts[host] = new
+        if new.token:
+            self._by_digest[_digest(new.token)] = host
+        self._save()
+
+    def _check(self, host: str, token: str | None, client: str) -> HostState:
+        if not token or not TOKEN_RE.fullmatch(token):
+            raise TokenRefused(401, "missing or malformed install token")
+        # A dict lookup by SHA-256 leaks nothing usable about the tokens; compare_digest then confirms.
+        owner = self._by_digest.get(_digest(token))
+        st = self.hosts.get(owner) if owner is not None else None
+        if st is None or st.token is None or not hmac.compare_digest(st.token, token):
+            raise TokenRefused(401, "unknown or already used install token")
+        if owner != host:
+            raise TokenRefused(403, "install token of another host")
+        if st.token_ip is not None and st.token_ip != client:
+            raise TokenRefused(403, "install token bound to another address")
+        return st
+
+    def authorize(self, host: str, token: str | None, client: str) -> HostState:
+        """Check an install token for `host`; its first use binds it to `client`. Raises TokenRefused."""
+        with self._lock:
+            st = self._check(host, token, client)
+            if st.token_ip is None:
+                st.token_ip = client
+                self._save()
+        return st
+
+    def installed(self, host: str, report: dict[str, Any], token: str | None = None, client: str = "?", *, check_token: bool = True) -> HostState:
+        """The callback: checks and consumes the install token (check_token=False only for trusted local callers)."""
         with self._lock:
             st = self.get(host)
+            if check_token:
+                st = self._check(host, token, client)
             if st.state != "install":
                 raise StateError(f"host {host} is not installing (state {st.state})")
             new = HostState(
@@ -103,8 +180,7 @@ class BootStates:
                 last_script_at=st.last_script_at,
                 scripts_served=st.scripts_served,
             )
-            self.hosts[host] = new
-            self._save()
+            self._set(host, new)
         log.info("installer called back: host installed, now localboot", extra={"host": host, "event": "boot.installed"})
         return new
 
@@ -115,6 +191,11 @@ class BootStates:
         st.last_script_at = time.time()
         st.scripts_served += 1
 
+    def token(self, host: str) -> str | None:
+        return self.get(host).token
+
     def to_dict(self, host: str) -> dict[str, Any]:
         st = self.get(host)
-        return {"host": host, **asdict(st), "script": st.mode}
+        data = asdict(st)
+        data.pop("token")
+        return {"host": host, **data, "script": st.mode}

@@ -210,10 +210,10 @@ def run_federated(args: argparse.Namespace) -> int:
         loop="uvloop",
         http=BootHttpProtocol if not cfg.access_log else "httptools",
         lifespan="off",
-        access_log=cfg.access_log,
         log_config=None,
         backlog=4096,
         timeout_keep_alive=30,
+        **fa.agent.server_options(),
     )
     try:
         uvicorn.Server(config).run()

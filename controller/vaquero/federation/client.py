@@ -220,6 +220,7 @@ class ClientConfig:
     backoff_max: float = 30.0
     timeout: float = 10.0
     batch: int = 200
+    insecure_http: bool = False  # lab only: allow http://, the token then crosses the network in clear
 
 
 def backoff_delay(failures: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -239,6 +240,10 @@ class FederationClient:
         `on_bundle(bundle, folder)` applies a cached one."""
         if not cfg.controller.startswith(("https://", "http://")):
             raise ValueError("--controller wants an https:// URL")
+        if cfg.controller.startswith("http://"):
+            if not cfg.insecure_http:
+                raise ValueError("--controller is http://: the agent's token would cross in clear; give an https:// URL (or --insecure-http in a lab)")
+            log.warning("--insecure-http: this agent's token goes to %s in clear (isolated labs only)", cfg.controller)
         self.cfg = cfg
         self.on_bundle = on_bundle
         self.check = check
@@ -502,6 +507,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--controller-token-file", help=f"file holding this agent's token (default: ${TOKEN_ENV})")
     g.add_argument("--ca-file", help="CA certificate(s) that signed the controller's TLS certificate (default: the system CAs)")
     g.add_argument("--sync-interval", type=float, default=10.0, help="seconds between syncs while connected (default 10)")
+    g.add_argument("--insecure-http", action="store_true", help="allow an http:// --controller (the token crosses in clear; isolated labs only)")
     g.add_argument("--sync-backoff-max", type=float, default=30.0, help="longest wait between attempts while partitioned (default 30)")
 
 
@@ -522,4 +528,5 @@ def config_from_args(args: argparse.Namespace) -> ClientConfig:
         ca_file=getattr(args, "ca_file", None),
         interval=getattr(args, "sync_interval", 10.0),
         backoff_max=getattr(args, "sync_backoff_max", 30.0),
+        insecure_http=getattr(args, "insecure_http", False),
     )

@@ -16,17 +16,28 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from .models import Cluster, Host, Network, Profile, Site
 
 
+# Stands for the host's one-time install token in rendered scripts and configs; the agent puts the
+# real token in when it arms the host. URL-safe base64 characters only, like the token itself, so
+# it needs no quoting in a URL, an iPXE line, a kernel cmdline or YAML.
+TOKEN_PLACEHOLDER = "VAQUERO_INSTALL_TOKEN_PLACEHOLDER"
+
+
 @dataclass(frozen=True)
 class BootUrls:
     """Where the agent serves a host's files; validation uses placeholders."""
 
     base: str = "http://agent.invalid:8080"
+    token: str = TOKEN_PLACEHOLDER
 
     def callback(self, host: Host) -> str:
-        return f"{self.base}/v1/boot/callback/{host.name}"
+        return f"{self.base}/v1/boot/callback/{host.name}?token={self.token}"
 
     def config(self, host: Host) -> str:
-        return f"{self.base}/v1/boot/config/{host.name}"
+        return f"{self.base}/v1/boot/config/{host.name}?token={self.token}"
+
+    def nocloud(self, host: Host) -> str:
+        """A NoCloud seed (cloud-init appends the file name, so the token is a path segment)."""
+        return f"{self.base}/v1/boot/nocloud/{host.name}/{self.token}/"
 
     def assets(self) -> str:
         return f"{self.base}/assets"
