@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import yaml
 
 from vaquero.sot.models import Profile
 from vaquero.sot.templates import config_source, environment
 
-from .site import RenderError
+from .site import RenderError, safe
 
 
 def render_config(root: Path, profile: Profile, context: dict[str, Any]) -> tuple[str, bytes] | None:
@@ -37,9 +38,24 @@ def render_config(root: Path, profile: Profile, context: dict[str, Any]) -> tupl
         return "ignition", (json.dumps(doc, separators=(",", ":"), sort_keys=True) + "\n").encode()
     if not text.startswith("#cloud-config") and not text.startswith("#!"):
         raise RenderError(f"profile {profile.name}: cloud-init user-data must start with '#cloud-config' or '#!'")
+    if text.startswith("#cloud-config"):
+        # A value with ': ' or a line break can turn a template's YAML into other keys or into
+        # nothing; cloud-init would then silently skip it. Refuse what is not a YAML mapping.
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise RenderError(f"profile {profile.name}: cloud-init user-data is not YAML: {exc}") from exc
+        if doc is not None and not isinstance(doc, dict):
+            raise RenderError(f"profile {profile.name}: cloud-init user-data is not a YAML mapping")
     return "cloud-init", text.encode()
 
 
 def meta_data(host: str, instance: str) -> bytes:
     """NoCloud meta-data: a new instance-id makes cloud-init run again after a reinstall."""
-    return f"instance-id: {instance}\nlocal-hostname: {host}\n".encode()
+    doc = {
+        "instance-id": safe(instance, "file", f"host {host}: instance-id"),
+        "local-hostname": safe(host, "name", f"host {host!r}: name"),
+    }
+    # safe_dump quotes whatever YAML would read as something else; the checks above make sure
+    # there is nothing to quote, and safe_dump makes sure of it again.
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=False).encode()

@@ -14,9 +14,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from vaquero.sot.models import Network, Site
+from vaquero.sot.models import Network, Site, control_char
 
-from .site import RenderError, SiteHost
+from .site import RenderError, SiteHost, safe
 
 Flavor = Literal["dnsmasq", "kea"]
 
@@ -58,24 +58,58 @@ def lease_seconds(value: str) -> int:
 
 
 def _tag(net: Network) -> str:
-    return f"net-{net.name}"
+    return f"net-{safe(net.name, 'name', f'network {net.name!r}: name')}"
+
+
+def _one_line(lines: list[str], what: str) -> str:
+    """Join config lines, refusing any that would become two (a value carrying a line break)."""
+    for line in lines:
+        if control_char(line) is not None:
+            raise RenderError(f"{what}: line {line!r} holds a control character: refused")
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _server(server: BootServer) -> dict[str, str]:
+    """The agent's own values, checked like SoT values: they come from flags and config files."""
+    where = "boot server"
+    return {
+        "address": safe(server.address, "ipv4", f"{where}: address"),
+        "bios_file": safe(server.bios_file, "file", f"{where}: bios_file"),
+        "efi_file": safe(server.efi_file, "file", f"{where}: efi_file"),
+        "chain_url": safe(server.chain_url, "url", f"{where}: chain_url"),
+        "efi_http_url": safe(server.efi_http_url, "url", f"{where}: efi_http_url"),
+    }
+
+
+def _interfaces(site: Site, server: BootServer) -> list[str]:
+    if server.interface:
+        return [safe(server.interface, "interface", "boot server: interface")]
+    return sorted({safe(n.interface, "interface", f"site {site.name}: network {n.name}: interface") for n in site.networks if n.interface})
+
+
+def _host_fields(h: SiteHost) -> tuple[list[str], str, str | None]:
+    where = f"host {h.name}"
+    name = safe(h.name, "name", f"{where}: name")
+    macs = [safe(m, "mac", f"{where}: macs") for m in h.host.macs]
+    ip = None if h.ip is None else safe(h.ip, "ipv4", f"{where}: ips.{h.network.name}")
+    return macs, name, ip
 
 
 def dnsmasq_host_lines(hosts: list[SiteHost]) -> list[str]:
     """Static reservations, in dhcp-hostsfile syntax (a dhcp-host= value per line)."""
     out = []
     for h in hosts:
-        macs = ",".join(h.host.macs)
-        if h.network.dhcp.mode == "proxy" or h.ip is None:
-            out.append(f"{macs},set:known,{h.name}")
+        macs, name, ip = _host_fields(h)
+        if h.network.dhcp.mode == "proxy" or ip is None:
+            out.append(f"{','.join(macs)},set:known,{name}")
         else:
-            out.append(f"{macs},set:known,{h.ip},{h.name}")
+            out.append(f"{','.join(macs)},set:known,{ip},{name}")
     return out
 
 
 def render_dnsmasq_hosts(hosts: list[SiteHost]) -> str:
     """The dhcp-hostsfile: dnsmasq re-reads it on SIGHUP, so host changes need no restart."""
-    return "".join(f"{line}\n" for line in dnsmasq_host_lines(hosts))
+    return _one_line(dnsmasq_host_lines(hosts), "dhcp-hostsfile")
 
 
 def render_dnsmasq(site: Site, hosts: list[SiteHost], server: BootServer, *, hosts_file: str | None = None) -> str:
@@ -84,8 +118,10 @@ def render_dnsmasq(site: Site, hosts: list[SiteHost], server: BootServer, *, hos
     With `hosts_file`, reservations go to that file (see render_dnsmasq_hosts) instead of
     inline, so the agent can apply host changes with SIGHUP rather than a restart.
     """
+    srv = _server(server)
+    site_name = safe(site.name, "name", f"site {site.name!r}: name")
     out = [
-        f"# dnsmasq configuration for site {site.name}, rendered by Vaquero. Do not edit: changes are overwritten.",
+        f"# dnsmasq configuration for site {site_name}, rendered by Vaquero. Do not edit: changes are overwritten.",
         "port=0",
         "bind-dynamic",
         "no-resolv",
@@ -96,7 +132,7 @@ def render_dnsmasq(site: Site, hosts: list[SiteHost], server: BootServer, *, hos
     ]
     if server.log_dhcp:
         out.append("log-dhcp")
-    interfaces = sorted({i for i in ([server.interface] if server.interface else [n.interface for n in site.networks]) if i})
+    interfaces = _interfaces(site, server)
     out += [f"interface={i}" for i in interfaces]
     proxy = any(n.dhcp.mode == "proxy" for n in site.networks)
     if not proxy:
@@ -116,77 +152,83 @@ def render_dnsmasq(site: Site, hosts: list[SiteHost], server: BootServer, *, hos
     ]
     for net in site.networks:
         t = _tag(net)
-        sub = net.subnet
-        out += ["", f"# network {net.name} ({sub}), mode {net.dhcp.mode}"]
-        if net.dhcp.mode == "proxy":
-            out.append(f"dhcp-range=set:{t},{sub.network_address},proxy,{sub.netmask}")
+        where = f"site {site_name}: network {net.name}"
+        sub = safe(net.subnet, "subnet", f"{where}: subnet")
+        netmask = safe(net.subnet.netmask, "ipv4", f"{where}: subnet")
+        network_address = safe(net.subnet.network_address, "ipv4", f"{where}: subnet")
+        mode = {"server": "server", "proxy": "proxy"}.get(net.dhcp.mode)
+        if mode is None:
+            raise RenderError(f"{where}: dhcp.mode {net.dhcp.mode!r} is not server or proxy: refused")
+        out += ["", f"# network {net.name} ({sub}), mode {mode}"]
+        if mode == "proxy":
+            out.append(f"dhcp-range=set:{t},{network_address},proxy,{netmask}")
             continue
-        lease = net.dhcp.lease_time
+        lease = safe(net.dhcp.lease_time, "lease", f"{where}: dhcp.lease_time")
         if net.dhcp.range is not None:
-            first, last = net.dhcp.range
-            out.append(f"dhcp-range=set:{t},{first},{last},{sub.netmask},{lease}")
+            first, last = (safe(a, "ipv4", f"{where}: dhcp.range") for a in net.dhcp.range)
+            out.append(f"dhcp-range=set:{t},{first},{last},{netmask},{lease}")
         else:
-            out.append(f"dhcp-range=set:{t},{sub.network_address},static,{sub.netmask},{lease}")
+            out.append(f"dhcp-range=set:{t},{network_address},static,{netmask},{lease}")
         if net.gateway is not None:
-            out.append(f"dhcp-option=tag:{t},option:router,{net.gateway}")
+            out.append(f"dhcp-option=tag:{t},option:router,{safe(net.gateway, 'ipv4', f'{where}: gateway')}")
         if net.dns:
-            out.append(f"dhcp-option=tag:{t},option:dns-server,{','.join(str(d) for d in net.dns)}")
+            out.append(f"dhcp-option=tag:{t},option:dns-server,{','.join(safe(d, 'ipv4', f'{where}: dns') for d in net.dns)}")
         if net.ntp:
             # Forced: iPXE and some firmware do not ask for option 42 but the OS wants it.
-            out.append(f"dhcp-option-force=tag:{t},option:ntp-server,{','.join(str(n) for n in net.ntp)}")
+            out.append(f"dhcp-option-force=tag:{t},option:ntp-server,{','.join(safe(n, 'ipv4', f'{where}: ntp') for n in net.ntp)}")
         if net.domain:
-            out.append(f"dhcp-option=tag:{t},option:domain-name,{net.domain}")
+            out.append(f"dhcp-option=tag:{t},option:domain-name,{safe(net.domain, 'domain', f'{where}: domain')}")
     if proxy:
         out += [
             "",
             "# proxy mode: another server hands out addresses; answer PXE only.",
-            f'pxe-service=tag:!ipxe,x86PC,"Vaquero iPXE",{server.bios_file}',
-            f'pxe-service=tag:!ipxe,X86-64_EFI,"Vaquero iPXE",{server.efi_file}',
-            f'pxe-service=tag:!ipxe,BC_EFI,"Vaquero iPXE",{server.efi_file}',
-            f'pxe-service=tag:ipxe,x86PC,"Vaquero",{server.chain_url}',
-            f'pxe-service=tag:ipxe,X86-64_EFI,"Vaquero",{server.chain_url}',
-            f'pxe-service=tag:ipxe,BC_EFI,"Vaquero",{server.chain_url}',
+            f'pxe-service=tag:!ipxe,x86PC,"Vaquero iPXE",{srv["bios_file"]}',
+            f'pxe-service=tag:!ipxe,X86-64_EFI,"Vaquero iPXE",{srv["efi_file"]}',
+            f'pxe-service=tag:!ipxe,BC_EFI,"Vaquero iPXE",{srv["efi_file"]}',
+            f'pxe-service=tag:ipxe,x86PC,"Vaquero",{srv["chain_url"]}',
+            f'pxe-service=tag:ipxe,X86-64_EFI,"Vaquero",{srv["chain_url"]}',
+            f'pxe-service=tag:ipxe,BC_EFI,"Vaquero",{srv["chain_url"]}',
         ]
     else:
         out += [
             "",
             "# iPXE: do not wait for ProxyDHCP (saves seconds per boot).",
             "dhcp-option=encap:175,176,1",
-            f"dhcp-boot=tag:ipxe,{server.chain_url}",
+            f"dhcp-boot=tag:ipxe,{srv['chain_url']}",
             "dhcp-option=tag:efihttp,option:vendor-class,HTTPClient",
-            f"dhcp-boot=tag:!ipxe,tag:efihttp,{server.efi_http_url}",
-            f"dhcp-boot=tag:!ipxe,tag:!efihttp,tag:efi64,{server.efi_file},,{server.address}",
-            f"dhcp-boot=tag:!ipxe,tag:!efihttp,tag:!efi64,{server.bios_file},,{server.address}",
+            f"dhcp-boot=tag:!ipxe,tag:efihttp,{srv['efi_http_url']}",
+            f"dhcp-boot=tag:!ipxe,tag:!efihttp,tag:efi64,{srv['efi_file']},,{srv['address']}",
+            f"dhcp-boot=tag:!ipxe,tag:!efihttp,tag:!efi64,{srv['bios_file']},,{srv['address']}",
         ]
     if hosts_file is not None:
-        out += ["", "# hosts of the SoT: static reservations by MAC, re-read on SIGHUP", f"dhcp-hostsfile={hosts_file}"]
+        out += ["", "# hosts of the SoT: static reservations by MAC, re-read on SIGHUP", f"dhcp-hostsfile={safe(hosts_file, 'path', 'dhcp-hostsfile')}"]
     elif hosts:
         out += ["", "# hosts of the SoT: static reservations by MAC (name sent as option 12)"]
         out += [f"dhcp-host={line}" for line in dnsmasq_host_lines(hosts)]
-    return "\n".join(out) + "\n"
+    return _one_line(out, f"dnsmasq configuration of site {site_name}")
 
 
-def _client_classes(server: BootServer) -> list[dict[str, Any]]:
+def _client_classes(srv: dict[str, str]) -> list[dict[str, Any]]:
     is_ipxe = "(substring(option[77].hex,0,4) == 'iPXE' or option[175].exists)"
     return [
-        {"name": "ipxe", "test": is_ipxe, "boot-file-name": server.chain_url},
+        {"name": "ipxe", "test": is_ipxe, "boot-file-name": srv["chain_url"]},
         {
             "name": "efi-http",
             "test": f"not {is_ipxe} and option[93].hex == 0x0010",
-            "boot-file-name": server.efi_http_url,
+            "boot-file-name": srv["efi_http_url"],
             "option-data": [{"name": "vendor-class-identifier", "data": "HTTPClient"}],
         },
         {
             "name": "efi-x64",
             "test": f"not {is_ipxe} and (option[93].hex == 0x0007 or option[93].hex == 0x0009)",
-            "next-server": server.address,
-            "boot-file-name": server.efi_file,
+            "next-server": srv["address"],
+            "boot-file-name": srv["efi_file"],
         },
         {
             "name": "bios",
             "test": f"not {is_ipxe} and (option[93].hex == 0x0000 or not option[93].exists)",
-            "next-server": server.address,
-            "boot-file-name": server.bios_file,
+            "next-server": srv["address"],
+            "boot-file-name": srv["bios_file"],
         },
     ]
 
@@ -195,40 +237,44 @@ def render_kea(site: Site, hosts: list[SiteHost], server: BootServer, *, lease_f
     """A complete kea-dhcp4 JSON configuration. Kea has no ProxyDHCP: proxy mode is refused."""
     if any(n.dhcp.mode == "proxy" for n in site.networks):
         raise RenderError(f"site {site.name}: Kea cannot run in proxy mode; use the dnsmasq flavor for proxy networks")
-    interfaces = sorted({i for i in ([server.interface] if server.interface else [n.interface for n in site.networks]) if i}) or ["*"]
+    # Built as data and serialised by json.dumps; the values are checked all the same, because
+    # Kea hands them on to clients (option 15, option 12) and to its own expression parser.
+    srv = _server(server)
+    interfaces = _interfaces(site, server) or ["*"]
     subnets = []
     for i, net in enumerate(site.networks, start=1):
+        where = f"site {site.name}: network {net.name}"
         options: list[dict[str, Any]] = []
         if net.gateway is not None:
-            options.append({"name": "routers", "data": str(net.gateway)})
+            options.append({"name": "routers", "data": safe(net.gateway, "ipv4", f"{where}: gateway")})
         if net.dns:
-            options.append({"name": "domain-name-servers", "data": ", ".join(str(d) for d in net.dns)})
+            options.append({"name": "domain-name-servers", "data": ", ".join(safe(d, "ipv4", f"{where}: dns") for d in net.dns)})
         if net.ntp:
-            options.append({"name": "ntp-servers", "data": ", ".join(str(n) for n in net.ntp), "always-send": True})
+            options.append({"name": "ntp-servers", "data": ", ".join(safe(n, "ipv4", f"{where}: ntp") for n in net.ntp), "always-send": True})
         if net.domain:
-            options.append({"name": "domain-name", "data": net.domain})
+            options.append({"name": "domain-name", "data": safe(net.domain, "domain", f"{where}: domain")})
         reservations = []
         for h in hosts:
             if h.network.name != net.name:
                 continue
-            for mac in h.host.macs:
-                r: dict[str, Any] = {"hw-address": mac, "hostname": h.name}
-                if h.ip is not None and len(h.host.macs) == 1:
-                    r["ip-address"] = str(h.ip)
-                elif h.ip is not None and mac == h.host.macs[0]:
-                    r["ip-address"] = str(h.ip)
+            macs, name, ip = _host_fields(h)
+            for mac in macs:
+                r: dict[str, Any] = {"hw-address": mac, "hostname": name}
+                if ip is not None and mac == macs[0]:
+                    r["ip-address"] = ip
                 reservations.append(r)
         subnet: dict[str, Any] = {
             "id": i,
-            "subnet": str(net.subnet),
-            "valid-lifetime": lease_seconds(net.dhcp.lease_time),
+            "subnet": safe(net.subnet, "subnet", f"{where}: subnet"),
+            "valid-lifetime": lease_seconds(safe(net.dhcp.lease_time, "lease", f"{where}: dhcp.lease_time")),
             "option-data": options,
             "reservations": reservations,
         }
         if net.dhcp.range is not None:
-            subnet["pools"] = [{"pool": f"{net.dhcp.range[0]} - {net.dhcp.range[1]}"}]
+            first, last = (safe(a, "ipv4", f"{where}: dhcp.range") for a in net.dhcp.range)
+            subnet["pools"] = [{"pool": f"{first} - {last}"}]
         if net.interface and len(interfaces) > 1:
-            subnet["interface"] = net.interface
+            subnet["interface"] = safe(net.interface, "interface", f"{where}: interface")
         subnets.append(subnet)
     lease_db: dict[str, Any] = {"type": "memfile", "lfc-interval": 3600}
     if lease_file:
@@ -242,7 +288,7 @@ def render_kea(site: Site, hosts: list[SiteHost], server: BootServer, *, lease_f
             "authoritative": True,
             "reservations-out-of-pool": True,
             "host-reservation-identifiers": ["hw-address"],
-            "client-classes": _client_classes(server),
+            "client-classes": _client_classes(srv),
             "subnet4": subnets,
         }
     }

@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 import jinja2
 
-from vaquero.sot.models import Profile
+from vaquero.sot.models import Asset, Profile, cmdline_error, normalize_cmdline
 from vaquero.sot.templates import BootUrls, environment
 
-from .site import RenderError, asset_name, asset_relpath
+from .site import RenderError, asset_name, safe
 
 BootMode = Literal["install", "localboot"]
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -32,50 +32,70 @@ def mac_key(mac: str) -> str:
 
 def chain_script(http_base: str) -> str:
     """What DHCP hands iPXE: fetch this host's own script, keyed by the MAC that booted."""
-    base = http_base.rstrip("/")
+    base = safe(http_base.rstrip("/"), "url", "agent base URL")
     return f"#!ipxe\nchain --autofree {base}/v1/boot/ipxe/${{netX/mac:hexhyp}} || chain --autofree {base}/v1/boot/ipxe/${{mac:hexhyp}}\n"
 
 
-def _safe(text: str) -> str:
-    # One iPXE line: no newlines, no command separators smuggled in from a template.
-    if "\n" in text or "\r" in text:
-        raise RenderError("kernel command line must be one line")
-    return text
-
-
-def render_cmdline(profile: Profile, context: dict[str, Any]) -> str:
+def render_cmdline(profile: Profile, context: dict[str, Any], *, host: str | None = None) -> str:
+    """The rendered kernel command line, refused unless every token follows the grammar of
+    vaquero.sot.models.cmdline_error (what iPXE and Linux read as plain key=value)."""
+    where = f"host {host}: profile {profile.name}: cmdline" if host else f"profile {profile.name}: cmdline"
     if not profile.cmdline:
         return ""
     try:
         text = environment().from_string(profile.cmdline).render(context)
     except jinja2.TemplateError as exc:
-        raise RenderError(f"profile {profile.name}: cmdline template: {exc}") from exc
-    return " ".join(text.split())
+        raise RenderError(f"{where}: template: {exc}") from exc
+    text = normalize_cmdline(text)
+    why = cmdline_error(text)
+    if why is not None:
+        raise RenderError(f"{where}: {why}")
+    return text
 
 
-def install_script(host: str, firmware: str, profile: Profile, context: dict[str, Any], urls: BootUrls) -> str:
-    assets = urls.assets().rstrip("/")
-    cmdline = _safe(render_cmdline(profile, context))
-    # initrd=<name> lets an EFI-stub kernel find its initrds in iPXE's image list; a BIOS boot ignores it.
-    initrd_args = "".join(f" initrd={asset_name(a)}" for a in profile.initrd)
-    lines = [
-        "#!ipxe",
-        f"echo Vaquero: installing {host} with {profile.name} {profile.version}",
-        f"kernel --name {asset_name(profile.kernel)} {assets}/{asset_relpath(profile, profile.kernel)}{initrd_args} {cmdline}".rstrip(),
-    ]
-    for a in profile.initrd:
-        lines.append(f"initrd --name {asset_name(a)} {assets}/{asset_relpath(profile, a)}")
-    lines.append("boot")
+def _script(lines: list[str], host: str) -> str:
+    # Each line was built from checked tokens; this only proves that none became two lines.
+    for line in lines:
+        if any(ch in line for ch in "\n\r\0\x0b\x0c\x85\u2028\u2029"):
+            raise RenderError(f"host {host}: iPXE script line {line!r} holds a line break: refused")
     return "\n".join(lines) + "\n"
 
 
+def install_script(host: str, firmware: str, profile: Profile, context: dict[str, Any], urls: BootUrls) -> str:
+    name = safe(host, "name", f"host {host!r}: name")
+    where = f"host {name}: profile {profile.name}"
+    assets = safe(urls.assets().rstrip("/"), "url", f"{where}: asset URL")
+    prof = safe(profile.name, "name", f"{where}: name")
+    # `echo` expands ${...} like any iPXE command; the version rule has no '$' (nor space).
+    version = safe(profile.version, "version", f"{where}: version")
+    cmdline = render_cmdline(profile, context, host=name)
+
+    def file(a: Asset, field: str) -> str:
+        return safe(asset_name(a), "file", f"{where}: {field}")
+
+    kernel = file(profile.kernel, "kernel")
+    initrds = [file(a, f"initrd[{i}]") for i, a in enumerate(profile.initrd)]
+    # initrd=<name> lets an EFI-stub kernel find its initrds in iPXE's image list; a BIOS boot ignores it.
+    initrd_args = "".join(f" initrd={n}" for n in initrds)
+    lines = [
+        "#!ipxe",
+        f"echo Vaquero: installing {name} with {prof} {version}",
+        f"kernel --name {kernel} {assets}/{prof}/{kernel}{initrd_args} {cmdline}".rstrip(),
+    ]
+    for n in initrds:
+        lines.append(f"initrd --name {n} {assets}/{prof}/{n}")
+    lines.append("boot")
+    return _script(lines, name)
+
+
 def localboot_script(host: str, firmware: str) -> str:
+    host = safe(host, "name", f"host {host!r}: name")
     lines = ["#!ipxe", f"echo Vaquero: {host} is installed, booting from local disk"]
     if firmware == "bios":
         lines.append("sanboot --no-describe --drive 0x80 || exit")
     else:
         lines.append("exit")
-    return "\n".join(lines) + "\n"
+    return _script(lines, host)
 
 
 def unknown_script() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import PurePosixPath
@@ -14,6 +15,37 @@ from vaquero.sot.templates import primary_network
 
 class RenderError(ValueError):
     """The SoT cannot be rendered as asked (unknown site, missing profile, bad template...)."""
+
+
+# What a value may look like when it is written into a config file or script. These checks do
+# not trust the models: a SoT built without validation (model_construct, an old pickle, a
+# future field) must still not write a line the renderer did not mean. None of these let
+# through white space, a control character, '#', quotes, backslash or '$'.
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_RULES: dict[str, re.Pattern[str]] = {
+    "name": re.compile(_LABEL),
+    "domain": re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*"),
+    "interface": re.compile(r"(?!\.{1,2}\Z)[A-Za-z0-9_.:@-]{1,15}"),
+    "mac": re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}"),
+    "ipv4": re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}"),
+    "subnet": re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}"),
+    "lease": re.compile(r"[0-9]+[smhd]?|infinite"),
+    "version": re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~:-]{0,63}"),
+    # A file name iPXE, TFTP and dnsmasq see as one token.
+    "file": re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+~@=-]{0,254}"),
+    # URLs we write into dnsmasq, Kea and iPXE: no ',' (a dnsmasq field separator), no '$'
+    # (iPXE expands ${...}), no '#' (comment in both), no space, quote or backslash.
+    "url": re.compile(r"https?://[A-Za-z0-9._~:/?=&%@+!*\[\]-]+"),
+    "path": re.compile(r"/[A-Za-z0-9._~:/?=&%@+!*-]*"),
+}
+
+
+def safe(value: object, rule: str, where: str) -> str:
+    """`value` as text when it matches `rule`; a RenderError naming `where` otherwise."""
+    text = str(value)
+    if not _RULES[rule].fullmatch(text):
+        raise RenderError(f"{where}: {text!r} is not a valid {rule}: refused")
+    return text
 
 
 @dataclass(frozen=True)

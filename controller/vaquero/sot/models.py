@@ -13,13 +13,15 @@ live here; rules that need the whole SoT (references, duplicates, cycles) live i
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import unicodedata
 import uuid as uuidlib
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 API_VERSION = "vaquero/v1"
 
@@ -29,6 +31,163 @@ Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Percent = Annotated[str, StringConstraints(pattern=r"^(100|[1-9]?[0-9])%$")]
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
+
+# --- The typed boundary -------------------------------------------------------------------
+# Every string of a SoT ends up in another language: dnsmasq.conf, Kea JSON, an iPXE script,
+# a kernel command line, cloud-init YAML, a shell, the plan text an approver reads. A control
+# character (newline, CR, NUL, NEL, U+2028...) starts a new line or ends a string in one of
+# them, and format characters (bidi overrides, zero-width) make the approver read something
+# other than what runs. So no SoT string holds one, except the few fields whose job is to
+# hold several lines (templates, hook commands, descriptions), which may hold \n and \t.
+_REFUSED_CATEGORIES = ("Cc", "Cf", "Zl", "Zp", "Cs", "Co")
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ASCII_CONTROL_ML = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # tab and newline pass
+
+
+def control_char(value: str, *, multiline: bool = False) -> str | None:
+    """The first character of `value` a SoT string may not hold, as an escape (None: clean)."""
+    if value.isascii():
+        m = _ASCII_CONTROL.search(value) if not multiline else _ASCII_CONTROL_ML.search(value)
+        return None if m is None else ascii(m.group())[1:-1]
+    for ch in value:
+        if multiline and ch in "\n\t":
+            continue
+        if unicodedata.category(ch) in _REFUSED_CATEGORIES:
+            return ascii(ch)[1:-1]
+    return None
+
+
+def _one_line(value: str) -> str:
+    bad = control_char(value)
+    if bad is not None:
+        raise ValueError(f"control or format character {bad} is not allowed here (one line of printable text)")
+    return value
+
+
+def _multi_line(value: str) -> str:
+    bad = control_char(value, multiline=True)
+    if bad is not None:
+        raise ValueError(f"control or format character {bad} is not allowed here (only newlines and tabs)")
+    return value
+
+
+# One line of printable text, bounded: names people read (serial, asset tag, user name...).
+ShortText = Annotated[str, StringConstraints(max_length=128), AfterValidator(_one_line)]
+Text = Annotated[str, StringConstraints(max_length=4096), AfterValidator(_one_line)]
+# Several lines, where the author means them: descriptions, hook commands, inline templates.
+Description = Annotated[str, StringConstraints(max_length=4096), AfterValidator(_multi_line)]
+Command = Annotated[str, StringConstraints(max_length=65_536), AfterValidator(_multi_line)]
+Template = Annotated[str, StringConstraints(max_length=1_048_576), AfterValidator(_multi_line)]
+
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+# RFC 1123 DNS name: lower-case labels of 1-63 characters, 253 in all, no trailing dot (dnsmasq and
+# Kea send it as option 15 verbatim).
+DomainName = Annotated[str, StringConstraints(max_length=253, pattern=rf"^{_LABEL}(\.{_LABEL})*$")]
+
+
+# Linux dev_valid_name(): 1-15 bytes (IFNAMSIZ 16 with the NUL), not '.' or '..', no '/' and no
+# white space. Narrowed to the characters interface names use in practice so that nothing
+# meaningful to dnsmasq (',', '#', '*') or Kea ('/') gets through; ':' stays for alias labels.
+def _not_dots(value: str) -> str:
+    if value in (".", ".."):
+        raise ValueError(f"{value!r} is not a valid interface name")
+    return value
+
+
+InterfaceName = Annotated[str, StringConstraints(min_length=1, max_length=15, pattern=r"^[A-Za-z0-9_.:@-]{1,15}$"), AfterValidator(_not_dots)]
+# Keys people choose (role, credential, vars key, field names): word characters, dots and dashes.
+Key = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")]
+# POSIX environment variable name (portable character set).
+EnvName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+AbsPath = Annotated[str, StringConstraints(min_length=2, max_length=4096, pattern=r"^/"), AfterValidator(_one_line)]
+RelPath = Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_one_line)]
+# Shown on iPXE `echo` lines and in plans: no spaces and nothing iPXE expands ('$').
+Version = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+~:-]*$")]
+HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s/]+(/\S*)?$"), AfterValidator(_one_line)]
+
+# --- Kernel command line ------------------------------------------------------------------
+# iPXE puts the rendered cmdline on its `kernel` line. Its parser (src/core/exec.c, script.c,
+# settings.c in ipxe/ipxe) splits a line on isspace(); a token that is exactly '||', '&&' or ';'
+# ends the command and starts another one; a token starting with '#' comments out the rest;
+# '${...}' anywhere in a token is expanded from iPXE settings (which leaks or rewrites values);
+# a trailing backslash joins the next script line. Linux then splits the cmdline on spaces
+# but honours double quotes. So a cmdline token is `key` or `key=value`, keys are word
+# characters, dots and dashes, values are URL-safe printable ASCII without '$', ';', '#',
+# '|', quotes, backslash, '<', '>', backtick or spaces, and tokens are joined by single
+# spaces. '?', '=', '&' (single), '%', '/', ':', '.', '-', '_', ',', '@', '+' stay allowed so a
+# URL with a query string (a one-time token) fits.
+CMDLINE_MAX = 4096
+_CMDLINE_TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(=[A-Za-z0-9._~:/?=&%,@+!*-]*)?")
+
+
+def normalize_cmdline(text: str) -> str:
+    """Runs of spaces (what Jinja blocks and folded YAML leave) become one; nothing else is touched."""
+    return " ".join(t for t in text.split(" ") if t)
+
+
+def cmdline_error(text: str) -> str | None:
+    """Why a rendered kernel command line is refused (None: it follows the grammar)."""
+    if len(text) > CMDLINE_MAX:
+        return f"kernel command line is {len(text)} characters, at most {CMDLINE_MAX} are allowed"
+    if text == "":
+        return None
+    bad = control_char(text)
+    if bad is not None:
+        return f"kernel command line holds control character {bad}"
+    for token in text.split(" "):
+        if token == "":
+            return "kernel command line tokens must be separated by single spaces"
+        if not _CMDLINE_TOKEN.fullmatch(token):
+            return f"kernel command line token {token!r} is not key or key=value with URL-safe characters (no $ ; # | quotes \\ < > `)"
+        if "&&" in token:
+            return f"kernel command line token {token!r} holds '&&'"
+    return None
+
+
+# vars feed templates (cmdline, cloud-init, Ignition): bounded in size and depth, keys are Keys,
+# strings are one line. A long list of PEM blocks belongs in a template or a file, not in vars.
+VARS_MAX_NODES = 10_000
+VARS_MAX_DEPTH = 32
+VARS_MAX_STRING = 65_536
+_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def _check_vars(value: Any) -> Any:
+    if not isinstance(value, dict):
+        raise ValueError("vars must be a mapping")
+    budget = [VARS_MAX_NODES]
+
+    def walk(node: Any, where: str, depth: int) -> None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ValueError(f"vars hold more than {VARS_MAX_NODES} values (YAML aliases count once per use)")
+        if depth > VARS_MAX_DEPTH:
+            raise ValueError(f"{where}: vars nest deeper than {VARS_MAX_DEPTH} levels")
+        if isinstance(node, str):
+            if len(node) > VARS_MAX_STRING:
+                raise ValueError(f"{where}: string of {len(node)} characters, at most {VARS_MAX_STRING}")
+            bad = control_char(node)
+            if bad is not None:
+                raise ValueError(f"{where}: control or format character {bad} is not allowed in vars")
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                if not isinstance(k, str) or not _KEY_RE.match(k):
+                    raise ValueError(f"{where}: key {k!r} must be letters, digits, '_', '.' or '-' (at most 128)")
+                walk(v, f"{where}.{k}", depth + 1)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{where}[{i}]", depth + 1)
+        elif node is not None and not isinstance(node, bool | int | float | dt.date):
+            raise ValueError(f"{where}: {type(node).__name__} is not allowed in vars (strings, numbers, booleans, null, lists, mappings)")
+
+    for k, v in value.items():
+        if not isinstance(k, str) or not _KEY_RE.match(k):
+            raise ValueError(f"key {k!r} must be letters, digits, '_', '.' or '-' (at most 128)")
+        walk(v, k, 1)
+    return value
+
+
+Vars = Annotated[dict[str, Any], AfterValidator(_check_vars)]
 Phase = Literal["pre_shutdown", "pre_reboot", "post_reboot", "validate"]
 PHASES: tuple[str, ...] = ("pre_shutdown", "pre_reboot", "post_reboot", "validate")
 # "HH:MM" as a quoted string: YAML 1.1 reads an unquoted 04:00 as the number 240.
@@ -57,8 +216,8 @@ Mac = Annotated[str, Field(description="MAC address, aa:bb:cc:dd:ee:ff")]
 class SecretRef(Model):
     """Where a secret lives on the node that uses it. The secret itself never enters git."""
 
-    env: str | None = Field(None, description="name of an environment variable holding the secret")
-    file: str | None = Field(None, description="path of a file holding the secret (first line)")
+    env: EnvName | None = Field(None, description="name of an environment variable holding the secret")
+    file: AbsPath | None = Field(None, description="absolute path of a file holding the secret (first line)")
 
     @model_validator(mode="after")
     def _one(self) -> SecretRef:
@@ -68,7 +227,7 @@ class SecretRef(Model):
 
 
 class Credential(Model):
-    username: str
+    username: ShortText
     password: SecretRef
 
 
@@ -85,31 +244,31 @@ class Network(Model):
     dhcp: Dhcp = Dhcp()
     dns: list[IPv4Address] = []
     ntp: list[IPv4Address] = []
-    domain: str | None = None
-    interface: str | None = Field(None, description="the agent's interface on this network")
+    domain: DomainName | None = Field(None, description="DNS domain (RFC 1123, lower case), sent as DHCP option 15")
+    interface: InterfaceName | None = Field(None, description="the agent's interface on this network (a Linux interface name)")
 
 
 class Agent(Model):
     name: Name
-    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/\S*)?$")]
+    url: HttpUrl
 
 
 class Site(Model):
     apiVersion: Literal["vaquero/v1"]
     kind: Literal["Site"]
     name: Name
-    description: str = ""
+    description: Description = ""
     agents: list[Agent] = []
     networks: list[Network] = Field(min_length=1)
-    credentials: dict[str, Credential] = {}
+    credentials: dict[Key, Credential] = {}
 
 
 # --- Profile ------------------------------------------------------------------------------
 
 
 class Asset(Model):
-    url: Annotated[str, StringConstraints(pattern=r"^(https?|file)://\S+$")] | None = None
-    path: str | None = Field(None, description="relative: inside the SoT repository; absolute: on the agent")
+    url: Annotated[str, StringConstraints(max_length=2048, pattern=r"^(https?|file)://\S+$"), AfterValidator(_one_line)] | None = None
+    path: RelPath | None = Field(None, description="relative: inside the SoT repository; absolute: on the agent")
     sha256: Sha256
 
     @model_validator(mode="after")
@@ -121,8 +280,8 @@ class Asset(Model):
 
 class ConfigTemplate(Model):
     format: Literal["cloud-init", "ignition"]
-    template: str | None = Field(None, description="path of a Jinja2 template inside the SoT repository")
-    inline: str | None = Field(None, description="the Jinja2 template itself")
+    template: RelPath | None = Field(None, description="path of a Jinja2 template inside the SoT repository")
+    inline: Template | None = Field(None, description="the Jinja2 template itself")
 
     @model_validator(mode="after")
     def _one(self) -> ConfigTemplate:
@@ -135,11 +294,13 @@ class Profile(Model):
     apiVersion: Literal["vaquero/v1"]
     kind: Literal["Profile"]
     name: Name
-    version: str = Field(description="OS version: a change makes hosts on this profile upgrade")
+    version: Version = Field(description="OS version: a change makes hosts on this profile upgrade")
     kernel: Asset
     initrd: list[Asset] = []
     image: Asset | None = None
-    cmdline: str = Field("", description="Jinja2 template of the kernel command line")
+    cmdline: Annotated[str, StringConstraints(max_length=CMDLINE_MAX), AfterValidator(_one_line)] = Field(
+        "", description="Jinja2 template of the kernel command line; once rendered: key or key=value tokens (see cmdline_error)"
+    )
     config: ConfigTemplate | None = None
 
 
@@ -165,11 +326,12 @@ class Hook(Model):
     timeout: int = Field(300, ge=1, le=86400, description="seconds for one attempt")
     retries: int = Field(0, ge=0, le=100)
     delay: int = Field(5, ge=0, le=3600, description="seconds between attempts")
-    url: str | None = None
+    # A Jinja template (Ansible renders it per host), so spaces inside '{{ }}' are fine.
+    url: Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://"), AfterValidator(_one_line)] | None = None
     status: int = Field(200, ge=100, le=599)
-    body: str | None = Field(None, description="http_check: a substring the response body must contain")
-    command: str | None = None
-    file: str | None = Field(None, description="tasks/playbook: path inside the SoT repository")
+    body: Text | None = Field(None, description="http_check: a substring the response body must contain")
+    command: Command | None = None
+    file: RelPath | None = Field(None, description="tasks/playbook: path inside the SoT repository")
     port: int = Field(22, ge=1, le=65535)
 
     @model_validator(mode="after")
@@ -216,7 +378,7 @@ class Stage(Model):
     """Incremental provisioning: stages run in order, each waits for the previous to be ready."""
 
     name: Name
-    roles: list[str] = Field(min_length=1)
+    roles: list[Key] = Field(min_length=1)
 
 
 class Policy(Model):
@@ -226,7 +388,7 @@ class Policy(Model):
     on_failure: Literal["halt", "continue", "retry", "rollback"] = "halt"
     retries: int = Field(0, ge=0, le=10, description="attempts after the first, with on_failure: retry")
     windows: list[Window] = Field([], description="reboot windows; empty means any time")
-    order_by: str = Field("name", description="host field or vars key the rollout order follows")
+    order_by: Key = Field("name", description="host field or vars key the rollout order follows")
     first: list[Name] = Field([], description="hosts that go first, in this order")
     stages: list[Stage] = []
     auto_apply: bool = Field(False, description="apply without waiting for approval")
@@ -246,28 +408,30 @@ class Upgrade(Model):
 
 class Bmc(Model):
     type: Literal["ipmi", "redfish"]
-    address: Annotated[str, StringConstraints(min_length=1, pattern=r"^[^\s/]+$")]
+    address: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[^\s/]+$"), AfterValidator(_one_line)]
     port: int | None = Field(None, ge=1, le=65535)
-    credential: str
+    credential: Key
     insecure: bool = Field(False, description="redfish: skip TLS verification (logged as a warning)")
-    ca_file: str | None = None
-    system: str | None = Field(None, description="redfish: the System's path, when the BMC has several")
+    ca_file: AbsPath | None = None
+    system: Annotated[str, StringConstraints(max_length=512, pattern=r"^/[^\s]*$"), AfterValidator(_one_line)] | None = Field(
+        None, description="redfish: the System's path, when the BMC has several"
+    )
 
 
 class Host(Model):
     name: Name
     macs: list[Mac] = Field(min_length=1)
     uuid: str | None = Field(None, description="SMBIOS system UUID")
-    serial: str | None = None
-    asset_tag: str | None = None
-    roles: list[str] = []
+    serial: ShortText | None = None
+    asset_tag: ShortText | None = None
+    roles: list[Key] = []
     bmc: Bmc | None = None
     ips: dict[str, IPv4Address] = Field({}, description="address per network name")
     profile: Name | None = Field(None, description="overrides the cluster's profile")
     firmware: Literal["bios", "uefi"] = "bios"
     power: Literal["on", "off"] = "on"
     reinstall: int = Field(0, ge=0, description="bump to reinstall the host")
-    vars: dict[str, Any] = {}
+    vars: Vars = {}
     hooks: dict[Phase, list[Name]] = {}
 
     @field_validator("macs", mode="before")
@@ -300,12 +464,12 @@ class Cluster(Model):
     name: Name
     site: Name
     profile: Name
-    description: str = ""
+    description: Description = ""
     depends_on: list[Name] = []
     policy: Policy = Policy()
     upgrade: Upgrade = Upgrade()
     hooks: dict[Phase, list[Name]] = {}
-    vars: dict[str, Any] = {}
+    vars: Vars = {}
     hosts: list[Host] = []
 
 

@@ -12,7 +12,7 @@ import jinja2
 
 from .errors import SoTError
 from .loader import SoT
-from .models import PHASES, Cluster, Host, Policy
+from .models import PHASES, Cluster, Host, Policy, cmdline_error, normalize_cmdline
 from .templates import config_source, environment, host_context
 
 
@@ -292,6 +292,11 @@ def _check_templates(sot: SoT) -> list[SoTError]:
             except jinja2.TemplateError as exc:
                 failed.add((profile.name, field))
                 errors.append(sot.error("Profile", profile.name, (field,), f"template does not render for host {host.name} (cluster {cluster.name}): {exc}"))
+                continue
+            if field == "cmdline" and (why := cmdline_error(normalize_cmdline(out))) is not None:
+                # Checked on the rendered text: a host var or a network value lands in it too.
+                failed.add((profile.name, field))
+                errors.append(sot.error("Profile", profile.name, ("cmdline",), f"for host {host.name} (cluster {cluster.name}): {why}"))
                 continue
             if field == "config" and profile.config is not None and profile.config.format == "ignition":
                 try:
