@@ -91,9 +91,9 @@ def test_state_change_visible_on_fast_path(server):
     (r,) = exchange(port, b"GET /v1/boot/ipxe/52-54-00-00-10-01 HTTP/1.1\r\nHost: a\r\n\r\n", 1)
     assert b"kernel --name vmlinuz" in r
     body = b'{"ip": "10.90.0.11"}'
-    (r,) = exchange(
-        port, b"POST /v1/boot/callback/node1?token=%s HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (app.states.token("node1").encode(), len(body), body), 1
-    )
+    token = app.states.token("node1").encode()
+    head = b"POST /v1/boot/callback/node1?token=%s HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n" % token
+    (r,) = exchange(port, head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body), 1)
     assert b'"state": "installed"' in r
     (r,) = exchange(port, b"GET /v1/boot/ipxe/52-54-00-00-10-01 HTTP/1.1\r\nHost: a\r\n\r\n", 1)
     assert b"sanboot" in r and b"kernel" not in r

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import os
 import secrets
 import shutil
@@ -278,6 +279,17 @@ def need_root_netns() -> None:
         pytest.skip("the partition test needs root and iproute2 (network namespaces)")
 
 
+def boot_request(state_dir: Path, path: str) -> tuple[str, dict[str, str]]:
+    """`path` and headers as a legitimate caller sends them: the agent's admin token (made in its
+    state folder), and for a callback the host's one-time install token (kept in its boot states)."""
+    headers = {"Authorization": f"Bearer {(state_dir / 'admin-token').read_text().strip()}"}
+    if path.startswith("/v1/boot/callback/"):
+        host = path.rsplit("/", 1)[-1]
+        states = json.loads((state_dir / "boot-states.json").read_text())["hosts"]
+        path += f"?token={states[host]['token']}"
+    return path, headers
+
+
 class RunningAgent:
     """What `vaquero agent --controller` runs, in this process: sync client + boot server."""
 
@@ -308,6 +320,7 @@ class RunningAgent:
             dhcp=False,
             fetch_assets=False,
         )
+        self.state_dir = state_dir
         self.fa = FederatedAgent(self.client, acfg)
         app = self.fa.prepare()
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", access_log=False, log_config=None))
@@ -328,7 +341,8 @@ class RunningAgent:
         return httpx.get(self.base + path, timeout=5)
 
     def post(self, path: str, body: Any = None) -> httpx.Response:
-        return httpx.post(self.base + path, json=body or {}, timeout=5)
+        path, headers = boot_request(self.state_dir, path)
+        return httpx.post(self.base + path, json=body or {}, headers=headers, timeout=5)
 
     def stop(self) -> None:
         self.client.close()

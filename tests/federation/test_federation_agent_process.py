@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fed_helpers import AGENT_TOKENS, READ_TOKEN, SECRETS, Controller, free_port, wait_for
+from fed_helpers import AGENT_TOKENS, READ_TOKEN, SECRETS, Controller, boot_request, free_port, wait_for
 
 from vaquero.state.machine import current, timeline
 
@@ -40,6 +40,7 @@ def queued(state_dir: Path) -> list[str]:
 class AgentProcess:
     def __init__(self, ctl: Controller, state_dir: Path, port: int, log: Path) -> None:
         self.base = f"http://127.0.0.1:{port}"
+        self.state_dir = state_dir
         token_file = state_dir.parent / "controller-token"
         token_file.write_text(AGENT_TOKENS["east-agent-1"] + "\n")
         token_file.chmod(0o600)
@@ -64,7 +65,8 @@ class AgentProcess:
         return httpx.get(self.base + path, timeout=5)
 
     def post(self, path: str, body: object = None) -> httpx.Response:
-        return httpx.post(self.base + path, json=body or {}, timeout=5)
+        path, headers = boot_request(self.state_dir, path)
+        return httpx.post(self.base + path, json=body or {}, headers=headers, timeout=5)
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

@@ -75,7 +75,8 @@ def test_partition_restart_and_exactly_once_replay(ctl, tmp_path, agent_logs):
         assert not agent.client.connected and agent.client.bundle is not None
         assert [e["id"] for e in agent.client.queue.peek()] == ids
         assert agent.get(f"/v1/boot/ipxe/{ETCD1_MAC}").text == script
-        assert agent.get("/v1/boot/config/etcd1").status_code == 200
+        assert agent.get("/v1/boot/status/etcd1").json()["state"] == "installed"
+        assert agent.get("/v1/boot/config/etcd1").status_code == 401  # its install token was used by the callback
         ids.append(agent.client.enqueue("etcd1", "validating", "host answered after reboot"))
         store = ctl.applied.store()
         assert current(store, "etcd1")["state"] == "installing"  # nothing reached the controller
