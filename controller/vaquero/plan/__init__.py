@@ -9,7 +9,7 @@ from typing import Any
 
 from ..policy.waves import Schedule, schedule
 from ..sot.loader import SoT
-from .diff import ACTIONS, HostChange, ScopeChange, host_changes, scope_changes
+from .diff import ACTIONS, HostChange, ScopeChange, escape, host_changes, scope_changes
 
 
 @dataclass
@@ -70,11 +70,15 @@ _VERB = {
 
 
 def render_text(plan: Plan) -> str:
-    """The human dump, terraform-plan style."""
+    """The human dump, terraform-plan style.
+
+    Every line is passed through `escape` once more on the way out: whatever a value holds,
+    it cannot add a line to what the approver reads.
+    """
     lines = [f"Vaquero plan: {plan.old_label} -> {plan.new_label}", ""]
     if not plan.has_changes:
         lines.append("No changes. The hardware already matches this revision of the SoT.")
-        return "\n".join(lines) + "\n"
+        return _join(lines)
     if plan.scopes:
         lines.append("Sites, clusters, profiles and hooks:")
         for s in plan.scopes:
@@ -108,4 +112,8 @@ def render_text(plan: Plan) -> str:
         f"Plan: {n['add']} to add, {n['reinstall']} to reinstall, {n['upgrade']} to upgrade, {n['power']} power change(s), "
         f"{n['config']} config-only, {n['remove']} to remove; {len(plan.schedule.waves)} wave(s)."
     )
-    return "\n".join(lines) + "\n"
+    return _join(lines)
+
+
+def _join(lines: list[str]) -> str:
+    return "".join(f"{escape(line, backslash=False)}\n" for line in lines)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import hashlib
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,27 +40,118 @@ class ScopeChange:
     reasons: list[str] = field(default_factory=list)
 
 
-def _short(value: Any) -> str:
-    text = str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+# What an approver reads must be what runs: values are never cut, and nothing in a value can
+# start a line of its own. Control and format characters (newline, CR, NEL, U+2028, bidi
+# overrides...) are shown as escapes; a value that is long or spans lines is shown as a
+# unified diff, one indented line per line (or 64-character piece) of the value.
+SHORT = 60
+WRAP = 64
+DIFF_INDENT = "    "
+# Above this, difflib's work grows too fast for a gate that must end in bounded time: the
+# change is named by size and sha256 instead.
+DIFF_MAX = 200_000
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_HIDDEN = ("Cc", "Cf", "Zl", "Zp", "Cs", "Co")
+
+
+def _escape_char(ch: str, backslash: bool) -> str:
+    if ch == "\\":
+        return "\\\\" if backslash else ch
+    if ch in _ESCAPES:
+        return _ESCAPES[ch]
+    if (ch.isascii() and ch.isprintable()) or unicodedata.category(ch) not in _HIDDEN:
+        return ch
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def escape(text: str, *, backslash: bool = True) -> str:
+    """`text` on one line, readable: control and format characters as escapes (\\n, \\x00, \\u2028).
+
+    With `backslash`, a backslash is doubled too, so a value holding the two characters
+    backslash-n reads differently from one holding a newline.
+    """
+    if text.isascii() and text.isprintable() and (not backslash or "\\" not in text):
+        return text
+    return "".join(_escape_char(ch, backslash) for ch in text)
+
+
+def show(value: Any) -> str:
+    """One value on one line, in full."""
+    if isinstance(value, str):
+        text = escape(value)
+        # Quoted where the bare text would be ambiguous in 'old -> new'.
+        if text == "" or text != text.strip() or " -> " in text or text.startswith('"'):
+            return '"' + text.replace('"', '\\"') + '"'
+        return text
+    # repr() of lists and mappings already escapes what is inside their strings.
+    return escape(str(value), backslash=False)
+
+
+def _pieces(value: Any) -> list[str]:
+    """The lines a value is diffed as: its own lines, escaped, cut in WRAP-character pieces."""
+    if value is None:
+        return []
+    lines = value.split("\n") if isinstance(value, str) else [show(value)]
+    out: list[str] = []
+    for line in lines:
+        text = escape(line) if isinstance(value, str) else line
+        out.extend(text[i : i + WRAP] for i in range(0, len(text), WRAP))
+        if not text:
+            out.append("")
+    return out
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, str) else len(show(value))
+
+
+def value_diff(old: Any, new: Any) -> list[str]:
+    """A unified diff of two values (None: absent), each line indented by DIFF_INDENT."""
+    if _size(old) + _size(new) > DIFF_MAX:
+        digest = [hashlib.sha256(show(v).encode()).hexdigest()[:16] if v is not None else "(none)" for v in (old, new)]
+        return [f"{DIFF_INDENT}(too large to show: {_size(old)} -> {_size(new)} characters, sha256 {digest[0]} -> {digest[1]})"]
+    lines = difflib.unified_diff(_pieces(old), _pieces(new), "old", "new", n=2, lineterm="")
+    return [f"{DIFF_INDENT}{line}" for line in lines]
+
+
+def _long(value: Any) -> bool:
+    return (isinstance(value, str) and "\n" in value) or len(show(value)) > SHORT
 
 
 def diff_values(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Readable field-level differences: ['ips.prov: 10.0.0.5 -> 10.0.0.6', ...]."""
+    """Readable field-level differences: ['ips.prov: 10.0.0.5 -> 10.0.0.6', ...].
+
+    A long or multi-line value gives a header line followed by its diff lines (indented).
+    """
     if old == new:
         return []
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for key in sorted(set(old) | set(new), key=str):
-            path = f"{prefix}.{key}" if prefix else str(key)
+            path = f"{prefix}.{escape(str(key))}" if prefix else escape(str(key))
             if key not in old:
-                out.append(f"{path}: added {_short(new[key])}")
+                if _long(new[key]):
+                    out += [f"{path}: added ({_size(new[key])} characters):", *value_diff(None, new[key])]
+                else:
+                    out.append(f"{path}: added {show(new[key])}")
             elif key not in new:
-                out.append(f"{path}: removed (was {_short(old[key])})")
+                if _long(old[key]):
+                    out += [f"{path}: removed ({_size(old[key])} characters):", *value_diff(old[key], None)]
+                else:
+                    out.append(f"{path}: removed (was {show(old[key])})")
             else:
                 out.extend(diff_values(old[key], new[key], path))
         return out
-    return [f"{prefix or 'value'}: {_short(old)} -> {_short(new)}"]
+    path = prefix or "value"
+    if _long(old) or _long(new):
+        return [f"{path}: changed ({_size(old)} -> {_size(new)} characters):", *value_diff(old, new)]
+    return [f"{path}: {show(old)} -> {show(new)}"]
+
+
+def changed_fields(old: dict[str, Any], new: dict[str, Any]) -> set[str]:
+    """Top-level keys whose values differ."""
+    return {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
 
 
 def _dump(obj: Model) -> dict[str, Any]:
@@ -72,8 +166,10 @@ def _profile_changes(old: SoT, new: SoT) -> dict[str, list[str]]:
         if before is None:
             continue
         reasons = [] if before == prof else diff_values(_dump(before), _dump(prof))
-        if _template_text(old, before) != _template_text(new, prof):
-            reasons.append(f"config template {prof.config.template if prof.config else ''}: content changed")
+        old_text, new_text = _template_text(old, before), _template_text(new, prof)
+        if old_text != new_text:
+            reasons.append(f"config template {escape(prof.config.template or '') if prof.config else ''}: content changed:")
+            reasons.extend(value_diff(old_text, new_text))
         if reasons:
             out[name] = reasons
     return out
@@ -94,9 +190,9 @@ def _host_change(old_c: Cluster, old_h: Host, new_c: Cluster, new_h: Host, old: 
     old_profile = old_h.profile or old_c.profile
     new_profile = new_h.profile or new_c.profile
     if old_h != new_h:
-        changed = diff_values(_dump(old_h), _dump(new_h))
-        reasons.extend(changed)
-        fields = {c.split(":", 1)[0].split(".", 1)[0] for c in changed}
+        before, after = _dump(old_h), _dump(new_h)
+        reasons.extend(diff_values(before, after))
+        fields = changed_fields(before, after)
         if fields & set(_REINSTALL_FIELDS):
             action = "reinstall"
         elif "power" in fields:
