@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from .store import Lease, LeaseExpired, Record, Store, StoreUnavailable, WatchCompacted, WatchEvent
+from .store import FenceLost, Lease, LeaseExpired, Record, Store, StoreUnavailable, WatchCompacted, WatchEvent
 
 __all__ = ["EtcdStore", "WatchCompacted"]
 
@@ -166,6 +166,30 @@ class EtcdStore(Store):
         }
         data = self._call("/v3/kv/txn", body, idempotent=False)
         if not data.get("succeeded"):
+            return None
+        return int(data["header"]["revision"])
+
+    def fenced_write(self, key: str, value: dict[str, Any] | None, *, expect: int | None, fence: tuple[str, int]) -> int | None:
+        k = _b64(self._k(key))
+        fk = _b64(self._k(fence[0]))
+        compare = [{"key": fk, "target": "MOD", "result": "EQUAL", "mod_revision": str(fence[1])}]
+        if expect is not None:
+            compare.append({"key": k, "target": "MOD", "result": "EQUAL", "mod_revision": str(expect)})
+        if value is None:
+            op: dict[str, Any] = {"request_delete_range": {"key": k}}
+        else:
+            op = {"request_put": {"key": k, "value": _b64(json.dumps(value, separators=(",", ":")))}}
+        # On failure, read the fence key in the same transaction: which comparison failed decides
+        # between FenceLost (a newer leader) and None (a plain compare-and-set conflict).
+        body = {"compare": compare, "success": [op], "failure": [{"request_range": {"key": fk, "keys_only": True}}]}
+        data = self._call("/v3/kv/txn", body, idempotent=False)
+        responses = data.get("responses") or [{}]
+        if not data.get("succeeded"):
+            kvs = (responses[0].get("response_range") or {}).get("kvs") or []
+            if not kvs or int(kvs[0].get("mod_revision", 0)) != fence[1]:
+                raise FenceLost(f"{key}: not written: {fence[0]} is no longer at revision {fence[1]}")
+            return None
+        if value is None and int((responses[0].get("response_delete_range") or {}).get("deleted", 0)) == 0:
             return None
         return int(data["header"]["revision"])
 

@@ -14,6 +14,8 @@ Works on any Store (etcd for real HA; SQLite for several processes on one machin
 - Fencing token: the revision at which this leader created the key. It only grows from one
   leadership to the next; anything a leader drives (agents, BMC queues) can remember the highest
   token seen and refuse orders carrying a lower one, which covers a leader paused past its lease.
+  Run-state writes go through vaquero.state.store.FencedStore: one store transaction that also
+  compares the leader key's revision with the token, so a deposed leader's write is refused.
 """
 
 from __future__ import annotations
@@ -90,6 +92,20 @@ class LeaderElector:
         if token is None:
             raise NotLeader(f"{self.identity} is not the {self.name} leader")
         return token
+
+    def fence(self) -> tuple[str, int]:
+        """(leader key, fencing token) for a fenced write (Store.fenced_write), or NotLeader."""
+        return self.key, self.check()
+
+    @property
+    def deadline(self) -> float | None:
+        """The local monotonic time until which this process counts itself leader, or None.
+
+        CLOCK_MONOTONIC is one clock for every process of a machine, so child processes (a playbook
+        driving BMCs) can be handed this deadline and stop by themselves when it passes.
+        """
+        with self._cond:
+            return self._valid_until if self._leading and time.monotonic() < self._valid_until else None
 
     def leader(self) -> dict[str, Any] | None:
         """Who leads now, as recorded in the store (None if nobody)."""

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .store import Lease, LeaseExpired, Record, Store, StoreUnavailable, WatchCompacted, WatchEvent
+from .store import FenceLost, Lease, LeaseExpired, Record, Store, StoreUnavailable, WatchCompacted, WatchEvent
 
 SCHEMA_VERSION = 1
 _MIGRATIONS = [
@@ -120,6 +120,29 @@ class SQLiteStore(Store):
             self._check_lease(db, lease)
             rev = self._bump(db, "put", key, data)
             db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)", (key, data, rev, lease.id if lease else None))
+            return rev
+
+        result: int | None = self._write(op)
+        return result
+
+    def fenced_write(self, key: str, value: dict[str, Any] | None, *, expect: int | None, fence: tuple[str, int]) -> int | None:
+        data = json.dumps(value, separators=(",", ":")) if value is not None else None
+        fence_key, token = fence
+
+        def op(db: sqlite3.Connection) -> int | None:
+            row = db.execute("SELECT revision FROM kv WHERE key = ?", (fence_key,)).fetchone()
+            if (row[0] if row else 0) != token:
+                raise FenceLost(f"{key}: not written: {fence_key} is no longer at revision {token}")
+            row = db.execute("SELECT revision FROM kv WHERE key = ?", (key,)).fetchone()
+            if expect is not None and (row[0] if row else 0) != expect:
+                return None
+            if data is None:
+                if row is None:
+                    return None
+                db.execute("DELETE FROM kv WHERE key = ?", (key,))
+                return self._bump(db, "delete", key, None)
+            rev = self._bump(db, "put", key, data)
+            db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?)", (key, data, rev, None))
             return rev
 
         result: int | None = self._write(op)

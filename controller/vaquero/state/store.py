@@ -8,7 +8,7 @@ Keys are '/'-separated paths: /hosts/<name>, /events/<host>/<seq>, /plans/<id>, 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +50,11 @@ class LeaseExpired(Exception):
     """A write named a lease that expired or was revoked (etcd: "requested lease not found")."""
 
 
+class FenceLost(Exception):
+    """A fenced write found the fence key (the leader key) no longer at the writer's token: a newer
+    leader exists, or none; nothing was written."""
+
+
 class Store(abc.ABC):
     @abc.abstractmethod
     def get(self, key: str) -> Record | None: ...
@@ -89,6 +94,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def revoke(self, lease: Lease) -> None: ...
 
+    def fenced_write(self, key: str, value: dict[str, Any] | None, *, expect: int | None, fence: tuple[str, int]) -> int | None:
+        """Write `value` (None: delete the key) in one transaction, only while the key `fence[0]`
+        still has revision `fence[1]` (a leader's fencing token); FenceLost otherwise.
+
+        `expect` as in cas (None: unconditional). Returns the new revision, or None when `expect`
+        did not match (or, for a delete, when there was nothing to delete).
+        """
+        raise NotImplementedError
+
     def revision(self) -> int:
         """The store's current revision: list, then watch(since=revision) misses nothing."""
         raise NotImplementedError
@@ -99,3 +113,59 @@ class Store(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional for implementations without resources
         pass
+
+
+class FencedStore(Store):
+    """A Store whose every write carries a leader's fencing token (the writer's side of fencing).
+
+    `fence()` gives (leader key, token) or raises (e.g. NotLeader, from the local lease deadline,
+    without asking the store); the inner store then refuses the write with FenceLost when the leader
+    key no longer carries that token. A deposed leader that still believes it leads (paused past
+    its lease) therefore writes nothing. Reads and leases pass through.
+    """
+
+    def __init__(self, inner: Store, fence: Callable[[], tuple[str, int]]) -> None:
+        self.inner = inner
+        self.fence = fence
+
+    def get(self, key: str) -> Record | None:
+        return self.inner.get(key)
+
+    def put(self, key: str, value: dict[str, Any], *, lease: Lease | None = None) -> int:
+        if lease is not None:
+            raise ValueError("fenced writes do not take a lease")
+        rev = self.inner.fenced_write(key, value, expect=None, fence=self.fence())
+        assert rev is not None  # an unconditional put either writes or raises
+        return rev
+
+    def cas(self, key: str, value: dict[str, Any], *, expect: int, lease: Lease | None = None) -> int | None:
+        if lease is not None:
+            raise ValueError("fenced writes do not take a lease")
+        return self.inner.fenced_write(key, value, expect=expect, fence=self.fence())
+
+    def delete(self, key: str) -> bool:
+        return self.inner.fenced_write(key, None, expect=None, fence=self.fence()) is not None
+
+    def fenced_write(self, key: str, value: dict[str, Any] | None, *, expect: int | None, fence: tuple[str, int]) -> int | None:
+        return self.inner.fenced_write(key, value, expect=expect, fence=fence)
+
+    def list(self, prefix: str) -> list[Record]:
+        return self.inner.list(prefix)
+
+    def watch(self, prefix: str, *, since: int, timeout: float) -> Iterator[WatchEvent]:
+        return self.inner.watch(prefix, since=since, timeout=timeout)
+
+    def grant(self, ttl: float) -> Lease:
+        return self.inner.grant(ttl)
+
+    def refresh(self, lease: Lease) -> bool:
+        return self.inner.refresh(lease)
+
+    def revoke(self, lease: Lease) -> None:
+        self.inner.revoke(lease)
+
+    def revision(self) -> int:
+        return self.inner.revision()
+
+    def ready(self) -> bool:
+        return self.inner.ready()
