@@ -3,13 +3,22 @@
 The guard gives each call a hard deadline, bounded retries with exponential backoff and full
 jitter, a lock per BMC (two operations never race on one BMC), a circuit breaker per BMC (a dead
 BMC is not hammered) and a process-wide concurrency limit (the management network is protected).
+
+Fencing (HA): before every attempt, and between the steps of a soft power-off, the guard asks
+whether this process may still act for the leader. In the controller, `Guard.fence` is a callable
+(the leader elector's check); in a playbook launched by the leader, $VAQUERO_FENCE_FILE names a file
+holding the leader's token and the monotonic deadline of its lease, which the controller keeps
+current and removes on loss: past that deadline (or without the file) every BMC call is refused,
+even if the controller that launched the playbook is frozen or cut off from the store.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import logging
+import os
 import random
 import threading
 import time
@@ -209,6 +218,30 @@ class BmcProtocolError(BmcError):
     kind = "protocol"
 
 
+class BmcFenced(BmcError):
+    """Refused before reaching the BMC: the controller that asked is (or may be) no longer the leader."""
+
+    kind = "fenced"
+
+
+FENCE_ENV = "VAQUERO_FENCE_FILE"
+
+
+def check_fence_file(host: str, name: str) -> None:
+    """BmcFenced unless $VAQUERO_FENCE_FILE (when set) holds a deadline still ahead on CLOCK_MONOTONIC."""
+    path = os.environ.get(FENCE_ENV)
+    if not path:
+        return
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        until, token = float(data["until"]), int(data["token"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise BmcFenced(host, f"{name}: refused: no valid leader fence ({FENCE_ENV}): the controller is not (or no longer) the leader") from None
+    if time.monotonic() >= until:
+        raise BmcFenced(host, f"{name}: refused: the lease of the leader that sent it (fencing token {token}) has run out")
+
+
 # --- the guard ---------------------------------------------------------------------------------
 
 
@@ -243,6 +276,17 @@ class Guard:
         self._slots: dict[str, _BmcSlot] = {}
         self._slots_mutex = threading.Lock()
         self._rng = random.Random()
+        # HA: raises (any exception) when this process may no longer act for the leader.
+        self.fence: Callable[[], object] | None = None
+
+    def check_fence(self, host: str, name: str) -> None:
+        """BmcFenced when the leader fence (in-process callable, or the fence file) refuses."""
+        check_fence_file(host, name)
+        if self.fence is not None:
+            try:
+                self.fence()
+            except Exception as exc:
+                raise BmcFenced(host, f"{name}: refused: {exc}") from None
 
     @property
     def concurrency(self) -> int:
@@ -286,6 +330,7 @@ class Guard:
         deadline = start + pol.deadline
         slot = self._slot(endpoint.key)
 
+        self.check_fence(host, name)
         self._check_breaker(slot, host)
         # wait for the BMC in slices: if the call ahead of us opens the breaker, fail fast
         while not slot.lock.acquire(timeout=min(0.1, max(0.0, deadline - time.monotonic()))):
@@ -304,6 +349,7 @@ class Guard:
                 if not sem.acquire(timeout=remaining):
                     raise BmcBusy(host, f"{name}: the global BMC concurrency limit stayed full for the whole deadline")
                 try:
+                    self.check_fence(host, name)  # again: waiting for the lock or a retry may have outlived the lease
                     budget = min(pol.attempt_timeout, deadline - time.monotonic())
                     result, err, handed_off = _run_with_deadline(fn, budget, slot.lock, host, name)
                 finally:
@@ -448,17 +494,22 @@ class Bmc:
         return self._run("power_off_soft", lambda: self._soft_off(wait), policy=policy)
 
     def _soft_off(self, wait: float) -> bool:
+        # One guarded operation that talks to the BMC many times: each exchange checks the fence.
+        self.guard.check_fence(self.host, "power_off_soft")
         if self._raw_get_power() == PowerState.OFF:
             return False
+        self.guard.check_fence(self.host, "power_off_soft")
         self._raw_power(PowerAction.OFF)
         end = time.monotonic() + wait
         while True:
+            self.guard.check_fence(self.host, "power_off_soft")
             if self._raw_get_power() == PowerState.OFF:
                 return False
             if time.monotonic() >= end:
                 break
             time.sleep(min(self.poll_interval, max(0.0, end - time.monotonic())))
         log.warning("bmc soft power off did not finish within %.1fs, forcing off", wait, extra={"host": self.host})
+        self.guard.check_fence(self.host, "power_off_soft")
         self._raw_power(PowerAction.FORCE_OFF)
         return True
 

@@ -14,25 +14,38 @@ Before every launch the run-time policy gate (``vaquero.policy.runtime.gate``) i
 live host states; after a failure the failure budget (``budget``) decides continue / retry /
 halt / rollback. An operator can pause (takes effect before the next launch), resume and abort
 (``cancel_requested``: the playbook is cancelled through ansible-runner's cancel callback).
+
+HA (``elector``): the worker acts only while it holds the leadership it was started with. Before
+each wave, each launch and each write it checks the elector (a local check of the lease deadline,
+no store round trip, so a controller cut off from the store stops by itself); every write is a
+fenced transaction (:class:`vaquero.state.store.FencedStore`); a running playbook is cancelled
+as soon as the leadership is lost, and its BMC calls are refused past the lease deadline through
+the fence file (``$VAQUERO_FENCE_FILE``, see :mod:`vaquero.bmc.base`). A run whose fencing token
+is older than ours belonged to a deposed leader: it is resumed at once, without waiting for its
+heartbeat to go stale.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from vaquero.bmc.base import FENCE_ENV
 from vaquero.policy import runtime
 from vaquero.sot.loader import SoT, load
+from vaquero.state.leader import LeaderElector, NotLeader
 from vaquero.state.machine import State, current
-from vaquero.state.store import Store
+from vaquero.state.store import FencedStore, FenceLost, Store
 
 from . import records as R
 from .ansible import PLAYBOOKS, Launch, RunContext, launch, record
@@ -52,7 +65,55 @@ class RunError(Exception):
 
 
 class _Stopping(Exception):
-    """The controller is shutting down: leave the run `running` for the next one to resume."""
+    """The controller is shutting down, or lost the leadership: leave the run `running` for the next one to resume."""
+
+
+class _FenceFile:
+    """Keeps ``{token, until}`` (until: the lease deadline on CLOCK_MONOTONIC) in a file the playbooks'
+    BMC calls read; removed as soon as the leadership is lost. Without a fresh file they refuse."""
+
+    def __init__(self, path: Path, elector: LeaderElector, token: int, period: float = 0.2) -> None:
+        self.path, self.elector, self.token, self.period = path, elector, token, period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vaquero-fence", daemon=True)
+
+    def __enter__(self) -> _FenceFile:
+        self._write()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._remove()
+
+    def _write(self) -> bool:
+        until = self.elector.deadline
+        if until is None or self.elector.token != self.token:
+            self._remove()
+            return False
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"token": self.token, "until": until}, fh)
+        os.replace(tmp, self.path)
+        return True
+
+    def _remove(self) -> None:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def _run(self) -> None:
+        # A deadline that lags the elector's by one period is still ahead of now: the lease is
+        # refreshed every ttl/3, far more often than the margin this lag eats into.
+        while not self._stop.wait(self.period):
+            try:
+                if not self._write():
+                    return
+            except OSError:
+                log.exception("fence file %s could not be written", self.path)
 
 
 class RunWorker:
@@ -67,8 +128,13 @@ class RunWorker:
         launcher: Launcher = launch,
         worker_id: str | None = None,
         before_run: Callable[[dict[str, Any]], None] | None = None,
+        elector: LeaderElector | None = None,
     ) -> None:
-        self.store = store
+        # With an elector, the worker is bound to the leadership it starts under (its fencing token):
+        # if this process loses it and gains it again, a new worker takes over, never this one.
+        self.elector = elector
+        self.token: int | None = elector.check() if elector is not None else None
+        self.store: Store = FencedStore(store, self._fence) if elector is not None else store
         self.data_dir = Path(data_dir)
         self.poll = poll
         self.heartbeat = heartbeat
@@ -91,14 +157,41 @@ class RunWorker:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    # -- leadership -------------------------------------------------------------------------
+    def _fence(self) -> tuple[str, int]:
+        """(leader key, token) for a fenced write; NotLeader once our leadership is over (local check)."""
+        assert self.elector is not None
+        key, token = self.elector.fence()
+        if token != self.token:
+            raise NotLeader(f"worker {self.id} was started under fencing token {self.token}, the leader now holds {token}")
+        return key, token
+
+    def lost(self) -> bool:
+        """True once this worker must stop acting: stopped, or its leadership is over (no I/O)."""
+        return self._stop.is_set() or (self.elector is not None and self.elector.token != self.token)
+
+    def _check(self) -> None:
+        """Called before each wave and each launch: _Stopping unless we may still act."""
+        if self._stop.is_set():
+            raise _Stopping("the worker is stopping")
+        if self.elector is not None:
+            try:
+                self._fence()
+            except NotLeader as exc:
+                raise _Stopping(str(exc)) from None
+
     def loop(self) -> None:
         log.info("run worker %s started", self.id)
-        while not self._stop.is_set():
+        while not self.lost():
             try:
                 self.tick()
+            except (NotLeader, FenceLost, _Stopping) as exc:
+                log.warning("run worker %s stops: %s", self.id, exc)
+                return
             except Exception:
                 log.exception("run worker: tick failed")
             self._stop.wait(self.poll)
+        log.info("run worker %s stopped", self.id)
 
     def tick(self) -> bool:
         """Resume an abandoned run, or start the oldest approved plan. True when a run was executed."""
@@ -126,6 +219,11 @@ class RunWorker:
             return True
         if run.value.get("worker") == self.id:
             return False
+        theirs = run.value.get("token")
+        if self.token is not None and isinstance(theirs, int) and theirs < self.token:
+            # Claimed under an older leadership: that leader's lease ended before ours began, and its
+            # writes are fenced off. No need to wait for its heartbeat to go stale.
+            return True
         return bool(time.time() - float(run.value.get("heartbeat") or 0) > 3 * self.heartbeat)
 
     def _claim(self, pid: str, expect_state: str) -> bool:
@@ -162,6 +260,7 @@ class RunWorker:
                 run["resumed"] = int(run.get("resumed") or 0) + 1
                 run["state"] = R.PAUSED if run.get("paused") else R.RUNNING
             run["worker"] = self.id
+            run["token"] = self.token
             run["heartbeat"] = now
             return run
 
@@ -195,8 +294,19 @@ class RunWorker:
         run = self.store.get(R.run_key(pid))
         return bool((plan and plan.value.get("cancel_requested")) or (run and run.value.get("abort_requested")))
 
+    def _cancel_requested(self, pid: str) -> bool:
+        """ansible-runner's cancel callback: the leadership check comes first and needs no store."""
+        if self.lost():
+            return True
+        try:
+            return self.cancelled(pid)
+        except Exception as exc:  # an unreachable store must not break the callback (the playbook would run on unwatched)
+            log.warning("cancel check failed: %s", exc, extra={"run": pid, "plan": pid})
+            return self.lost()
+
     def _beat(self, pid: str, stop: threading.Event) -> None:
-        while not stop.wait(self.heartbeat):
+        # A deposed leader stops beating at once, so the run no longer looks alive.
+        while not stop.wait(self.heartbeat) and not self.lost():
             try:
                 R.update(self.store, R.run_key(pid), lambda run: {**run, "heartbeat": time.time()} if run.get("worker") == self.id else None)
             except Exception:
@@ -220,6 +330,7 @@ class RunWorker:
                 announced = True
             if self._stop.wait(0.5):
                 raise _Stopping()
+            self._check()
 
     # -- a run ------------------------------------------------------------------------------
     def execute(self, pid: str, *, resume: bool) -> str:
@@ -235,9 +346,9 @@ class RunWorker:
             if self.before_run is not None:
                 self.before_run(plan)
             state, error = self._execute(pid, plan, resume)
-        except _Stopping:
+        except (_Stopping, NotLeader, FenceLost) as exc:
             stop_beat.set()
-            log.info("controller stopping: run %s left running for the next controller to resume", pid, extra=self._extra(pid, sha))
+            log.warning("run %s left running for the next leader to resume: %s", pid, exc, extra=self._extra(pid, sha))
             return R.RUNNING
         except Exception as exc:
             log.exception("run failed", extra=self._extra(pid, sha))
@@ -262,14 +373,15 @@ class RunWorker:
         waves = (plan.get("plan") or {}).get("waves") or []
         private = self.data_dir / "runs" / pid
         private.mkdir(parents=True, exist_ok=True)
-        with SecretsDir(env_references(sot) | {AGENT_TOKEN_ENV}) as secrets:
+        with SecretsDir(env_references(sot) | {AGENT_TOKEN_ENV}) as secrets, self._fence_file(private) as fence_env:
             for index, wave in enumerate(waves):
+                self._check()
                 run = self.store.get(R.run_key(pid))
                 progress = (run.value.get("waves") if run else None) or []
                 if index < len(progress) and progress[index].get("state") == "done":
                     continue
                 self._set_wave(pid, index, "running")
-                outcome, error = self._wave(pid, plan, sot, private, wave, secrets.envvars())
+                outcome, error = self._wave(pid, plan, sot, private, wave, {**secrets.envvars(), **fence_env})
                 if outcome != "done":
                     self._set_wave(pid, index, outcome)
                     return (R.CANCELLED if outcome == "cancelled" else R.FAILED), error
@@ -280,6 +392,15 @@ class RunWorker:
             # /sites-applied/current stays where it was so the next plan includes these hosts again.
             return R.FAILED, f"every wave ran; {len(failed)} host(s) failed (tolerated by policy): {', '.join(failed)}"
         return R.SUCCEEDED, None
+
+    @contextlib.contextmanager
+    def _fence_file(self, private: Path) -> Iterator[dict[str, str]]:
+        """The environment that lets playbooks' BMC calls check our leadership ({} without an elector)."""
+        if self.elector is None or self.token is None:
+            yield {}
+            return
+        with _FenceFile(private / "fence.json", self.elector, self.token) as fence:
+            yield {FENCE_ENV: str(fence.path)}
 
     def _set_wave(self, pid: str, index: int, state: str) -> None:
         def change(run: dict[str, Any]) -> dict[str, Any]:
@@ -364,6 +485,7 @@ class RunWorker:
         held_since: float | None = None
         halted: str | None = self._apply_budget(pid, sha, sot, private, wave, recovered_failed, secrets_env) if recovered_failed else None
         while True:
+            self._check()
             if not self._wait_while_paused(pid):
                 return "cancelled", "cancelled by an operator"
             steps = {h: self.store.get(R.step_key(pid, h)).value for h in steps}  # type: ignore[union-attr]
@@ -380,6 +502,7 @@ class RunWorker:
                 if self._stop.wait(1.0):
                     raise _Stopping()
                 continue
+            self._check()
             held_since = None
             results = self._launch_all(pid, sha, sot, private, wave["number"], [steps[h] for h in allowed], secrets_env)
             if self.cancelled(pid):
@@ -434,6 +557,7 @@ class RunWorker:
         root: Path | None = None,
     ) -> dict[str, bool]:
         """Launch the steps (one ansible-runner per playbook, in parallel); host -> succeeded."""
+        self._check()
         groups: dict[str, list[dict[str, Any]]] = {}
         for s in steps:
             groups.setdefault(s.get("playbook_override") or s["playbook"], []).append(s)
@@ -464,8 +588,11 @@ class RunWorker:
                 # One private data dir per playbook: launches running at once never share env/ or inventory/.
                 folder = folders[playbook] = private / ("rollback" if root is not None else playbook.removesuffix(".yml"))
                 folder.mkdir(parents=True, exist_ok=True)
+                if self.lost():  # checked again right before the launch: the other launches may have taken a while to set up
+                    errors[playbook] = "not launched: this controller is no longer the leader"
+                    return
                 launches[playbook] = self.launcher(
-                    ctx, folder, root or sot.root, playbook, hosts, ident=ident, cancelled=lambda: self.cancelled(pid), secrets_env=secrets_env
+                    ctx, folder, root or sot.root, playbook, hosts, ident=ident, cancelled=lambda: self._cancel_requested(pid), secrets_env=secrets_env
                 )
             except Exception as exc:
                 log.exception("launch failed", extra=self._extra(pid, sha))
@@ -476,6 +603,9 @@ class RunWorker:
             t.start()
         for t in threads:
             t.join()
+        # A launch cancelled because we lost the leadership is not a host failure: leave the steps
+        # `running` for the next leader to recover.
+        self._check()
         results: dict[str, bool] = {}
         for playbook, group in groups.items():
             res = launches.get(playbook)

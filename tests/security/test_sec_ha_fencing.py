@@ -1,0 +1,408 @@
+"""Issue 10, item 17: a controller cut off from etcd mid-wave stops driving BMCs within the lease TTL.
+
+Real peers only: a 3-member etcd cluster on loopback, two `vaquero server` processes (each reaches
+etcd through its own TCP proxies, which the test can cut), and an emulated IPMI BMC fleet
+(vaquero.bmc.emulator) that logs every command it executes with the CLOCK_MONOTONIC time and the
+process chain of the sender (found from the UDP source port in /proc), so each operation is
+attributed to the controller whose playbook sent it.
+
+The plan powers three hosts off, one per wave, with a soft off that the emulated OS takes 7 s to
+finish: the leader's playbook polls the BMC all that time. The leader is cut off from etcd right
+after it asked node2's BMC to shut down. Asserted: no BMC command from the old leader later than
+cut + TTL + 0.5 s (the issue's safety bound, the only timing assert), every later command comes
+from the new leader, which resumes the run (it redoes the interrupted wave, then the others) and
+completes it; the old leader stopped its run worker and its gate, the new one started both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from vaquero.bmc import Endpoint, open_bmc
+from vaquero.plan import make_plan
+from vaquero.runner import records as R
+from vaquero.sot import load
+from vaquero.state.etcd import EtcdStore
+from vaquero.state.machine import Event, transition
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "ha-fence-bmc-pw-7c1d"
+TTL = 5.0  # the lease TTL of `vaquero server` (LeaderElector's default)
+ACPI_DELAY = 7.0  # longer than TTL + 0.5 s: an unfenced playbook would still poll the BMC after the bound
+HOSTS = ("node2", "node3", "node4")
+
+# The emulator, with every executed command logged: time, BMC port, command, and the sender's
+# process chain (the UDP source port's socket inode, found in /proc/net/udp{,6} and /proc/*/fd).
+EMULATOR = r"""
+import json, os, sys, time
+from vaquero.bmc import emulator as E
+
+LOG = open(os.environ["HA_BMC_LOG"], "a", buffering=1)
+_owners = {}
+
+
+def _inode(port):
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if int(f[1].rsplit(":", 1)[1], 16) == port and f[9] != "0":
+                return f[9]
+    return None
+
+
+def _owner(inode):
+    pid = _owners.get(inode)
+    if pid is not None and os.path.exists(f"/proc/{pid}"):
+        return pid
+    target = f"socket:[{inode}]"
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{d}/fd"):
+                if os.readlink(f"/proc/{d}/fd/{fd}") == target:
+                    _owners[inode] = int(d)
+                    return int(d)
+        except OSError:
+            continue
+    return None
+
+
+def _chain(pid):
+    out = []
+    while pid and pid > 1 and len(out) < 64:
+        out.append(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                pid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            break
+    return out
+
+
+_orig = E.EmulatedBmc.handle_raw_request
+
+
+def handle(self, request, session):
+    t = time.monotonic()
+    try:
+        inode = _inode(session.sockaddr[1])
+        pids = _chain(_owner(inode)) if inode else []
+    except Exception as exc:
+        pids = [f"error: {exc}"]
+    LOG.write(json.dumps({"t": t, "bmc": self.port, "netfn": request.get("netfn"), "command": request.get("command"), "pids": pids}) + "\n")
+    return _orig(self, request, session)
+
+
+E.EmulatedBmc.handle_raw_request = handle
+sys.exit(E.main(sys.argv[1:]))
+"""
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+
+
+def _free_ports(n: int, kind: int = socket.SOCK_STREAM) -> list[int]:
+    socks = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET, kind)
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _free_udp_block(count: int) -> int:
+    for base in range(21000, 60000, 89):
+        socks = []
+        try:
+            for i in range(count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.bind(("127.0.0.1", base + i))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free UDP ports")
+
+
+def _wait(pred: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = pred()
+            if value:
+                return value
+        except (httpx.HTTPError, OSError):
+            pass  # not up yet
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.05)
+
+
+class TcpProxy:
+    """A loopback TCP relay to one etcd member; cut() drops every connection and stops listening."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                if self.closed:
+                    client.close()
+                    upstream.close()
+                    return
+                self.conns += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        with self.lock:
+            self.closed = True
+            conns, self.conns = self.conns, []
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        for s in conns:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+
+@pytest.fixture(scope="module")
+def etcd3() -> Iterator[list[int]]:
+    """A real 3-member etcd cluster on loopback; yields the client ports."""
+    etcd = shutil.which("etcd")
+    assert etcd, "etcd is not installed (Debian etcd-server; scripts/setup.sh installs it)"
+    base = Path(tempfile.mkdtemp(prefix="vaquero-etcd-ha-fence-"))
+    ports = _free_ports(6)
+    clients, peers = ports[:3], ports[3:]
+    initial = ",".join(f"m{i}=http://127.0.0.1:{peers[i]}" for i in range(3))
+    procs = []
+    try:
+        for i in range(3):
+            args = [etcd, "--name", f"m{i}", "--data-dir", str(base / f"m{i}")]
+            args += ["--listen-client-urls", f"http://127.0.0.1:{clients[i]}", "--advertise-client-urls", f"http://127.0.0.1:{clients[i]}"]
+            args += ["--listen-peer-urls", f"http://127.0.0.1:{peers[i]}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peers[i]}"]
+            args += ["--initial-cluster", initial, "--initial-cluster-token", f"ha-fence-{base.name}", "--initial-cluster-state", "new"]
+            args += ["--heartbeat-interval", "100", "--election-timeout", "1000"]
+            with open(base / f"m{i}.log", "ab") as log:
+                procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent))
+
+        def healthy() -> bool:
+            return all(httpx.get(f"http://127.0.0.1:{p}/health", timeout=1).json().get("health") == "true" for p in clients)
+
+        _wait(healthy, 60, "the etcd cluster to be healthy")
+        yield clients
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(10)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def bmc_fleet(tmp_path: Path) -> Iterator[tuple[int, Path, int]]:
+    """Four emulated IPMI BMCs (node1..node4) logging each executed command; yields (first port, log, control port)."""
+    port = _free_udp_block(4)
+    control = _free_ports(1)[0]
+    pw = tmp_path / "bmc-pw"
+    pw.write_text(PASSWORD)
+    script = tmp_path / "logging_emulator.py"
+    script.write_text(EMULATOR)
+    log = tmp_path / "bmc-ops.jsonl"
+    log.touch()
+    cmd = [sys.executable, str(script), "--address", "127.0.0.1", "--port", str(port), "--count", "4", "--username", "admin"]
+    cmd += ["--password-file", str(pw), "--control-port", str(control), "--acpi-delay", str(ACPI_DELAY)]
+    out = open(tmp_path / "emulator.out", "wb")
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HA_BMC_LOG": str(log)}, preexec_fn=_die_with_parent)
+    try:
+        _wait(lambda: httpx.get(f"http://127.0.0.1:{control}/", timeout=2).status_code == 200, 30, "the BMC emulator")
+        yield port, log, control
+    finally:
+        proc.kill()
+        proc.wait(10)
+        out.close()
+
+
+def _ops(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+def _messages(log: Path) -> list[str]:
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                out.append(str(json.loads(line).get("msg", "")))
+    return out
+
+
+def _start_server(tmp_path: Path, name: str, proxies: list[TcpProxy], prefix: str) -> tuple[subprocess.Popen[bytes], Path, int]:
+    port = _free_ports(1)[0]
+    log = tmp_path / f"server-{name}.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAQUERO_")}
+    env["VAQUERO_LAB_BMC_PASSWORD"] = PASSWORD
+    store = "etcd://" + ",".join(f"127.0.0.1:{p.port}" for p in proxies) + prefix
+    cmd = [sys.executable, "-m", "vaquero.cli", "server", "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / name)]
+    cmd += ["--store", store, "--tokens-file", str(tmp_path / "tokens")]
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+    return proc, log, port
+
+
+def _sots(tmp_path: Path, bmc_port: int) -> tuple[Path, Path]:
+    old_dir, new_dir = tmp_path / "sot-old", tmp_path / "sot-new"
+    shutil.copytree(REPO / "inventories" / "lab", old_dir)
+    cluster = old_dir / "clusters" / "lab.yaml"
+    text = cluster.read_text().replace("max_concurrent: 2", "max_concurrent: 1")  # one host per wave
+    for i in range(4):
+        text = text.replace(f"port: {6231 + i}", f"port: {bmc_port + i}")
+    cluster.write_text(text)
+    shutil.copytree(old_dir, new_dir)
+    path = new_dir / "clusters" / "lab.yaml"
+    text = path.read_text()
+    for ip in ("10.90.0.12", "10.90.0.13", "10.90.0.14"):
+        text = text.replace(f"ips: {{prov: {ip}}}", f'ips: {{prov: {ip}}}\n    power: "off"')
+    path.write_text(text)
+    return old_dir, new_dir
+
+
+@pytest.mark.slow
+def test_deposed_leader_sends_no_bmc_command_after_ttl(tmp_path: Path, etcd3: list[int], bmc_fleet: tuple[int, Path, int]) -> None:
+    bmc_port, ops_log, control = bmc_fleet
+    port_of = {f"node{i + 1}": bmc_port + i for i in range(4)}
+    old_dir, new_dir = _sots(tmp_path, bmc_port)
+    old, new = load(old_dir, sha="a" * 40), load(new_dir, sha="b" * 40)
+    plan = make_plan(old, new)
+    waves = plan.to_dict()["waves"]
+    assert [[s["host"] for s in w["steps"]] for w in waves] == [[h] for h in HOSTS]
+
+    prefix = f"/ha-fence-{uuid.uuid4().hex[:8]}"
+    store = EtcdStore([f"127.0.0.1:{p}" for p in etcd3], prefix=prefix)
+    for host in ("node1", *HOSTS):
+        transition(store, Event(host, "ready", None, "test", "installed earlier", sha="a" * 40))
+    for host in HOSTS:
+        open_bmc(Endpoint(kind="ipmi", address="127.0.0.1", port=port_of[host], username="admin", password=PASSWORD, host=host)).power_on()
+    (tmp_path / "tokens").write_text("ops:admin:ha-fence-admin-token-0123456789\n")
+
+    proxies_a = [TcpProxy(p) for p in etcd3]
+    proxies_b = [TcpProxy(p) for p in etcd3]
+    a, log_a, _ = _start_server(tmp_path, "a", proxies_a, prefix)
+    b = None
+    try:
+        _wait(lambda: any("starting the run worker and the gate" in m for m in _messages(log_a)), 60, "server a to lead")
+        b, log_b, port_b = _start_server(tmp_path, "b", proxies_b, prefix)
+        _wait(lambda: httpx.get(f"http://127.0.0.1:{port_b}/healthz/ready", timeout=2).status_code == 200, 60, "server b to be ready")
+        assert not any("starting the run worker" in m for m in _messages(log_b)), "two leaders"
+
+        store.put(R.plan_key("p1"), {"id": "p1", "sha": "b" * 40, "root": str(new_dir), "label": "power", "state": "approved", "plan": plan.to_dict()})
+
+        # Cut the leader off right after its playbook asked node2's BMC to shut down (chassis control:
+        # netfn 0, command 2): the emulated OS then takes ACPI_DELAY seconds, polled by the playbook.
+        def a_asked_node2() -> bool:
+            return any(o["bmc"] == port_of["node2"] and o["netfn"] == 0 and o["command"] == 2 and a.pid in o["pids"] for o in _ops(ops_log))
+
+        _wait(a_asked_node2, 120, "server a to drive node2's BMC")
+        for p in proxies_a:
+            p.cut()
+        cut = time.monotonic()
+
+        def finished() -> dict[str, Any] | None:
+            rec = store.get(R.run_key("p1"))
+            return rec.value if rec and rec.value.get("state") in R.FINAL else None
+
+        run = _wait(finished, 300, "the run to finish")
+        assert run["state"] == R.SUCCEEDED, run
+        assert f"-{b.pid}-" in run["worker"], run["worker"]  # the new leader completed it
+        assert int(run["resumed"]) >= 1
+
+        ops = _ops(ops_log)
+        bound = cut + TTL + 0.5
+        late_a = [o for o in ops if o["t"] > bound and a.pid in o["pids"]]
+        assert late_a == [], f"the deposed leader drove BMCs after cut + TTL + 0.5 s: {late_a}"
+        late = [o for o in ops if o["t"] > bound]
+        assert late and all(b.pid in o["pids"] for o in late), f"a BMC command after the bound from neither the new leader: {late}"
+        assert {o["bmc"] for o in late if o["netfn"] == 0 and o["command"] == 2} >= {port_of["node3"], port_of["node4"]}
+        # Meaningful: the old leader was mid-wave, with work left that an unfenced playbook would have
+        # carried on past the bound (node2 still powering off), and node2's wave was redone by b.
+        assert any(o["bmc"] == port_of["node2"] and b.pid in o["pids"] for o in ops if o["t"] > cut)
+        powers = httpx.get(f"http://127.0.0.1:{control}/", timeout=5).json()
+        assert [powers[str(port_of[h])]["power"] for h in HOSTS] == ["off", "off", "off"]
+
+        msgs_a, msgs_b = _messages(log_a), _messages(log_b)
+        assert any("lost leadership" in m for m in msgs_a), msgs_a[-20:]
+        assert any("run worker and gate stopped" in m for m in msgs_a), msgs_a[-20:]
+        assert any("starting the run worker and the gate" in m for m in msgs_b), msgs_b[-20:]
+        assert not (tmp_path / "a" / "runs" / "p1" / "fence.json").exists()  # the playbooks' fence is gone with the leadership
+    finally:
+        for proc in (a, b):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+        for p in proxies_a + proxies_b:
+            with contextlib.suppress(OSError):
+                p.cut()
+        store.close()
