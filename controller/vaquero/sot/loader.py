@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
@@ -87,16 +88,119 @@ def empty_sot(label: str = "(empty)") -> SoT:
     return SoT(root=FsPath("/nonexistent"), label=label)
 
 
-def _yaml_files(root: FsPath) -> list[FsPath]:
+def _yaml_files(root: FsPath) -> tuple[list[FsPath], list[SoTError]]:
+    """The document files, and an error for each link among them: a link could point anywhere on the
+    machine that validates the SoT (a folder of secrets, /dev/zero), so the SoT is refused, not followed."""
     files: list[FsPath] = []
+    errors: list[SoTError] = []
     for folder in DOC_FOLDERS:
         base = root / folder
+        if base.is_symlink():
+            errors.append(SoTError(folder, 1, (), f"file {folder} is a symlink: a SoT must not contain links"))
+            continue
         if not base.is_dir():
             continue
         for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            files.extend(FsPath(dirpath) / f for f in sorted(filenames) if f.endswith((".yaml", ".yml")) and not f.startswith("."))
-    return files
+            here = FsPath(dirpath)
+            for d in dirnames:
+                if (here / d).is_symlink():
+                    rel = (here / d).relative_to(root).as_posix()
+                    errors.append(SoTError(rel, 1, (), f"file {rel} is a symlink: a SoT must not contain links"))
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (here / d).is_symlink())
+            files.extend(here / f for f in sorted(filenames) if f.endswith((".yaml", ".yml")) and not f.startswith("."))
+    return files, errors
+
+
+# Bounds on what one SoT file may ask of the loader. A YAML alias is a pointer: a 1 KB file can
+# describe 10^8 values that every later step (validation, templates, plan, JSON) would expand, so the
+# expanded size is counted on the parser's events before anything is built.
+MAX_FILE_BYTES = 8 << 20
+MAX_TOTAL_BYTES = 64 << 20
+MAX_EXPANDED_NODES = 2_000_000  # per file, aliases counted at their full size (10,000 hosts use ~300,000)
+MAX_DEPTH = 64
+
+
+class _Frame:
+    __slots__ = ("anchor", "index", "is_map", "key", "size", "want_key")
+
+    def __init__(self, is_map: bool, anchor: str | None) -> None:
+        self.is_map = is_map
+        self.anchor = anchor
+        self.size = 1
+        self.index = 0
+        self.want_key = True
+        self.key: str | int | None = None
+
+
+def _event_path(stack: list[_Frame]) -> Path:
+    path: list[str | int] = []
+    for frame in stack[1:]:
+        if frame.is_map:
+            if frame.want_key or frame.key is None:
+                break
+            path.append(frame.key)
+        else:
+            path.append(frame.index)
+    return tuple(path)
+
+
+def _check_expansion(rel: str, text: str) -> SoTError | None:
+    """Walk the parser's events (O(text), nothing built) and refuse a file whose documents, with every
+    alias expanded, exceed the node budget, nest too deep, or refer to themselves."""
+    sizes: dict[str, int] = {}
+    expanded = 0
+    stack: list[_Frame] = [_Frame(False, None)]
+
+    def done(size: int) -> None:
+        parent = stack[-1]
+        parent.size += size
+        if parent.is_map:
+            parent.want_key = not parent.want_key
+        else:
+            parent.index += 1
+
+    for event in yaml.parse(text, Loader=_Loader):
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.DocumentStartEvent):
+            stack = [_Frame(False, None)]
+            sizes.clear()  # anchors do not cross documents
+        elif isinstance(event, yaml.ScalarEvent):
+            expanded += 1
+            frame = stack[-1]
+            if frame.is_map and frame.want_key:
+                frame.key = event.value
+            if event.anchor:
+                sizes[event.anchor] = 1
+            done(1)
+        elif isinstance(event, yaml.AliasEvent):
+            anchor = event.anchor or ""
+            if any(f.anchor == anchor for f in stack):
+                return SoTError(rel, line, _event_path(stack), f"alias *{anchor} refers to a value that contains it")
+            size = sizes.get(anchor, 1)
+            expanded += size
+            frame = stack[-1]
+            if frame.is_map and frame.want_key:
+                frame.key = None
+            if expanded > MAX_EXPANDED_NODES:
+                message = f"alias *{anchor} expands to {size} values: with it the file holds more than {MAX_EXPANDED_NODES} (a YAML alias bomb?)"
+                return SoTError(rel, line, _event_path(stack), message)
+            done(size)
+        elif isinstance(event, yaml.CollectionStartEvent):
+            expanded += 1
+            frame = stack[-1]
+            if frame.is_map and frame.want_key:
+                frame.key = None
+            if len(stack) > MAX_DEPTH:
+                return SoTError(rel, line, _event_path(stack), f"nested more than {MAX_DEPTH} levels deep")
+            stack.append(_Frame(isinstance(event, yaml.MappingStartEvent), event.anchor))
+        elif isinstance(event, yaml.CollectionEndEvent):
+            frame = stack.pop()
+            if frame.anchor:
+                sizes[frame.anchor] = frame.size
+            done(frame.size)
+        if expanded > MAX_EXPANDED_NODES:
+            return SoTError(rel, line, _event_path(stack), f"the file holds more than {MAX_EXPANDED_NODES} values")
+    return None
 
 
 def _pydantic_errors(sot: SoT, rel: str, doc_index: int, exc: ValidationError) -> list[SoTError]:
@@ -138,19 +242,24 @@ def load_documents(root: str | os.PathLike[str], *, sha: str | None = None, labe
     if not root.is_dir():
         raise SourceError(f"{root}: not a folder")
     sot = SoT(root=root, sha=sha, label=label or (sha or str(root)))
-    errors: list[SoTError] = []
-    files = _yaml_files(root)
-    if not files:
+    files, errors = _yaml_files(root)
+    if not files and not errors:
         raise SourceError(f"{root}: no SoT documents (expected YAML files under {', '.join(d + '/' for d in DOC_FOLDERS)})")
+    total = 0
     for path in files:
         rel = path.relative_to(root).as_posix()
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            errors.append(SoTError(rel, 1, (), f"cannot read: {exc}"))
+            text = _read_bounded(path, rel, MAX_TOTAL_BYTES - total)
+        except _Refused as exc:
+            errors.append(exc.error)
             continue
-        sot.texts[rel] = text
+        total += len(text)
         try:
+            bomb = _check_expansion(rel, text)
+            if bomb is not None:
+                errors.append(bomb)
+                continue
+            sot.texts[rel] = text
             docs = list(yaml.load_all(text, Loader=_Loader))
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
@@ -163,6 +272,36 @@ def load_documents(root: str | os.PathLike[str], *, sha: str | None = None, labe
                 continue
             errors.extend(_load_document(sot, rel, doc_index, doc))
     return sot, errors
+
+
+class _Refused(Exception):
+    def __init__(self, error: SoTError) -> None:
+        self.error = error
+        super().__init__(str(error))
+
+
+def _read_bounded(path: FsPath, rel: str, room: int) -> str:
+    """A document file's text; links, special files, oversized and undecodable files are refused."""
+    if path.is_symlink():
+        raise _Refused(SoTError(rel, 1, (), f"file {rel} is a symlink: a SoT must not contain links"))
+    limit = min(MAX_FILE_BYTES, max(room, 0))
+    try:
+        # O_NOFOLLOW: the link test above and the open are two steps; a link swapped in between fails here.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise _Refused(SoTError(rel, 1, (), f"file {rel} is not a regular file"))
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise _Refused(SoTError(rel, 1, (), f"cannot read: {exc.strerror or exc}")) from None
+    if len(data) > limit:
+        what = f"{MAX_FILE_BYTES} bytes" if limit == MAX_FILE_BYTES else f"the SoT's total of {MAX_TOTAL_BYTES} bytes"
+        raise _Refused(SoTError(rel, 1, (), f"file is larger than {what}"))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise _Refused(SoTError(rel, line, (), f"not UTF-8 text: {exc.reason} at byte {exc.start}")) from None
 
 
 def _load_document(sot: SoT, rel: str, doc_index: int, doc: Any) -> list[SoTError]:

@@ -7,6 +7,7 @@ that commit's tree is read, extracted into a content-addressed cache (``<cache>/
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -14,11 +15,11 @@ import subprocess
 import tarfile
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from vaquero.childenv import git_env
 
-from .errors import SourceError
+from .errors import SoTError, SoTInvalid, SourceError
 
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 
@@ -100,27 +101,102 @@ def resolve_rev(url: str, rev: str, cache: Path | None = None) -> tuple[Path, st
     return gitdir, sha
 
 
+def _links_file(tree: Path) -> Path:
+    return tree.parent / f"{tree.name}.links.json"
+
+
 def checkout(gitdir: Path, sha: str, cache: Path | None = None) -> Path:
-    """Extract the tree of commit `sha` into the content-addressed cache (once) and return it."""
+    """Extract the tree of commit `sha` into the content-addressed cache (once) and return it.
+
+    Links are never extracted (a link may point anywhere on the controller); their names are kept
+    beside the tree so a SoT that contains one is refused with their names (see `refuse_links`).
+    """
     cache = cache or cache_dir()
     tree = cache / "trees" / sha
     if tree.is_dir():
         return tree
     tree.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=tree.parent, prefix=f".{sha[:12]}-"))
+    links: list[str] = []
+
+    def no_links(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+        if not (member.isfile() or member.isdir()):
+            links.append(member.name)
+            return None
+        return tarfile.data_filter(member, dest)
+
     try:
-        archive = subprocess.run(["git", "archive", "--format=tar", sha], cwd=gitdir, check=True, capture_output=True, timeout=300, env=git_env()).stdout
         with tempfile.TemporaryFile() as fh:
-            fh.write(archive)
+            subprocess.run(["git", "archive", "--format=tar", sha], cwd=gitdir, check=True, stdout=fh, stderr=subprocess.PIPE, timeout=300, env=git_env())
             fh.seek(0)
             with tarfile.open(fileobj=fh) as tar:
-                tar.extractall(tmp, filter="data")
+                tar.extractall(tmp, filter=no_links)
+        _links_file(tree).write_text(json.dumps(sorted(links)))
         os.replace(tmp, tree)
     except subprocess.CalledProcessError as exc:
         raise SourceError(f"git archive {sha} failed: {exc.stderr.decode(errors='replace').strip()}") from None
+    except (tarfile.TarError, OSError) as exc:
+        raise SourceError(f"commit {sha[:12]} cannot be extracted: {type(exc).__name__}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return tree
+
+
+def _links(tree: Path) -> list[str]:
+    try:
+        names = json.loads(_links_file(tree).read_text())
+    except (OSError, ValueError):
+        return []
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
+def refuse_links(tree: Path, root: Path) -> None:
+    """Raise SoTInvalid naming each link (or special file) of the git tree that lies in the SoT folder `root`."""
+    names = _links(tree)
+    base = PurePosixPath(root.relative_to(tree).as_posix())
+    errors = []
+    for name in names:
+        rel = PurePosixPath(name)
+        if str(base) == "." or rel.is_relative_to(base):
+            shown = rel.as_posix() if str(base) == "." else rel.relative_to(base).as_posix()
+            errors.append(SoTError(shown, 1, (), f"file {shown} is a symlink (or another special file): a SoT must not contain links"))
+    if errors:
+        raise SoTInvalid(errors)
+
+
+def check_subdir(subdir: str) -> str:
+    """A SoT folder inside a repository: relative, normalised, no '..', no control characters."""
+    if subdir in ("", "."):
+        return ""
+    if len(subdir) > 512 or not subdir.isprintable() or "\\" in subdir:
+        raise SourceError("subdir must be a short relative path of printable characters")
+    path = PurePosixPath(subdir)
+    if path.is_absolute() or any(part in ("..", ".") for part in subdir.split("/")) or subdir.startswith("-"):
+        raise SourceError(f"subdir {subdir[:80]!r} must be a relative path inside the repository (no '..', not absolute)")
+    return path.as_posix()
+
+
+def contained(tree: Path, subdir: str) -> Path:
+    """The SoT folder `subdir` of a fetched tree, checked again at use: inside the tree, through no link."""
+    rel = check_subdir(subdir)
+    root = tree / rel if rel else tree
+    for link in _links(tree):
+        if rel and PurePosixPath(rel).is_relative_to(link):
+            raise SourceError(f"subdir {rel!r} goes through {link}, a symlink")
+    here = tree
+    for part in PurePosixPath(rel).parts:
+        here = here / part
+        if here.is_symlink():
+            raise SourceError(f"subdir {rel!r}: {here.relative_to(tree).as_posix()} is a symlink")
+    try:
+        inside = root.resolve(strict=True).is_relative_to(tree.resolve(strict=True))
+    except (OSError, RuntimeError):
+        raise SourceError(f"folder {rel!r} does not exist in that revision") from None
+    if not inside:
+        raise SourceError(f"subdir {rel!r} leaves the repository")
+    if not root.is_dir():
+        raise SourceError(f"folder {rel!r} does not exist in that revision")
+    return root
 
 
 def resolve(spec: str, *, subdir: str = "", cache: Path | None = None) -> Resolved:
@@ -133,7 +209,9 @@ def resolve(spec: str, *, subdir: str = "", cache: Path | None = None) -> Resolv
         return Resolved(path, None, spec)
     gitdir, sha = resolve_rev(url, rev, cache)
     tree = checkout(gitdir, sha, cache)
-    root = tree / subdir if subdir else tree
-    if not root.is_dir():
-        raise SourceError(f"{url}@{sha[:12]}: folder {subdir!r} does not exist in that commit")
+    try:
+        root = contained(tree, subdir)
+    except SourceError as exc:
+        raise SourceError(f"{url}@{sha[:12]}: {exc}") from None
+    refuse_links(tree, root)
     return Resolved(root, sha, f"{url}@{sha[:12]}")

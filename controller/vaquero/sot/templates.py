@@ -6,15 +6,19 @@ validates is a template that renders on the agent.
 
 from __future__ import annotations
 
+import contextvars
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .models import Cluster, Host, Network, Profile, Site
-
 
 # Stands for the host's one-time install token in rendered scripts and configs; the agent puts the
 # real token in when it arms the host. URL-safe base64 characters only, like the token itself, so
@@ -43,12 +47,135 @@ class BootUrls:
         return f"{self.base}/assets"
 
 
-_env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+# Work one render may do. Generous for real templates (a few loops over disks, NICs, users) and far
+# below what pins a CPU: the process that validates a revision has the authoritative bounds (RLIMIT_AS,
+# RLIMIT_CPU, a wall-clock deadline, see vaquero.gate.sandbox); these make a runaway template fail fast,
+# with a message that names it, wherever it renders (validation, the agent, hooks).
+MAX_LOOP_STEPS = 200_000  # loop iterations + sandboxed calls + range() lengths, per render
+MAX_OUTPUT = 4 << 20  # characters of rendered text
+MAX_SECONDS = 5.0  # per render
+MAX_SEQUENCE = 100_000  # elements of a string or list built by * or **
+
+
+class TemplateLimitError(jinja2.TemplateRuntimeError):
+    """A template used more than its share of loop work, output or time."""
+
+
+class _Budget:
+    __slots__ = ("deadline", "steps")
+
+    def __init__(self) -> None:
+        self.steps = MAX_LOOP_STEPS
+        self.deadline = time.monotonic() + MAX_SECONDS
+
+    def spend(self, n: int = 1) -> None:
+        self.steps -= n
+        if self.steps < 0:
+            raise TemplateLimitError(f"template exceeded its loop budget ({MAX_LOOP_STEPS} iterations, calls and range elements)")
+        if time.monotonic() > self.deadline:
+            raise TemplateLimitError(f"template rendering exceeded {MAX_SECONDS:g} s")
+
+
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("vaquero_template_budget", default=None)
+
+
+def _current_budget() -> _Budget:
+    budget = _budget.get()
+    if budget is None:  # rendered outside Template.render (generate, a stray macro): a budget of its own
+        budget = _Budget()
+        _budget.set(budget)
+    return budget
+
+
+def _loop_guard(iterable: Any) -> Iterator[Any]:
+    budget = _current_budget()
+    for item in iterable:
+        budget.spend()
+        yield item
+
+
+def _range(*args: int) -> range:
+    rng = range(*args)
+    if len(rng) > MAX_SEQUENCE:
+        raise TemplateLimitError(f"range() of {len(rng)} elements (at most {MAX_SEQUENCE})")
+    _current_budget().spend(len(rng))
+    return rng
+
+
+def _sized(value: Any) -> int:
+    if isinstance(value, str | bytes | list | tuple):
+        return len(value)
+    return 1
+
+
+class _LimitedTemplate(jinja2.Template):
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        token = _budget.set(_Budget())
+        try:
+            ctx = self.new_context(dict(*args, **kwargs))
+            try:
+                parts: list[str] = []
+                size = 0
+                for chunk in self.root_render_func(ctx):
+                    size += len(chunk)
+                    if size > MAX_OUTPUT:
+                        raise TemplateLimitError(f"template output exceeded {MAX_OUTPUT} characters")
+                    parts.append(chunk)
+                return "".join(parts)
+            except RecursionError:
+                # A recursive macro or loop(): say so in the template's terms, not Python's.
+                error = TemplateLimitError("template recursion too deep")
+            except Exception:
+                self.environment.handle_exception()
+            raise error
+        finally:
+            _budget.reset(token)
+
+
+class SoTEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox for SoT templates: no file access, bounded loops, calls, sizes, output and time."""
+
+    template_class = _LimitedTemplate
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self) -> None:
+        # A loader that refuses everything: include/import/extend are refused at parse time already,
+        # this is the second lock (and the message if a template reaches get_template another way).
+        super().__init__(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True, loader=jinja2.DictLoader({}))
+        self.globals["range"] = _range
+        self.filters["vaquero_loop_guard"] = _loop_guard
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+            raise jinja2.TemplateSyntaxError("a SoT template cannot include, import or extend other templates", node.lineno, name, filename)
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Filter(loop.iter, "vaquero_loop_guard", [], [], None, None, lineno=loop.lineno)
+        return tree
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _current_budget().spend()
+        result = super().call(__context, __obj, *args, **kwargs)
+        if _sized(result) > MAX_OUTPUT:
+            raise TemplateLimitError(f"a call in the template built a value of {_sized(result)} elements")
+        return result
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, str | bytes | list | tuple) and isinstance(n, int) and len(seq) * n > MAX_SEQUENCE:
+                    raise TemplateLimitError(f"repeating a sequence {n} times builds more than {MAX_SEQUENCE} elements")
+        elif operator == "**" and isinstance(right, int) and isinstance(left, int) and abs(left) > 1 and right > 64:
+            raise TemplateLimitError("exponent too large")
+        return super().call_binop(context, operator, left, right)
+
+
+_env = SoTEnvironment()
 
 
 def environment() -> ImmutableSandboxedEnvironment:
     # Sandboxed and immutable: templates come from a git repository; they must not reach Python
-    # internals nor change the context shared between hosts.
+    # internals nor change the context shared between hosts, nor run without bounds.
     return _env
 
 
@@ -121,4 +248,7 @@ def config_source(root: FsPath, profile: Profile) -> str | None:
     if profile.config.inline is not None:
         return profile.config.inline
     assert profile.config.template is not None
-    return (root / profile.config.template).read_text(encoding="utf-8")
+    path = root / profile.config.template
+    if path.is_symlink():
+        raise OSError(f"{profile.config.template} is a symlink")
+    return path.read_text(encoding="utf-8")

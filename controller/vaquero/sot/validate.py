@@ -77,6 +77,8 @@ def _safe_relpath(value: str) -> bool:
 def _check_repo_file(sot: SoT, kind: str, name: str, path: tuple[str | int, ...], value: str) -> list[SoTError]:
     if not _safe_relpath(value):
         return [sot.error(kind, name, path, f"{value!r} must be a relative path inside the SoT repository")]
+    if any((sot.root / PurePosixPath(*PurePosixPath(value).parts[: i + 1])).is_symlink() for i in range(len(PurePosixPath(value).parts))):
+        return [sot.error(kind, name, path, f"file {value} is a symlink: a SoT must not contain links")]
     if not (sot.root / value).is_file():
         return [sot.error(kind, name, path, f"file {value!r} does not exist in the SoT repository")]
     return []
@@ -272,8 +274,11 @@ def _check_templates(sot: SoT) -> list[SoTError]:
         except OSError:
             config = None  # already reported as a missing file
         except jinja2.TemplateSyntaxError as exc:
-            where = ("config", "inline") if profile.config and profile.config.inline is not None else ("config", "template")
-            errors.append(sot.error("Profile", profile.name, where, f"template syntax error (line {exc.lineno}): {exc.message}"))
+            if profile.config and profile.config.template is not None:
+                # The mistake is in the template file: point there, at its line.
+                errors.append(SoTError(profile.config.template, exc.lineno or 1, ("config", "template"), f"template syntax error: {exc.message}"))
+                continue
+            errors.append(sot.error("Profile", profile.name, ("config", "inline"), f"template syntax error (line {exc.lineno}): {exc.message}"))
             continue
         compiled[profile.name] = (cmdline, config)
     for cluster, _, host in sot.hosts():
