@@ -116,7 +116,8 @@ class Standalone:
                 plan = self.app.state.store.get(f"/plans/{pid}")
                 state = plan.value.get("state") if plan else None
                 if state == "pending_approval":
-                    gate.approve(pid, "standalone --approve")
+                    # The operator approved what `vaquero plan` showed for this revision: bind to this plan's digest.
+                    gate.approve(pid, "standalone --approve", digest=plan.value["digest"])
                     log.info("plan %s approved (--approve)", pid, extra={"plan": pid})
                     return
                 if state == "invalid":
@@ -131,13 +132,16 @@ class Standalone:
     def start_agent(self) -> None:
         """The site agent's boot services (DHCP, TFTP, HTTP, callbacks) in this process.
 
-        It listens where the site's agent URL says (e.g. http://10.90.0.1:8080), serves the SoT
-        given at start, and is switched to the SoT of a plan before that plan runs, so hosts
-        netboot the profile of the revision being applied.
+        It listens where the site's agent URL says (e.g. http://10.90.0.1:8080) and only ever
+        serves a revision that was approved: the last applied one, then the SoT of each approved
+        plan just before it runs. Until a first plan is approved it serves no host and no DHCP:
+        every machine that asks gets the script that installs nothing.
         """
         import uvicorn
 
+        from .agent.fasthttp import AGENT_LIMITS, BootHttpProtocol
         from .agent.service import Agent, AgentConfig
+        from .httpserver import server_config
         from .render.site import get_site
         from .runner.callback import AGENT_TOKEN_ENV
         from .sot import load_spec
@@ -151,8 +155,10 @@ class Standalone:
         url = urlsplit(site.agents[0].url)
         token = os.environ.get(AGENT_TOKEN_ENV) or secrets.token_urlsafe(24)
         os.environ[AGENT_TOKEN_ENV] = token  # the playbooks' boot_mode module reads it at use time
+        applied = self.applied_root()
         cfg = AgentConfig(
-            sot=str(sot.root),
+            sot=applied or self.site_only(site),
+            dhcp=applied is not None,
             listen=url.hostname or "0.0.0.0",
             http_port=url.port or 80,
             asset_root=self.data_dir / "assets",
@@ -164,7 +170,12 @@ class Standalone:
         agent.prepare()
         agent.start_boot_services()
         assert agent.app is not None
-        server = uvicorn.Server(uvicorn.Config(agent.app, host=cfg.listen, port=cfg.http_port, lifespan="off", access_log=False, log_config=None))
+        server = uvicorn.Server(
+            server_config(
+                agent.app, host=cfg.listen, port=cfg.http_port, protocol=BootHttpProtocol, limits=AGENT_LIMITS, lifespan="off", access_log=False,
+                log_config=None,
+            )
+        )
         t = threading.Thread(target=server.run, name="vaquero-agent-http", daemon=True)
         t.start()
         self.threads.append(t)
@@ -177,6 +188,25 @@ class Standalone:
 
         self.closers.append(_Closer())
         log.info("agent for site %s on %s (HTTP %d, TFTP 69, DHCP)", site.name, cfg.listen, cfg.http_port)
+
+    def applied_root(self) -> str | None:
+        """The tree of the last applied revision, if there is one and it is still in the cache."""
+        assert self.store is not None
+        rec = self.store.get("/sites-applied/current")
+        root = rec.value.get("root") if rec else None
+        return root if root and Path(root).is_dir() else None
+
+    def site_only(self, site: Any) -> str:
+        """A SoT of the site alone (its name, agent and networks; no host, profile or credential) for an
+        agent that has no approved revision yet: it knows where to listen and serves nothing else."""
+        import yaml
+
+        folder = self.data_dir / "agent" / "unapproved-site"
+        (folder / "sites").mkdir(parents=True, exist_ok=True)
+        doc = site.model_dump(mode="json", by_alias=True, exclude_none=True)
+        doc.pop("credentials", None)
+        (folder / "sites" / "site.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        return str(folder)
 
     def before_run(self, plan: dict[str, Any]) -> None:
         """Serve the SoT of the plan about to run: re-render the site bundle and swap it in."""
@@ -194,6 +224,14 @@ class Standalone:
         if agent.dnsmasq is not None and agent.bundle is not None:
             agent.dnsmasq.apply(agent.bundle.dhcp, agent.bundle.dhcp_hosts)
             agent.dnsmasq.reload()
+        elif agent.bundle is not None:
+            # The first approved revision: DHCP starts now, with its networks.
+            from .agent.dnsmasq import Dnsmasq
+
+            agent.cfg.dhcp = True
+            agent.dnsmasq = Dnsmasq(agent.cfg.state_dir / "dnsmasq", site=agent.bundle.site.name)
+            agent.dnsmasq.apply(agent.bundle.dhcp, agent.bundle.dhcp_hosts)
+            agent.dnsmasq.start()
         log.info("agent now serves the SoT of plan %s (%s)", plan.get("id"), str(plan.get("sha"))[:12], extra={"plan": plan.get("id"), "sha": plan.get("sha")})
 
     def start_background(self) -> None:
@@ -223,9 +261,11 @@ class Standalone:
     def serve(self) -> int:
         import uvicorn
 
+        from .httpserver import server_config
+
         app = self.build()
         host, port = self.listen
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, log_level=logging.getLogger().getEffectiveLevel(), server_header=False)
+        config = server_config(app, host=host, port=port, log_config=None, log_level=logging.getLogger().getEffectiveLevel(), server_header=False)
         server = uvicorn.Server(config)
         log.info("standalone: API on http://%s:%d (token in %s), data in %s", host, port, self.data_dir / "token", self.data_dir)
 

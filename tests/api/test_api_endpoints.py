@@ -107,8 +107,8 @@ def test_manual_revision_from_a_folder_then_auto_apply_policy(api, tmp_path):
     assert plan3["state"] == "pending_approval" and plan3["auto_apply"] is False
     resp = api.post(f"/v1/plans/{plan3['id']}/reject", headers=auth("root"))
     assert resp.status_code == 200 and resp.json()["rejected_by"] == "root" and resp.json()["state"] == "rejected"
-    assert api.post(f"/v1/plans/{plan3['id']}/approve", headers=auth("alice")).status_code == 409
-    assert api.post("/v1/plans/nope/approve", headers=auth("alice")).status_code == 404
+    assert api.post(f"/v1/plans/{plan3['id']}/approve", headers=auth("alice"), json={"digest": plan3["digest"]}).status_code == 409
+    assert api.post("/v1/plans/nope/approve", headers=auth("alice"), json={"digest": "0" * 64}).status_code == 404
 
 
 def test_manual_revision_git_url_and_sha(api, sot_repo):
@@ -259,13 +259,16 @@ def test_commit_status_posted_to_github_stand_in(tmp_path, sot_repo, monkeypatch
 def test_internal_error_in_the_gate_marks_the_revision_not_stuck(api, tmp_path, monkeypatch):
     import vaquero.gate.core as core
 
-    def boom(old, new):
+    def boom(request, limits=None):
         raise RuntimeError("planner bug")
 
-    monkeypatch.setattr(core, "make_plan", boom)
+    monkeypatch.setattr(core, "run_bounded", boom)
     rev = submit(api, str(lab_copy(tmp_path)))
-    assert rev["state"] == "invalid" and "internal error" in rev["errors"][0]["message"]
+    assert rev["state"] == "invalid" and "could not be checked (RuntimeError)" in rev["errors"][0]["message"]
     assert "planner bug" not in rev["errors"][0]["message"]
+    # The revision's plan exists and says the same: no plan id that answers 404.
+    plan = api.get(f"/v1/plans/{rev['plan']}", headers=auth("reader"))
+    assert plan.status_code == 200 and plan.json()["state"] == "invalid" and plan.json()["errors"] == rev["errors"]
     assert 'vaquero_errors_total{kind="gate"} 1.0' in api.get("/metrics", headers=auth("reader")).text
 
 
@@ -291,7 +294,8 @@ def test_secrets_stay_out_of_reprs(tmp_path):
 
 def test_restart_between_plan_and_revision_update_makes_no_second_plan(api, tmp_path):
     rev = submit(api, str(lab_copy(tmp_path)))
-    approved = api.post(f"/v1/plans/{rev['plan']}/approve", headers=auth("alice")).json()
+    digest = api.get(f"/v1/plans/{rev['plan']}", headers=auth("reader")).json()["digest"]
+    approved = api.post(f"/v1/plans/{rev['plan']}/approve", headers=auth("alice"), json={"digest": digest}).json()
     assert approved["state"] == "approved"
     # As if the process died after writing the plan but before marking the revision planned.
     api.store.put(f"/revisions/{rev['id']}", rev | {"state": "fetching"})

@@ -85,16 +85,21 @@ def test_push_adds_host_plan_waits_then_approved(live, sot_repo, captured_logs):
     # A read token may not approve (403), no token is 401; an approve token approves.
     assert live.client.post(f"/v1/plans/{plan['id']}/approve", headers=auth("reader")).status_code == 403
     assert live.client.post(f"/v1/plans/{plan['id']}/approve").status_code == 401
-    resp = live.client.post(f"/v1/plans/{plan['id']}/approve", headers=auth("alice"), json={"comment": "ok"})
+    # The approval names the plan's digest: missing is 422, another plan's digest is 409.
+    assert live.client.post(f"/v1/plans/{plan['id']}/approve", headers=auth("alice"), json={"comment": "ok"}).status_code == 422
+    assert len(plan["digest"]) == 64 and plan["digest"] != older["digest"]
+    resp = live.client.post(f"/v1/plans/{plan['id']}/approve", headers=auth("alice"), json={"digest": older["digest"]})
+    assert resp.status_code == 409 and live.store.get(f"/plans/{plan['id']}").value["state"] == "pending_approval"
+    resp = live.client.post(f"/v1/plans/{plan['id']}/approve", headers=auth("alice"), json={"comment": "ok", "digest": plan["digest"]})
     assert resp.status_code == 200, resp.text
     record = live.store.get(f"/plans/{plan['id']}").value
     assert record["state"] == "approved" and record["approved_by"] == "alice" and record["approval_comment"] == "ok"
     assert abs(record["approved_at"] - time.time()) < 30 and record["cancel_requested"] is False
     assert live.store.list("/plans-pending/") == []  # nothing left waiting
     # Approving twice is a conflict, not a second approval.
-    assert live.client.post(f"/v1/plans/{plan['id']}/approve", headers=auth("alice")).status_code == 409
+    assert live.client.post(f"/v1/plans/{plan['id']}/approve", headers=auth("alice"), json={"digest": plan["digest"]}).status_code == 409
     # Approving the superseded plan is refused, and says by what.
-    resp = live.client.post(f"/v1/plans/{plan1['id']}/approve", headers=auth("alice"))
+    resp = live.client.post(f"/v1/plans/{plan1['id']}/approve", headers=auth("alice"), json={"digest": older["digest"]})
     assert resp.status_code == 409 and plan["id"] in resp.json()["detail"]
 
     # Cancel sets the flag the runner honours.
@@ -135,7 +140,8 @@ def test_bad_commit_is_rejected_with_errors_and_nothing_approved(live, sot_repo)
     assert f"clusters/lab.yaml:{line}: hosts[2].macs: " in text
     # An invalid revision supersedes nothing; it cannot be approved; nothing is approved.
     assert live.client.get(f"/v1/plans/{pending}", headers=auth("reader")).json()["state"] == "pending_approval"
-    assert live.client.post(f"/v1/plans/{plan['id']}/approve", headers=auth("alice")).status_code == 409
+    assert plan["digest"] is None
+    assert live.client.post(f"/v1/plans/{plan['id']}/approve", headers=auth("alice"), json={"digest": "0" * 64}).status_code == 409
     assert plans(live, "approved") == []
 
 

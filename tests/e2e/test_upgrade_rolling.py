@@ -89,7 +89,7 @@ def test_rolling_upgrade_of_four_hosts(lab, tmp_path: Path) -> None:  # noqa: F8
     assert plan2["state"] == "pending_approval", plan2
     waves = [[s["host"] for s in w["steps"]] for w in plan2["plan"]["waves"]]
     assert waves == [["node1"], ["node2", "node3"], ["node4"]], waves
-    assert lab.api("POST", f"/v1/plans/{plan2['id']}/approve")["status"] == 200
+    assert lab.api("POST", f"/v1/plans/{plan2['id']}/approve", {"digest": plan2["digest"]})["status"] == 200
 
     samples: list[dict[str, str]] = []
 

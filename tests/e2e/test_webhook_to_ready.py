@@ -81,7 +81,7 @@ def test_push_webhook_approve_netboot_ready_then_bad_push_rejected(tmp_path, mon
         assert "+ host node1 will be installed" in plan["text"]
         assert lab.store.get("/hosts/node1") is None  # gated: nothing touched before approval
 
-        approved = lab.api("POST", f"/v1/plans/{plan['id']}/approve", {})
+        approved = lab.api("POST", f"/v1/plans/{plan['id']}/approve", {"digest": plan["digest"]})
         assert approved["status"] == 200, approved
         plan = lab.wait_plan(added, ("succeeded", "failed", "cancelled"), timeout=300)
         assert plan["state"] == "succeeded", f"{lab.store.get('/runs/' + plan['id'])}\n{lab.log()}"

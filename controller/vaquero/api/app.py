@@ -6,7 +6,9 @@ same process; the gate's worker thread starts and stops with the app's lifespan.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,13 +17,14 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from .. import __version__
 from ..gate import records as r
 from ..gate.core import Gate, GateError
 from ..gate.github import StatusReporter
-from ..sot.source import split_spec
+from ..sot.errors import SourceError
+from ..sot.source import check_subdir, split_spec
 from ..state.store import Store, StoreUnavailable
 from . import events, webhook
 from . import models as m
@@ -42,11 +45,31 @@ class RevisionRequest(BaseModel):
         description="GIT-URL@REVISION (branch, tag or SHA; resolved once to a commit SHA) or an absolute path to a SoT folder on the server",
         examples=["https://github.com/example/sot.git@main", "/srv/sot"],
     )
-    subdir: str = Field("", max_length=512, pattern=r"^$|^[A-Za-z0-9._-][A-Za-z0-9._/-]*$", description="the SoT's folder inside the repository")
+    subdir: str = Field(
+        "",
+        max_length=512,
+        pattern=r"^$|^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$",
+        description="the SoT's folder inside the repository: a relative path, no '..' (checked again against the fetched tree)",
+    )
+
+    @field_validator("subdir")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        try:
+            return check_subdir(value)
+        except SourceError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class Decision(BaseModel):
     comment: str = Field("", max_length=2000)
+
+
+class Approval(Decision):
+    digest: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="the `digest` of the plan as you read it (GET /v1/plans/{id}): a plan that changed since is not approved (409)",
+    )
 
 
 def _gate_error(exc: GateError) -> HTTPException:
@@ -58,6 +81,60 @@ def _get(store: Store, key: str, what: str) -> dict[str, Any]:
     if rec is None:
         raise HTTPException(404, f"no {what}")
     return rec.value
+
+
+class ReadyCache:
+    """store.ready() for the readiness probe, asked on one dedicated thread (never the pool, never the loop).
+
+    Probes that arrive together share one check; a probe waits (asynchronously) at most `timeout`
+    seconds for a check that started after it arrived, and a Store that hangs longer is "not ready".
+    """
+
+    def __init__(self, store: Store, timeout: float = 2.0) -> None:
+        self.store = store
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._want = threading.Event()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[bool]]] = []
+        self._thread: threading.Thread | None = None
+
+    async def ok(self) -> bool:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+        with self._lock:
+            self._waiters.append((loop, fut))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="vaquero-ready", daemon=True)
+                self._thread.start()
+            self._want.set()  # under the lock: the thread cannot decide to end between the two
+        try:
+            return await asyncio.wait_for(fut, self.timeout)
+        except TimeoutError:
+            return False
+
+    def _run(self) -> None:
+        while True:
+            self._want.wait(60)
+            with self._lock:
+                if not self._want.is_set():  # nobody asked for a minute: end (a new probe starts another)
+                    self._thread = None
+                    return
+                self._want.clear()
+                waiters, self._waiters = self._waiters, []
+            try:
+                ok = bool(self.store.ready())
+            except Exception:
+                ok = False
+            for loop, fut in waiters:
+                try:
+                    loop.call_soon_threadsafe(_resolve, fut, ok)
+                except RuntimeError:  # that probe's loop is gone
+                    pass
+
+
+def _resolve(fut: asyncio.Future[bool], ok: bool) -> None:
+    if not fut.done():
+        fut.set_result(ok)
 
 
 def _runner_routers() -> list[APIRouter]:
@@ -120,16 +197,17 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
         app.include_router(router)
 
     # -- probes and metrics --
+    # Probes run on the event loop and never wait for the thread pool or the Store: a busy pool
+    # or a hung Store must not make the orchestrator think the process itself is dead.
+    readiness = ReadyCache(store)
+
     @app.get("/healthz/live", tags=["probes"], summary="the process answers")
-    def live() -> dict[str, str]:
+    async def live() -> dict[str, str]:
         return {"status": "live"}
 
     @app.get("/healthz/ready", tags=["probes"], summary="the Store is reachable and migrated", responses={503: {"description": "not ready"}})
-    def ready() -> JSONResponse:
-        try:
-            ok = store.ready()
-        except Exception:
-            ok = False
+    async def ready() -> JSONResponse:
+        ok = await readiness.ok()
         return JSONResponse({"status": "ready" if ok else "not ready", "store": ok}, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["probes"], summary="Prometheus metrics", response_class=PlainTextResponse, dependencies=[Depends(require("read"))])
@@ -229,8 +307,9 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
     def _decide(verb: str, pid: str, token: Token, body: Decision | None = None) -> dict[str, Any]:
         if not r.valid_id(pid):
             raise HTTPException(404, f"no plan {pid}")
+        kwargs = {"digest": body.digest} if isinstance(body, Approval) else {}
         try:
-            value: dict[str, Any] = getattr(gate, verb)(pid, token.name, body.comment if body else "")
+            value: dict[str, Any] = getattr(gate, verb)(pid, token.name, body.comment if body else "", **kwargs)
         except GateError as exc:
             raise _gate_error(exc) from None
         return r.plan_summary(value)
@@ -238,14 +317,15 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
     @app.post(
         "/v1/plans/{pid}/approve",
         tags=["approvals"],
-        summary="approve a plan waiting for approval (records who and when)",
+        summary="approve a plan waiting for approval, as read: the body carries the plan's digest (records who and when)",
         responses={
             200: {"model": m.PlanSummaryOut},
             404: {"description": "no such plan"},
-            409: {"description": "not waiting for approval (superseded, rejected, ...)"},
+            409: {"description": "not waiting for approval (superseded, rejected, ...), or its digest is not the one given"},
+            422: {"description": "no digest in the body"},
         },
     )
-    def approve(pid: str, body: Decision | None = None, token: Token = Depends(require("approve"))) -> dict[str, Any]:  # noqa: B008
+    def approve(pid: str, body: Approval, token: Token = Depends(require("approve"))) -> dict[str, Any]:  # noqa: B008
         return _decide("approve", pid, token, body)
 
     @app.post(

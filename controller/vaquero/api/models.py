@@ -57,6 +57,9 @@ class PlanSummaryOut(_Open):
     base_sha: str | None = Field(description="the current revision the plan was made against")
     state: str = Field(description="invalid | pending_approval | approved | rejected | superseded | running | succeeded | failed | cancelled")
     auto_apply: bool
+    digest: str | None = Field(
+        None, description="sha256 of the plan, its text and the revisions it joins: approving needs it (null for an invalid plan)"
+    )
     errors: list[SoTErrorOut]
     approved_by: str | None
     approved_at: float | None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import logging
 import os
 import queue
@@ -27,18 +28,26 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from ..plan import Plan, make_plan, render_text
-from ..sot import SoT, SoTInvalid, SourceError, empty_sot, load
-from ..sot.source import checkout, resolve_rev
+from ..sot import SoT, SoTError, SoTInvalid, SourceError, empty_sot, load
+from ..sot.source import check_subdir, checkout, contained, refuse_links, resolve_rev
 from ..state.store import Store
 from . import records as r
 from .github import StatusReporter
+from .sandbox import Limits, auto_apply, run_bounded, touched_clusters
+
+__all__ = ["Gate", "GateError", "auto_apply", "check_git_url", "check_rev", "check_subdir_request", "touched_clusters"]
 
 log = logging.getLogger("vaquero.gate")
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 _REV_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]{0,254}$")
 ZERO_SHA = "0" * 40
+# A revision still `fetching` when the controller stopped is tried again at start, this many times in all.
+MAX_ATTEMPTS = 3
+
+
+def _error(message: str) -> dict[str, Any]:
+    return {"file": None, "line": None, "field": None, "message": message}
 
 
 class GateError(Exception):
@@ -72,6 +81,14 @@ def check_rev(rev: str) -> str:
     return rev
 
 
+def check_subdir_request(subdir: str) -> str:
+    """`subdir` from a request: a relative path inside the repository, or a 422."""
+    try:
+        return check_subdir(subdir)
+    except SourceError as exc:
+        raise GateError(422, str(exc)) from None
+
+
 def tree_digest(root: Path) -> str:
     """A content hash of a folder (paths and bytes, .git skipped): the id of a local SoT revision."""
     h = hashlib.sha256()
@@ -91,6 +108,15 @@ def tree_digest(root: Path) -> str:
 
 def snapshot(root: Path, cache: Path) -> tuple[str, Path]:
     """Copy a local SoT folder into the content-addressed cache once; later edits of the folder do not leak in."""
+    links = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".git"]
+        for name in (*dirnames, *filenames):
+            path = Path(dirpath) / name
+            if path.is_symlink() or not (path.is_dir() or path.is_file()):
+                links.append(path.relative_to(root).as_posix())
+    if links:
+        raise SoTInvalid([SoTError(rel, 1, (), f"file {rel} is a symlink (or another special file): a SoT must not contain links") for rel in sorted(links)])
     digest = tree_digest(root)
     tree = cache / "trees" / f"local-{digest}"
     if not tree.is_dir():
@@ -108,23 +134,6 @@ def snapshot(root: Path, cache: Path) -> tuple[str, Path]:
     return digest, tree
 
 
-def touched_clusters(plan: Plan) -> set[str]:
-    return {h.cluster for h in plan.hosts} | {s.name for s in plan.scopes if s.kind == "cluster"}
-
-
-def auto_apply(plan: Plan, old: SoT, new: SoT) -> bool:
-    """True when every cluster the plan touches is marked policy.auto_apply (and it touches at least one,
-    and no site changes: a site holds the network every cluster in it depends on)."""
-    touched = touched_clusters(plan)
-    if not touched or any(s.kind == "site" for s in plan.scopes):
-        return False
-    for name in touched:
-        cluster = new.clusters.get(name) or old.clusters.get(name)
-        if cluster is None or not cluster.policy.auto_apply:
-            return False
-    return True
-
-
 class Gate:
     def __init__(
         self,
@@ -135,8 +144,10 @@ class Gate:
         public_url: str | None = None,
         observer: GateObserver | None = None,
         scrub: Callable[[str], str] = lambda s: s,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
+        self.limits = limits or Limits()
         self.cache = cache
         self.reporter = reporter
         self.public_url = public_url.rstrip("/") if public_url else None
@@ -197,11 +208,11 @@ class Gate:
                 log.exception("revision %s could not be processed", rid)
                 if self.observer:
                     self.observer.error("gate")
-                # Say so on the revision rather than leave it `fetching` (a restart would retry it).
+                # Say so on the revision and its plan rather than leave it `fetching` (a restart would retry it).
                 with contextlib.suppress(Exception):
                     assert rid is not None
-                    message = f"internal error while planning this revision ({type(exc).__name__}); see the server log"
-                    self._update_revision(rid, state=r.INVALID, errors=[{"file": None, "line": None, "field": None, "message": message}])
+                    message = f"the revision could not be checked ({type(exc).__name__}); see the server log"
+                    self._give_up(rid, message)
             finally:
                 self._busy.clear()
                 self._queue.task_done()
@@ -213,6 +224,7 @@ class Gate:
         """Queue commit `sha` of `url`; returns (revision record, False when that SHA was already known)."""
         if not SHA_RE.match(sha):
             raise GateError(422, "a revision is a full 40-digit commit SHA")
+        subdir = check_subdir_request(subdir)
         value: dict[str, Any] = {
             "id": sha,
             "kind": "git",
@@ -244,9 +256,16 @@ class Gate:
 
     def submit_path(self, path: str, *, subdir: str = "", actor: str) -> tuple[dict[str, Any], bool]:
         root = Path(path)
+        subdir = check_subdir_request(subdir)
         if not root.is_absolute() or not root.is_dir():
             raise GateError(422, "a local SoT must be an absolute path to a folder on the server")
-        digest, tree = snapshot(root, self.cache)
+        try:
+            digest, tree = snapshot(root, self.cache)
+            sot_root = contained(tree, subdir)
+        except SoTInvalid as exc:
+            raise GateError(422, "; ".join(str(e) for e in exc.errors[:5])) from None
+        except SourceError as exc:
+            raise GateError(422, str(exc)) from None
         value: dict[str, Any] = {
             "id": f"local-{digest[:24]}",
             "kind": "path",
@@ -255,7 +274,8 @@ class Gate:
             "source": str(root),
             "subdir": subdir,
             "label": f"{root} (content {digest[:12]})",
-            "root": str(tree / subdir if subdir else tree),
+            "root": str(sot_root),
+            "tree": str(tree),
             "created": time.time(),
             "state": r.QUEUED,
             "actor": actor,
@@ -295,6 +315,96 @@ class Gate:
         self._old = ((sha, root), old)
         return old, sha
 
+    def _fetch(self, rev: dict[str, Any]) -> tuple[str | None, str]:
+        """The revision's SoT folder, checked again here: inside its fetched tree, through no link."""
+        if rev["kind"] == "git":
+            with self._git:
+                gitdir, sha = resolve_rev(rev["source"], rev["sha"], self.cache)
+                tree = checkout(gitdir, sha, self.cache)
+            root = contained(tree, rev.get("subdir") or "")
+            refuse_links(tree, root)
+            return sha, str(root)
+        tree = rev.get("tree")
+        if tree is None:  # recorded before trees were kept: its root was checked at submit
+            return None, str(rev["root"])
+        return None, str(contained(Path(tree), rev.get("subdir") or ""))
+
+    def _current_record(self) -> dict[str, Any] | None:
+        rec = self.store.get(r.CURRENT_KEY)
+        if rec is None or not rec.value.get("root"):
+            return None
+        return {k: rec.value.get(k) for k in ("root", "sha", "label")}
+
+    def _evaluate(self, rev: dict[str, Any]) -> tuple[str | None, str | None, dict[str, Any]]:
+        """(sha, root, answer): fetch, then validate and plan in a bounded child. Never raises."""
+        sha, root = rev.get("sha"), rev.get("root")
+        try:
+            sha, root = self._fetch(rev)
+            request = {"root": root, "sha": sha, "label": rev["label"], "current": self._current_record()}
+            return sha, root, run_bounded(request, self.limits)
+        except SoTInvalid as exc:
+            return sha, root, {"errors": [e.to_dict() for e in exc.errors]}
+        except SourceError as exc:
+            return sha, root, {"errors": [_error(self.scrub(str(exc)))]}
+        except Exception as exc:
+            log.exception("revision %s could not be checked", rev.get("id"))
+            if self.observer:
+                self.observer.error("gate")
+            return sha, root, {"errors": [_error(f"the revision could not be checked ({type(exc).__name__}); see the server log")]}
+
+    def _give_up(self, rid: str, message: str) -> dict[str, Any] | None:
+        """Record revision `rid` as invalid, with an invalid plan saying why (so its plan id answers)."""
+        rec = self.store.get(r.revision_key(rid))
+        if rec is None:
+            return None
+        rev = rec.value
+        pid = rev.get("plan") or r.new_plan_id()
+        value = self._plan_value(pid, rid, rev, rev.get("sha"), rev.get("root"), {"errors": [_error(message)]})
+        if self.store.get(r.plan_key(pid)) is None:
+            self.store.put(r.plan_key(pid), value)
+        self._update_revision(rid, state=r.INVALID, plan=pid, errors=value["errors"])
+        return value
+
+    def _plan_value(self, pid: str, rid: str, rev: dict[str, Any], sha: str | None, root: str | None, answer: dict[str, Any]) -> dict[str, Any]:
+        value: dict[str, Any] = {
+            "id": pid,
+            "revision": rid,
+            "sha": sha,
+            "source": rev["source"],
+            "label": rev["label"],
+            "root": root,
+            "content": rev.get("digest"),
+            "created": time.time(),
+            "actor": rev.get("actor"),
+            "base_sha": None,
+            "state": r.INVALID,
+            "auto_apply": False,
+            "plan": None,
+            "text": None,
+            "digest": None,
+            "errors": answer.get("errors") or [],
+            "validation": {k: answer[k] for k in ("seconds", "peak_rss") if k in answer},
+            "approved_by": None,
+            "approved_at": None,
+            "rejected_by": None,
+            "rejected_at": None,
+            "superseded_by": None,
+            "run": None,
+            "cancel_requested": False,
+        }
+        if value["errors"] or not isinstance(answer.get("plan"), dict):
+            if not value["errors"]:
+                value["errors"] = [_error("the validation process gave no plan")]
+            return value
+        auto = bool(answer.get("auto_apply"))
+        value |= {"plan": answer["plan"], "text": answer.get("text"), "base_sha": answer.get("base_sha"), "auto_apply": auto}
+        value["digest"] = r.plan_digest(value)
+        if auto or not answer.get("has_changes"):
+            value |= {"state": r.APPROVED, "approved_by": "policy:auto_apply" if auto else "policy:no_changes", "approved_at": time.time()}
+        else:
+            value["state"] = r.PENDING_APPROVAL
+        return value
+
     def process(self, rid: str) -> dict[str, Any] | None:
         rec = self.store.get(r.revision_key(rid))
         if rec is None or rec.value.get("state") not in (r.QUEUED, r.FETCHING):
@@ -307,77 +417,27 @@ class Gate:
                 rid, state=r.INVALID if done.value["state"] == r.INVALID else r.PLANNED, root=done.value.get("root"), errors=done.value["errors"]
             )
             return done.value
-        rev = self._update_revision(rid, state=r.FETCHING, plan=pid)
-        sha = rev.get("sha")
-        extra: dict[str, Any] = {"sha": sha or rev.get("digest")}
+        attempts = int(rec.value.get("attempts") or 0)
+        if rec.value.get("state") == r.FETCHING and attempts >= MAX_ATTEMPTS:
+            # The controller stopped while checking this revision, again and again: do not let it wedge the gate.
+            log.warning("revision %s given up after %d attempts", rid[:12], attempts, extra={"sha": rec.value.get("sha")})
+            return self._give_up(rid, f"checking this revision did not finish in {attempts} attempts (the controller stopped each time)")
+        rev = self._update_revision(rid, state=r.FETCHING, plan=pid, attempts=attempts + 1)
+        extra: dict[str, Any] = {"sha": rev.get("sha") or rev.get("digest"), "plan": pid}
         self._status(rev, "pending", "Vaquero is validating and planning this revision")
         started = time.monotonic()
-        errors: list[dict[str, Any]] = []
-        new: SoT | None = None
-        root = rev.get("root")
-        try:
-            if rev["kind"] == "git":
-                with self._git:
-                    gitdir, sha = resolve_rev(rev["source"], rev["sha"], self.cache)
-                    tree = checkout(gitdir, sha, self.cache)
-                root = str(tree / rev["subdir"] if rev.get("subdir") else tree)
-                if not Path(root).is_dir():
-                    raise SourceError(f"folder {rev['subdir']!r} does not exist in commit {sha[:12]}")
-            assert root is not None
-            new = load(root, sha=sha, label=rev["label"])
-        except SoTInvalid as exc:
-            errors = [e.to_dict() for e in exc.errors]
-        except SourceError as exc:
-            errors = [{"file": None, "line": None, "field": None, "message": self.scrub(str(exc))}]
-        extra["plan"] = pid
-        value: dict[str, Any] = {
-            "id": pid,
-            "revision": rid,
-            "sha": sha,
-            "source": rev["source"],
-            "label": rev["label"],
-            "root": root,
-            "created": time.time(),
-            "actor": rev.get("actor"),
-            "base_sha": None,
-            "state": r.INVALID,
-            "auto_apply": False,
-            "plan": None,
-            "text": None,
-            "errors": errors,
-            "approved_by": None,
-            "approved_at": None,
-            "rejected_by": None,
-            "rejected_at": None,
-            "superseded_by": None,
-            "run": None,
-            "cancel_requested": False,
-        }
-        if new is not None:
-            try:
-                old, base_sha = self.current()
-            except (SoTInvalid, SourceError) as exc:
-                # The tree of the current revision is gone or unreadable: say so, do not plan against a guess.
-                msg = f"the current revision cannot be read: {exc}"
-                value["errors"] = [{"file": None, "line": None, "field": None, "message": self.scrub(msg)}]
-                new = None
-        if new is not None:
-            plan = make_plan(old, new)
-            auto = auto_apply(plan, old, new)
-            value |= {"plan": plan.to_dict(), "text": render_text(plan), "base_sha": base_sha, "auto_apply": auto}
-            if auto or not plan.has_changes:
-                value |= {"state": r.APPROVED, "approved_by": "policy:auto_apply" if auto else "policy:no_changes", "approved_at": time.time()}
-            else:
-                value["state"] = r.PENDING_APPROVAL
+        sha, root, answer = self._evaluate(rev)
+        value = self._plan_value(pid, rid, rev, sha, root, answer)
+        planned = value["state"] != r.INVALID
         with self._lock:
             if value["state"] == r.PENDING_APPROVAL:
                 # A small marker per waiting plan (written first: a stale marker is harmless), so superseding
                 # never reads every plan body in the Store.
                 self.store.put(r.pending_key(pid), {"plan": pid, "created": value["created"]})
             self.store.put(r.plan_key(pid), value)
-            if new is not None:
+            if planned:
                 self._supersede(pid)
-        self._update_revision(rid, state=r.PLANNED if new is not None else r.INVALID, plan=pid, root=root, errors=value["errors"])
+        self._update_revision(rid, state=r.PLANNED if planned else r.INVALID, plan=pid, root=root, errors=value["errors"])
         seconds = time.time() - rev["created"]
         if self.observer:
             self.observer.planned(value["state"], seconds)
@@ -439,10 +499,17 @@ class Gate:
                 return value
         raise GateError(409, f"plan {pid} keeps changing: try again")
 
-    def approve(self, pid: str, who: str, comment: str = "") -> dict[str, Any]:
+    def approve(self, pid: str, who: str, comment: str = "", *, digest: str) -> dict[str, Any]:
+        """Approve plan `pid` as the approver read it: `digest` must be the plan's digest (409 otherwise)."""
         change = {"state": r.APPROVED, "approved_by": who, "approved_at": time.time(), "approval_comment": comment or None}
+
+        def bind(v: dict[str, Any]) -> dict[str, Any]:
+            if not v.get("digest") or not hmac.compare_digest(str(v["digest"]), digest) or r.plan_digest(v) != digest:
+                raise GateError(409, f"plan {pid} is not the plan you approved: its digest is {v.get('digest')}; read it again")
+            return v | change
+
         with self._lock:
-            value = self._decide(pid, (r.PENDING_APPROVAL,), lambda v: v | change, "approved")
+            value = self._decide(pid, (r.PENDING_APPROVAL,), bind, "approved")
         log.info("plan %s approved by %s", pid, who, extra={"plan": pid, "sha": value.get("sha")})
         return value
 

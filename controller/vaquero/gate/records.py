@@ -6,6 +6,8 @@ the runner moves `approved` plans on and writes `/runs/<id>` and `/sites-applied
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import secrets
 import time
@@ -61,6 +63,14 @@ def new_plan_id() -> str:
 def plan_summary(value: dict[str, Any]) -> dict[str, Any]:
     """A plan record without its large parts (the plan body and the human dump)."""
     return {k: v for k, v in value.items() if k not in ("plan", "text")}
+
+
+def plan_digest(value: dict[str, Any]) -> str:
+    """What an approval binds to: the plan (JSON and the text the approver read), the revision it was
+    made from (commit SHA or content hash, and its folder) and the revision it was made against."""
+    bound = {k: value.get(k) for k in ("plan", "text", "sha", "content", "root", "base_sha", "revision")}
+    canonical = json.dumps(bound, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def valid_id(value: str) -> bool:

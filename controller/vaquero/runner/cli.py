@@ -35,11 +35,11 @@ def _token(args: argparse.Namespace) -> str:
     raise SystemExit(f"vaquero run: no API token (set VAQUERO_TOKEN, --token-file, or run standalone with --data-dir {args.data_dir})")
 
 
-def _call(args: argparse.Namespace, method: str, path: str) -> Any:
+def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     import httpx
 
     url = args.server.rstrip("/") + path
-    resp = httpx.request(method, url, headers={"Authorization": f"Bearer {_token(args)}"}, timeout=30)
+    resp = httpx.request(method, url, headers={"Authorization": f"Bearer {_token(args)}"}, json=body, timeout=30)
     if resp.status_code >= 400:
         try:
             detail = resp.json().get("detail")
@@ -65,7 +65,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         for s in _call(args, "GET", f"/v1/runs/{args.id}/steps")["steps"]:
             print(f"wave {s.get('wave')}  {s['host']:<20} {s.get('action'):<10} {s.get('state'):<10} attempt {s.get('attempt')}  {s.get('error') or ''}")
     elif verb == "approve":
-        print(json.dumps(_call(args, "POST", f"/v1/plans/{args.id}/approve"), indent=2))
+        # An approval binds to the plan as read: its digest (a plan that changed in between gets a 409).
+        plan = _call(args, "GET", f"/v1/plans/{args.id}")
+        print(json.dumps(_call(args, "POST", f"/v1/plans/{args.id}/approve", {"digest": plan.get("digest") or ""}), indent=2))
     elif verb in ("pause", "resume", "abort"):
         run = _call(args, "POST", f"/v1/runs/{args.id}/{verb}")
         print(f"run {args.id}: {verb} requested (state {run.get('state')}, paused {run.get('paused')})")
