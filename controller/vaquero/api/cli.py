@@ -7,6 +7,7 @@ import logging
 import os
 import ssl
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,8 @@ def cmd_server(args: argparse.Namespace) -> int:
     except (ValueError, StoreUnavailable) as exc:
         print(f"vaquero server: --store: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings, store)
+    # The gate (validate + plan of revisions) runs only on the leader, started and stopped with the run worker.
+    app = create_app(settings, store, start_gate=False)
     from ..federation import server as federation
 
     try:
@@ -112,7 +114,7 @@ def cmd_server(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"vaquero server: {exc}", file=sys.stderr)
         return 2
-    elector = _run_worker_when_leader(store, args.data_dir) if not args.no_worker else None
+    elector = _run_worker_when_leader(store, args.data_dir, app.state.gate) if not args.no_worker else None
     host, port = args.listen
     level = logging.getLogger().getEffectiveLevel()
     uvicorn.run(
@@ -133,29 +135,70 @@ def cmd_server(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_worker_when_leader(store: Any, data_dir: str) -> Any:
-    """Apply approved plans in exactly one controller: the one holding the leader lease.
+def _run_worker_when_leader(store: Any, data_dir: str, gate: Any) -> Any:
+    """Plan revisions and apply approved plans in exactly one controller: the one holding the leader lease.
 
     Several `vaquero server` processes may share an etcd Store (HA): each serves the API, only the
-    leader runs the plans. A controller that loses the lease stops its worker before another can
-    gain it (see docs/ha.md); the new leader's worker resumes the runs that were in progress.
+    leader runs the gate and the plans. A controller that loses the lease stops its worker and its
+    gate before another can gain it (see docs/ha.md); the worker is bound to the fencing token it
+    started under (its writes and its playbooks' BMC calls are refused once that leadership is over);
+    the new leader's worker resumes the runs that were in progress, and its gate picks up the
+    revisions queued through any controller's API.
     """
     from ..runner.worker import RunWorker
     from ..state.leader import LeaderElector
 
     log = logging.getLogger("vaquero.api")
     worker: list[RunWorker] = []
+    feeders: list[threading.Event] = []
 
     def gained(token: int) -> None:
-        log.info("leader (fencing token %s): starting the run worker", token)
-        worker.append(RunWorker(store, data_dir).start())
+        log.info("leader (fencing token %s): starting the run worker and the gate", token)
+        since = store.revision()
+        gate.start()  # takes the revisions already queued
+        stop = threading.Event()
+        feeders.append(stop)
+        threading.Thread(target=_feed_gate, args=(store, gate, since, stop), name="vaquero-gate-feed", daemon=True).start()
+        worker.append(RunWorker(store, data_dir, elector=elector).start())
 
     def lost(reason: str) -> None:
-        log.warning("lost leadership (%s): stopping the run worker", reason)
+        log.warning("lost leadership (%s): stopping the run worker and the gate", reason)
+        while feeders:
+            feeders.pop().set()
         while worker:
             worker.pop().stop()
+        gate.stop()
+        log.info("run worker and gate stopped")
 
-    return LeaderElector(store, on_gain=gained, on_loss=lost).start()
+    elector = LeaderElector(store, on_gain=gained, on_loss=lost)
+    return elector.start()
+
+
+def _feed_gate(store: Any, gate: Any, since: int, stop: threading.Event) -> None:
+    """Hand the leader's gate the revisions other controllers' APIs queued (their gates do not run)."""
+    from ..state.store import StoreUnavailable, WatchCompacted
+
+    log = logging.getLogger("vaquero.api")
+    enqueue = getattr(gate, "enqueue", None) or gate._queue.put
+    while not stop.is_set():
+        try:
+            for event in store.watch("/revisions/", since=since, timeout=1.0):
+                since = event.revision
+                if stop.is_set():
+                    return
+                if event.type == "put" and event.value and event.value.get("state") == "queued" and event.value.get("id"):
+                    enqueue(event.value["id"])  # the gate skips a revision already planned: a repeat is harmless
+        except WatchCompacted:
+            since = store.revision()
+            for rec in store.list("/revisions/"):
+                if rec.value.get("state") == "queued" and rec.value.get("id"):
+                    enqueue(rec.value["id"])
+        except StoreUnavailable as exc:
+            log.info("gate feed: store unavailable: %s", exc)
+            stop.wait(1.0)
+        except Exception:
+            log.exception("gate feed failed; retrying")
+            stop.wait(1.0)
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
@@ -211,7 +254,7 @@ def add_parser(sub: Any) -> None:
     from ..federation.server import add_arguments as add_federation_arguments
 
     add_federation_arguments(p)
-    p.add_argument("--no-worker", action="store_true", help="serve the API only; another controller applies the approved plans")
+    p.add_argument("--no-worker", action="store_true", help="serve the API only (no election): the leader (another controller) plans and applies")
     p.add_argument(
         "--store",
         help="the Store: an SQLite file, sqlite:///path, or etcd://host:2379,host:2379[/prefix] for HA (default DATA_DIR/store.sqlite)",
