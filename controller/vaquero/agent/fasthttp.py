@@ -17,6 +17,12 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from vaquero.httpserver import Limits
+
+# iPXE keeps its connection between the script, the kernel and the initrd: a longer keep-alive
+# than the API's saves a handshake per file during a boot storm.
+AGENT_LIMITS = Limits(keep_alive=30.0)
+
 
 class _NoEvent:
     def set(self) -> None:

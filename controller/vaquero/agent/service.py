@@ -165,19 +165,24 @@ class Agent:
 
     def run(self) -> int:
         import uvicorn
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        from vaquero.httpserver import server_config
+
+        from .fasthttp import AGENT_LIMITS
 
         app = self.prepare()
         self.start_boot_services()
-        config = uvicorn.Config(
+        config = server_config(
             app,
             host=self.cfg.listen,
             port=self.cfg.http_port,
+            protocol=BootHttpProtocol if not self.cfg.access_log else HttpToolsProtocol,
+            limits=AGENT_LIMITS,
             loop="uvloop",
-            http=BootHttpProtocol if not self.cfg.access_log else "httptools",
             lifespan="off",
             log_config=None,
             backlog=4096,
-            timeout_keep_alive=30,
             **self.server_options(),
         )
         server = uvicorn.Server(config)

@@ -189,9 +189,11 @@ def start_client(cfg: ClientConfig, *, site: str | None = None, wait: float | No
 
 def run_federated(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    from vaquero.agent.fasthttp import BootHttpProtocol
+    from vaquero.agent.fasthttp import AGENT_LIMITS, BootHttpProtocol
     from vaquero.agent.service import terminate_on_signals
+    from vaquero.httpserver import server_config
     from vaquero.logs import setup_logging
 
     setup_logging(args.log_level)
@@ -203,16 +205,16 @@ def run_federated(args: argparse.Namespace) -> int:
     fa.agent.start_boot_services()
     client.start()
     cfg = fa.agent.cfg
-    config = uvicorn.Config(
+    config = server_config(
         app,
         host=cfg.listen,
         port=cfg.http_port,
+        protocol=BootHttpProtocol if not cfg.access_log else HttpToolsProtocol,
+        limits=AGENT_LIMITS,
         loop="uvloop",
-        http=BootHttpProtocol if not cfg.access_log else "httptools",
         lifespan="off",
         log_config=None,
         backlog=4096,
-        timeout_keep_alive=30,
         **fa.agent.server_options(),
     )
     try:
