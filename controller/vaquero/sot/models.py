@@ -111,13 +111,13 @@ HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://
 # ends the command and starts another one; a token starting with '#' comments out the rest;
 # '${...}' anywhere in a token is expanded from iPXE settings (which leaks or rewrites values);
 # a trailing backslash joins the next script line. Linux then splits the cmdline on spaces
-# but honours double quotes. So a cmdline token is `key` or `key=value`, keys are word
-# characters, dots and dashes, values are URL-safe printable ASCII without '$', ';', '#',
-# '|', quotes, backslash, '<', '>', backtick or spaces, and tokens are joined by single
-# spaces. '?', '=', '&' (single), '%', '/', ':', '.', '-', '_', ',', '@', '+' stay allowed so a
+# but honours double quotes. So a cmdline token is `key` or `key=value`: both URL-safe
+# printable ASCII (the key without '=', '?' or '&' and starting with a letter, digit or '_'),
+# never '$', ';', '#', '|', quotes, backslash, '<', '>', backtick or a space, and tokens are
+# joined by single spaces. '?', '=', '&' (single), '%', '/', ':', '.', '-', '_', ',', '@', '+' stay allowed so a
 # URL with a query string (a one-time token) fits.
 CMDLINE_MAX = 4096
-_CMDLINE_TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(=[A-Za-z0-9._~:/?=&%,@+!*-]*)?")
+_CMDLINE_TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._~:/%,@+!*-]*(=[A-Za-z0-9._~:/?=&%,@+!*-]*)?")
 
 
 def normalize_cmdline(text: str) -> str:
