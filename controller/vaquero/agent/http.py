@@ -364,7 +364,8 @@ class BootApp:
     async def _callback(self, name: str, scope: Scope, receive: Receive, send: Send, client: str) -> None:
         token = query_token(scope)
         try:
-            self.states.authorize(name, token, client)
+            # Checked before the body is read; not bound here: a refused callback changes nothing.
+            self.states.authorize(name, token, client, bind=False)
         except TokenRefused as exc:
             return await self._refused(send, "callback", name, token, client, exc)
         body = await self._read_body(receive, MAX_CALLBACK)

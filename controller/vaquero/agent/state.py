@@ -155,11 +155,11 @@ class BootStates:
             raise TokenRefused(403, "install token bound to another address")
         return st
 
-    def authorize(self, host: str, token: str | None, client: str) -> HostState:
-        """Check an install token for `host`; its first use binds it to `client`. Raises TokenRefused."""
+    def authorize(self, host: str, token: str | None, client: str, *, bind: bool = True) -> HostState:
+        """Check an install token for `host`; its first use (with `bind`) binds it to `client`. Raises TokenRefused."""
         with self._lock:
             st = self._check(host, token, client)
-            if st.token_ip is None:
+            if bind and st.token_ip is None:
                 st.token_ip = client
                 self._save()
         return st
@@ -186,7 +186,7 @@ class BootStates:
 
     def served(self, host: str, script: str) -> None:
         # In memory only: served scripts are frequent and not worth a disk write each.
-        st = self.hosts.setdefault(host, HostState())
+        st = self.hosts.setdefault(host, HostState(since=0.0))  # as get() reports a host never armed
         st.last_script = script
         st.last_script_at = time.time()
         st.scripts_served += 1

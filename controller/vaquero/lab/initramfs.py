@@ -28,6 +28,8 @@ mount -t devtmpfs dev /dev 2>/dev/null
 mkdir -p /run /tmp
 for m in $(cat /etc/modules); do insmod "/lib/modules/$m" || echo "vaquero-lab: insmod $m failed"; done
 CB=""; CFG=""; HOST=""
+# no globbing of the words: the URLs carry "?token=..."
+set -f
 for w in $(cat /proc/cmdline); do
   case "$w" in
     vaquero.callback=*) CB="${w#*=}" ;;
@@ -35,6 +37,7 @@ for w in $(cat /proc/cmdline); do
     vaquero.host=*) HOST="${w#*=}" ;;
   esac
 done
+set +f
 ip link set lo up
 IF=""
 for i in 1 2 3 4 5 6 7 8 9 10; do
