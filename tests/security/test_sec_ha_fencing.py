@@ -36,12 +36,18 @@ from typing import Any
 import httpx
 import pytest
 
-from vaquero.bmc import Endpoint, open_bmc
+from vaquero.bmc import Endpoint, Guard, open_bmc
+from vaquero.bmc.base import FENCE_ENV, BmcFenced
 from vaquero.plan import make_plan
 from vaquero.runner import records as R
-from vaquero.sot import load
+from vaquero.runner.ansible import Launch, RunContext, record
+from vaquero.runner.worker import RunWorker
+from vaquero.sot import empty_sot, load
 from vaquero.state.etcd import EtcdStore
-from vaquero.state.machine import Event, transition
+from vaquero.state.leader import LeaderElector, NotLeader
+from vaquero.state.machine import Event, current, transition
+from vaquero.state.sqlite import SQLiteStore
+from vaquero.state.store import FencedStore, FenceLost, Store
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "ha-fence-bmc-pw-7c1d"
@@ -388,6 +394,9 @@ def test_deposed_leader_sends_no_bmc_command_after_ttl(tmp_path: Path, etcd3: li
         powers = httpx.get(f"http://127.0.0.1:{control}/", timeout=5).json()
         assert [powers[str(port_of[h])]["power"] for h in HOSTS] == ["off", "off", "off"]
 
+        last_a = max(o["t"] for o in ops if a.pid in o["pids"])
+        first_b = min(o["t"] for o in ops if b.pid in o["pids"])
+        print(f"old leader's last BMC command {last_a - cut:.2f}s after the cut (bound {TTL + 0.5:g}s); new leader's first {first_b - cut:.2f}s after")
         msgs_a, msgs_b = _messages(log_a), _messages(log_b)
         assert any("lost leadership" in m for m in msgs_a), msgs_a[-20:]
         assert any("run worker and gate stopped" in m for m in msgs_a), msgs_a[-20:]
@@ -405,4 +414,137 @@ def test_deposed_leader_sends_no_bmc_command_after_ttl(tmp_path: Path, etcd3: li
         for p in proxies_a + proxies_b:
             with contextlib.suppress(OSError):
                 p.cut()
+        store.close()
+
+
+@pytest.fixture(params=["sqlite", "etcd"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        store: Store = SQLiteStore(tmp_path / "state.db")
+    else:
+        ports = request.getfixturevalue("etcd3")
+        store = EtcdStore([f"127.0.0.1:{p}" for p in ports], prefix=f"/fence-{uuid.uuid4().hex[:8]}")
+    yield store
+    store.close()
+
+
+def test_fenced_writes_refuse_a_deposed_leader(any_store: Store) -> None:
+    a = LeaderElector(any_store, name="fence", identity="a", ttl=2).start()
+    b = None
+    try:
+        assert a.wait_for_leadership(30)
+        fenced_a = FencedStore(any_store, a.fence)
+        fenced_a.put("/runs/x", {"by": "a"})
+        stale = a.fence()
+        a.stop(resign=True)
+        with pytest.raises(NotLeader):  # refused locally, without a store round trip
+            fenced_a.put("/runs/x", {"by": "a, after its lease"})
+        b = LeaderElector(any_store, name="fence", identity="b", ttl=2).start()
+        assert b.wait_for_leadership(30)
+        assert b.check() > stale[1]
+        # A leader paused past its lease still holds its old token: the store itself refuses it.
+        with pytest.raises(FenceLost):
+            any_store.fenced_write("/runs/x", {"by": "a, woken up"}, expect=None, fence=stale)
+        with pytest.raises(FenceLost):
+            any_store.fenced_write("/runs/x", {"by": "a, woken up"}, expect=any_store.get("/runs/x").revision, fence=stale)  # type: ignore[union-attr]
+        with pytest.raises(FenceLost):
+            any_store.fenced_write("/runs/x", None, expect=None, fence=stale)
+        assert any_store.get("/runs/x").value == {"by": "a"}  # type: ignore[union-attr]
+        fenced_b = FencedStore(any_store, b.fence)
+        rev = any_store.get("/runs/x").revision  # type: ignore[union-attr]
+        assert fenced_b.cas("/runs/x", {"by": "b"}, expect=rev + 1000) is None  # a plain conflict is not a fence failure
+        assert fenced_b.cas("/runs/x", {"by": "b"}, expect=rev) is not None
+        assert any_store.get("/runs/x").value == {"by": "b"}  # type: ignore[union-attr]
+        assert fenced_b.delete("/runs/x") and not fenced_b.delete("/runs/x")
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
+
+
+def test_bmc_calls_need_a_live_leader_fence(tmp_path: Path, bmc_fleet: tuple[int, Path, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    port, ops_log, control = bmc_fleet
+    endpoint = Endpoint(kind="ipmi", address="127.0.0.1", port=port, username="admin", password=PASSWORD, host="node1")
+    fence = tmp_path / "fence.json"
+    monkeypatch.setenv(FENCE_ENV, str(fence))
+    with pytest.raises(BmcFenced, match="no valid leader fence"):
+        open_bmc(endpoint).power_on()
+    fence.write_text(json.dumps({"token": 7, "until": time.monotonic() - 0.01}))
+    with pytest.raises(BmcFenced, match="fencing token 7"):
+        open_bmc(endpoint).power_on()
+    fence.write_text("{not json")
+    with pytest.raises(BmcFenced):
+        open_bmc(endpoint).get_power_state()
+    assert _ops(ops_log) == []  # nothing reached the BMC
+    fence.write_text(json.dumps({"token": 7, "until": time.monotonic() + 120}))
+    open_bmc(endpoint).power_on()
+    assert httpx.get(f"http://127.0.0.1:{control}/", timeout=5).json()[str(port)]["power"] == "on"
+    assert any(o["netfn"] == 0 and o["command"] == 2 and os.getpid() in o["pids"] for o in _ops(ops_log))
+    # In the controller itself, the guard asks the elector: a process that does not lead is refused.
+    monkeypatch.delenv(FENCE_ENV)
+    store = SQLiteStore(tmp_path / "state.db")
+    follower = LeaderElector(store, name="bmc-fence", ttl=2)  # never started: not the leader
+    guard = Guard()
+    guard.fence = follower.check
+    count = len(_ops(ops_log))
+    with pytest.raises(BmcFenced, match="not the bmc-fence leader"):
+        open_bmc(endpoint, guard=guard).power_on()
+    assert len(_ops(ops_log)) == count
+    store.close()
+
+
+class _LoseLeadershipDuringLaunch:
+    """A launcher standing in for ansible-runner: the first launch runs until its cancel callback fires,
+    and the leadership is lost while it runs; later launches play a good install's host events."""
+
+    def __init__(self, lose: Callable[[], None]) -> None:
+        self.lose = lose
+        self.calls: list[list[str]] = []
+        self.cancelled_first = False
+
+    def __call__(self, ctx: RunContext, private: Path, root: Path, playbook: str, hosts: list[str], **kw: Any) -> Launch:
+        self.calls.append(list(hosts))
+        if len(self.calls) == 1:
+            self.lose()
+            self.cancelled_first = bool(_wait(kw["cancelled"], 30, "the cancel callback to fire after the loss"))
+            return Launch("canceled", 254, kw["ident"], {})
+        for h in hosts:
+            for s in ("powering_off", "netbooting", "installing", "rebooting", "validating", "ready"):
+                record(ctx, h, s, "recorded")
+        return Launch("successful", 0, kw["ident"], {})
+
+
+def test_worker_stops_at_loss_and_the_next_leader_resumes_at_once(tmp_path: Path) -> None:
+    sot_dir = tmp_path / "sot"
+    shutil.copytree(REPO / "inventories" / "lab", sot_dir)
+    store = SQLiteStore(tmp_path / "state.db")
+    plan = make_plan(empty_sot(), load(sot_dir, sha="a" * 40))
+    store.put(R.plan_key("p1"), {"id": "p1", "sha": "a" * 40, "root": str(sot_dir), "label": "lab", "state": "approved", "plan": plan.to_dict()})
+    a = LeaderElector(store, name="controller", identity="a", ttl=2).start()
+    b = LeaderElector(store, name="controller", identity="b", ttl=2)
+    try:
+        assert a.wait_for_leadership(30)
+        launcher = _LoseLeadershipDuringLaunch(lambda: a.stop(resign=False))  # cut off: the lease is left to expire
+        worker_a = RunWorker(store, tmp_path / "a", launcher=launcher, elector=a, heartbeat=60)
+        assert worker_a.tick()
+        assert launcher.cancelled_first and launcher.calls == [["node1", "node2"]]
+        run = store.get(R.run_key("p1")).value  # type: ignore[union-attr]
+        # Left for the next leader: nothing marked failed, no wave 2 launched.
+        assert run["state"] == R.RUNNING and run["waves"][1]["state"] == "pending", run
+        assert {h: s["state"] for h, s in R.steps(store, "p1").items()} == {"node1": "running", "node2": "running"}
+        assert not (tmp_path / "a" / "runs" / "p1" / "fence.json").exists()
+        with pytest.raises(NotLeader):
+            worker_a.store.put(R.run_key("p1"), {"by": "the deposed worker"})
+        b.start()
+        assert b.wait_for_leadership(30)
+        # The run's heartbeat is fresh (60 s period) but its token is older than b's: b resumes it at once.
+        worker_b = RunWorker(store, tmp_path / "b", launcher=launcher, elector=b)
+        assert worker_b.tick()
+        run = store.get(R.run_key("p1")).value  # type: ignore[union-attr]
+        assert run["state"] == R.SUCCEEDED and run["token"] == b.check() and run["resumed"] == 1, run
+        assert launcher.calls == [["node1", "node2"], ["node1", "node2"], ["node3", "node4"]]
+        assert all(current(store, h)["state"] == "ready" for h in ("node1", "node2", "node3", "node4"))  # type: ignore[index]
+    finally:
+        a.stop()
+        b.stop()
         store.close()
