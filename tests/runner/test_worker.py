@@ -3,6 +3,7 @@ and with a recording launcher for restart and pause cases."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
@@ -43,7 +44,9 @@ def states(store: SQLiteStore, host: str) -> list[str]:
 def test_apply_runs_waves_records_timeline_and_keeps_secrets_out(store, lab_sot, content, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("VAQUERO_LAB_BMC_PASSWORD", PASSWORD)
     # The controller's own secrets live in its environment too; none may reach the artifacts.
+    # An operator's own variables too, whatever their names: ansible-playbook's environment is an allow-list.
     controller_secrets = {"VAQUERO_WEBHOOK_SECRET": "webhook-secret-7c1f0a", "VAQUERO_API_TOKENS": "ops:admin:api-token-55e2b9d0aa"}
+    controller_secrets |= {"MY_DB_PASSWORD": "db-pw-0b9d41c2", "DATABASE_URL": "postgresql://u:url-pw-6e20aa@db/x"}
     for name, value in controller_secrets.items():
         monkeypatch.setenv(name, value)
     approve(store, lab_sot)
@@ -74,6 +77,8 @@ def test_apply_runs_waves_records_timeline_and_keeps_secrets_out(store, lab_sot,
         grep = subprocess.run(["grep", "-r", "-l", secret, str(artifacts)], capture_output=True, text=True)
         assert grep.returncode == 1, f"secret found in {grep.stdout}"
     assert "pw=[]" in "".join(p.read_text() for p in artifacts.glob("*/artifacts/*/job_events/*.json"))
+    commands = list(artifacts.glob("*/artifacts/*/command"))
+    assert commands and all(not set(json.loads(c.read_text())["env"]) & {*controller_secrets, "VAQUERO_LAB_BMC_PASSWORD"} for c in commands)
     print(f"4 hosts, 2 waves, 2 ansible-runner launches: {took:.1f}s")
 
 
