@@ -170,3 +170,18 @@ def test_absurd_ranges_never_500(agent: AgentProc, rng: str) -> None:
         assert len(body) < len(KERNEL) and body in KERNEL
     with agent.client() as c:
         assert c.get("/healthz").status_code == 200  # the agent is still up
+
+
+def test_access_log_never_holds_install_tokens(tmp_path: Path) -> None:
+    agent = AgentProc(tmp_path, extra=["--access-log"])
+    try:
+        with agent.client() as c:
+            assert c.post("/v1/boot/install/node1", headers=agent.admin()).status_code == 200
+            token = script_token(agent.script("node1"))
+            assert c.get(f"/v1/boot/config/node1?token={token}").status_code == 200
+            assert c.post(f"/v1/boot/callback/node1?token={token}", json={}).status_code == 200
+        text = agent.log.read_text(errors="replace")
+        assert "/v1/boot/config/node1" in text and "/v1/boot/callback/node1" in text  # the requests are logged ...
+        assert secrets_in_log(agent, token, agent.admin_token) == []  # ... without their tokens
+    finally:
+        agent.stop()

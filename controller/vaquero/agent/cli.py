@@ -83,7 +83,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser("agent", help="serve a site's netboot: DHCP (dnsmasq), TFTP, HTTP scripts, assets, callbacks")
+    p = subparsers.add_parser(
+        "agent",
+        help="serve a site's netboot: DHCP (dnsmasq), TFTP, HTTP scripts, assets, callbacks",
+        description=(
+            "The admin routes (arm, disarm) always need a bearer token: $VAQUERO_AGENT_TOKEN, or else one the agent makes "
+            "at first start in <state-dir>/admin-token (mode 0600; only its path is logged). Installers fetch their config "
+            "and call back with the one-time token their install script carries."
+        ),
+    )
     add_arguments(p)
     from vaquero.federation.client import add_arguments as add_federation_arguments
 
