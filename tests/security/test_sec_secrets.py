@@ -372,3 +372,31 @@ def test_child_env_is_an_allow_list() -> None:
     env = child_env(environ=source, prefixes=("ANSIBLE_",), deny=("DATABASE_URL",), extra={"VAQUERO_SECRETS_DIR": "/dev/shm/x"})
     base = {"PATH": "/bin", "LC_ALL": "C", "HOME": "/root"}
     assert env == {**base, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_VAULT_PASSWORD_FILE": "/etc/vault", "VAQUERO_SECRETS_DIR": "/dev/shm/x"}
+
+
+def test_log_lines_are_scrubbed_of_the_secrets_the_process_holds(tmp_path: Path) -> None:
+    """The last line of defence, in a real process: a secret that reaches a log call leaves as ***."""
+    code = textwrap.dedent(
+        """
+        import logging, os
+        from vaquero.logs import register_secret, setup_logging
+        setup_logging("debug")
+        register_secret(open(os.environ["TOKEN_PATH"]).read().strip())
+        log = logging.getLogger("vaquero.test")
+        log.info("db %s, token %s", os.environ["MY_DB_PASSWORD"], open(os.environ["TOKEN_PATH"]).read().strip(), extra={"host": os.environ["MY_DB_PASSWORD"]})
+        try:
+            raise RuntimeError("login with " + os.environ["MY_DB_PASSWORD"] + ' "quoted"')
+        except RuntimeError:
+            log.exception("failed")
+        log.info("plain line")
+        """
+    )
+    values = {"MY_DB_PASSWORD": _secret("db"), "token": _secret("tok")}
+    (tmp_path / "token").write_text(values["token"] + "\n")
+    env = {**os.environ, "MY_DB_PASSWORD": values["MY_DB_PASSWORD"], "TOKEN_PATH": str(tmp_path / "token")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0, res.stderr
+    lines = [json.loads(line) for line in res.stderr.splitlines()]
+    assert [x["msg"] for x in lines] == ["db ***, token ***", "failed", "plain line"], lines
+    assert lines[0]["host"] == "***" and lines[1]["error"] == 'RuntimeError: login with *** "quoted"'
+    assert not [n for n, v in values.items() if v in res.stderr]
