@@ -548,3 +548,32 @@ def test_worker_stops_at_loss_and_the_next_leader_resumes_at_once(tmp_path: Path
         a.stop()
         b.stop()
         store.close()
+
+
+def test_playbook_bmc_module_refuses_without_a_live_fence(tmp_path: Path, bmc_fleet: tuple[int, Path, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fence reaches the BMC modules of a real playbook: power.yml, launched as the worker launches it
+    but with a fence whose deadline has passed, fails on the BMC task and sends the BMC nothing."""
+    from vaquero.runner.ansible import launch
+    from vaquero.runner.secrets import SecretsDir, env_references
+
+    bmc_port, ops_log, control = bmc_fleet
+    monkeypatch.setenv("VAQUERO_LAB_BMC_PASSWORD", PASSWORD)
+    monkeypatch.delenv("VAQUERO_CONTENT_DIR", raising=False)  # the checkout's real playbooks
+    _, new_dir = _sots(tmp_path, bmc_port)
+    sot = load(new_dir, sha="b" * 40)
+    store = SQLiteStore(tmp_path / "state.db")
+    transition(store, Event("node3", "ready", None, "test", "installed earlier", sha="a" * 40))
+    fence = tmp_path / "fence.json"
+    fence.write_text(json.dumps({"token": 3, "until": time.monotonic() - 0.01}))
+    ctx = RunContext(store, "p1", "p1", "b" * 40, {"node3": 1})
+    private = tmp_path / "private"
+    private.mkdir()
+    with SecretsDir(env_references(sot)) as secrets:
+        res = launch(
+            ctx, private, new_dir, "power.yml", ["node3"], ident="fenced", cancelled=lambda: False, secrets_env={**secrets.envvars(), FENCE_ENV: str(fence)}
+        )
+    assert res.status == "failed" and "node3" in res.failures, res
+    assert "fencing token 3" in res.failures["node3"], res.failures
+    assert _ops(ops_log) == []
+    assert httpx.get(f"http://127.0.0.1:{control}/", timeout=5).json()[str(bmc_port + 2)]["power"] == "off"  # never powered on: untouched
+    store.close()
