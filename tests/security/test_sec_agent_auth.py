@@ -179,8 +179,10 @@ def test_access_log_never_holds_install_tokens(tmp_path: Path) -> None:
             assert c.post("/v1/boot/install/node1", headers=agent.admin()).status_code == 200
             token = script_token(agent.script("node1"))
             assert c.get(f"/v1/boot/config/node1?token={token}").status_code == 200
+            assert c.get(f"/v1/boot/nocloud/node1/{token}/user-data").status_code == 200
             assert c.post(f"/v1/boot/callback/node1?token={token}", json={}).status_code == 200
         text = agent.log.read_text(errors="replace")
+        assert "/v1/boot/nocloud/node1/***/user-data" in text
         assert "/v1/boot/config/node1" in text and "/v1/boot/callback/node1" in text  # the requests are logged ...
         assert secrets_in_log(agent, token, agent.admin_token) == []  # ... without their tokens
     finally:

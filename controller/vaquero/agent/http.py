@@ -118,6 +118,16 @@ def query_token(scope: Scope) -> str | None:
     return next((v for k, v in pairs if k == "token"), None)
 
 
+def loggable(path: str) -> str:
+    """A request path fit for a log: a NoCloud seed's token segment is masked."""
+    if path.startswith("/v1/boot/nocloud/"):
+        parts = path.split("/")
+        if len(parts) == 7:  # "", v1, boot, nocloud, host, token, file
+            parts[5] = "***"
+            path = "/".join(parts)
+    return path[:256]
+
+
 def is_escape(rel: str) -> bool:
     return rel.startswith("/") or "\\" in rel or "\x00" in rel or any(p in (".", "..") for p in rel.split("/"))
 
@@ -213,7 +223,7 @@ class BootApp:
             await self._http(scope, receive, logging_send)
         finally:
             client = (scope.get("client") or ("?", 0))[0]
-            log.info('%s "%s %s" %d %.1fms', client, scope["method"], scope["path"][:256], status[0], (time.monotonic() - t0) * 1000)
+            log.info('%s "%s %s" %d %.1fms', client, scope["method"], loggable(scope["path"]), status[0], (time.monotonic() - t0) * 1000)
 
     async def _reply(self, send: Send, status: int, body: bytes | dict[str, Any], method: str = "GET") -> None:
         if isinstance(body, dict):
@@ -368,6 +378,10 @@ class BootApp:
             self.states.authorize(name, token, client, bind=False)
         except TokenRefused as exc:
             return await self._refused(send, "callback", name, token, client, exc)
+        hb = self.bundle.hosts.get(name)
+        if hb is None:  # armed under an older bundle that no longer has the host
+            log.warning("callback from %s refused: the host is not in the bundle served", client, extra={"host": name[:64]})
+            return await self._reply(send, 404, {"error": f"unknown host {name[:64]!r}"})
         body = await self._read_body(receive, MAX_CALLBACK)
         if body is None:
             log.warning("callback from %s refused: body missing or larger than %d bytes", client, MAX_CALLBACK, extra={"host": name})
@@ -383,7 +397,7 @@ class BootApp:
         mac = report.get("mac")
         if mac is not None:
             try:
-                own = mac_key(str(mac)[:64]) in {mac_key(m) for m in self.bundle.hosts[name].macs}
+                own = mac_key(str(mac)[:64]) in {mac_key(m) for m in hb.macs}
             except RenderError:
                 own = False
             if not own:
