@@ -114,6 +114,7 @@ class GuardedMixin:
     _body_timer: asyncio.TimerHandle | None = None
     _header_bytes = 0
     _in_headers = False
+    _in_body = False
     _refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -157,10 +158,12 @@ class GuardedMixin:
             self._header_timer.cancel()
             self._header_timer = None
         guard_of(self.server_state).evictable.pop(self, None)
+        self._in_body = True
         self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timeout)
         super().on_headers_complete()  # type: ignore[misc]
 
     def on_message_complete(self) -> None:
+        self._in_body = False
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
@@ -171,6 +174,16 @@ class GuardedMixin:
         if not self.transport.is_closing():
             # Idle until the next request (uvicorn's keep-alive timer runs): evictable again.
             guard_of(self.server_state).evictable[self] = None
+            # Answered before its body was read (413, 401, 404): reading the rest would be work for
+            # the sender's benefit only, so the connection ends. Checked after the current parser
+            # feed, which may still hold the end of a short body.
+            self.loop.call_soon(self._close_if_body_unread)
+
+    def _close_if_body_unread(self) -> None:
+        if self._in_body and not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+            self._stop_timers()
+            guard_of(self.server_state).evictable.pop(self, None)
+            self.transport.close()
 
     # -- internals --
     def _start_headers(self) -> None:
@@ -252,8 +265,9 @@ def server_config(
         port=port,
         http=guarded(protocol, lim),
         timeout_keep_alive=int(lim.keep_alive) or 1,
-        # Connections are capped by the protocol; this only bounds pipelined requests beyond them.
-        limit_concurrency=lim.max_connections + 1,
+        # Connections are capped by the protocol. uvicorn also counts connections here, and an
+        # evicted one stays in its set until the loop runs its connection_lost: leave room for those.
+        limit_concurrency=2 * lim.max_connections,
         h11_max_incomplete_event_size=lim.max_header_bytes,
         **kwargs,
     )
