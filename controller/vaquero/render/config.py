@@ -9,7 +9,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from vaquero.sot.models import Profile
+from vaquero.sot.models import Profile, cloud_config_error
 from vaquero.sot.templates import config_source, environment
 
 from .site import RenderError, safe
@@ -36,17 +36,9 @@ def render_config(root: Path, profile: Profile, context: dict[str, Any]) -> tupl
         if not isinstance(doc, dict) or not isinstance(doc.get("ignition"), dict) or "version" not in doc["ignition"]:
             raise RenderError(f"profile {profile.name}: Ignition config lacks ignition.version")
         return "ignition", (json.dumps(doc, separators=(",", ":"), sort_keys=True) + "\n").encode()
-    if not text.startswith("#cloud-config") and not text.startswith("#!"):
-        raise RenderError(f"profile {profile.name}: cloud-init user-data must start with '#cloud-config' or '#!'")
-    if text.startswith("#cloud-config"):
-        # A value with ': ' or a line break can turn a template's YAML into other keys or into
-        # nothing; cloud-init would then silently skip it. Refuse what is not a YAML mapping.
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise RenderError(f"profile {profile.name}: cloud-init user-data is not YAML: {exc}") from exc
-        if doc is not None and not isinstance(doc, dict):
-            raise RenderError(f"profile {profile.name}: cloud-init user-data is not a YAML mapping")
+    why = cloud_config_error(text)
+    if why is not None:
+        raise RenderError(f"profile {profile.name}: {why}")
     return "cloud-init", text.encode()
 
 

@@ -21,6 +21,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 API_VERSION = "vaquero/v1"
@@ -141,6 +142,23 @@ def cmdline_error(text: str) -> str | None:
             return f"kernel command line token {token!r} is not key or key=value with URL-safe characters (no $ ; # | quotes \\ < > `)"
         if "&&" in token:
             return f"kernel command line token {token!r} holds '&&'"
+    return None
+
+
+def cloud_config_error(text: str) -> str | None:
+    """Why rendered cloud-init user-data is refused: '#cloud-config' must be a YAML mapping.
+
+    A value holding ': ' or a line break can turn a template's YAML into other keys or into
+    nothing at all, and cloud-init then silently skips it.
+    """
+    if not text.startswith("#cloud-config"):
+        return None if text.startswith("#!") else "cloud-init user-data must start with '#cloud-config' or '#!'"
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        return f"cloud-init user-data is not YAML: {' '.join(str(exc).split())}"
+    if doc is not None and not isinstance(doc, dict):
+        return "cloud-init user-data is not a YAML mapping"
     return None
 
 

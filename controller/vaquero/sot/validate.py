@@ -12,7 +12,7 @@ import jinja2
 
 from .errors import SoTError
 from .loader import SoT
-from .models import PHASES, Cluster, Host, Policy, cmdline_error, normalize_cmdline
+from .models import PHASES, Cluster, Host, Policy, cloud_config_error, cmdline_error, normalize_cmdline
 from .templates import config_source, environment, host_context
 
 
@@ -302,6 +302,10 @@ def _check_templates(sot: SoT) -> list[SoTError]:
                 # Checked on the rendered text: a host var or a network value lands in it too.
                 failed.add((profile.name, field))
                 errors.append(sot.error("Profile", profile.name, ("cmdline",), f"for host {host.name} (cluster {cluster.name}): {why}"))
+                continue
+            if field == "config" and profile.config is not None and profile.config.format == "cloud-init" and (why := cloud_config_error(out)):
+                failed.add((profile.name, field))
+                errors.append(sot.error("Profile", profile.name, ("config",), f"for host {host.name} (cluster {cluster.name}): {why}"))
                 continue
             if field == "config" and profile.config is not None and profile.config.format == "ignition":
                 try:
