@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import __version__
-from .sot import SoT, SoTInvalid, SourceError, empty_sot, load_spec
+from .gate.sandbox import Limits, run_bounded
+from .sot import SoT, SoTError, SoTInvalid, SourceError, empty_sot, load
 from .sot.models import json_schema
+from .sot.source import Resolved, resolve
 
 EMPTY = ("", "-", "empty", "none")
 
@@ -29,40 +31,66 @@ def _print_errors(errors: Sequence[Any], fmt: str, source: str) -> None:
         print(f"{source}: invalid, {len(errors)} error(s)", file=sys.stderr)
 
 
-def _load(spec: str, subdir: str, fmt: str, semantic: bool = True) -> SoT | None:
+def _source_error(message: str, fmt: str, source: str) -> None:
+    if fmt == "json":
+        print(json.dumps({"valid": False, "source": source, "errors": [{"file": None, "line": None, "field": None, "message": message}]}))
+    else:
+        print(f"error: {message}", file=sys.stderr)
+
+
+def _resolve(spec: str, subdir: str, fmt: str) -> Resolved | None:
+    """Fetch (git) or find (folder) a SoT; reading and checking it happens in the bounded child."""
     try:
-        return load_spec(spec, subdir=subdir, semantic=semantic)
+        return resolve(spec, subdir=subdir)
     except SoTInvalid as exc:
         _print_errors(exc.errors, fmt, spec)
     except SourceError as exc:
-        if fmt == "json":
-            print(json.dumps({"valid": False, "source": spec, "errors": [{"file": None, "line": None, "field": None, "message": str(exc)}]}))
-        else:
-            print(f"error: {exc}", file=sys.stderr)
+        _source_error(str(exc), fmt, spec)
     return None
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    sot = _load(args.sot, args.subdir, args.format)
-    if sot is None:
-        return 1
-    hosts = sum(1 for _ in sot.hosts())
-    if args.format == "json":
-        print(
-            json.dumps(
-                {
-                    "valid": True,
-                    "source": args.sot,
-                    "sha": sot.sha,
-                    "counts": {"sites": len(sot.sites), "clusters": len(sot.clusters), "hosts": hosts, "profiles": len(sot.profiles), "hooks": len(sot.hooks)},
-                }
-            )
-        )
+def _bounded(request: dict[str, Any], fmt: str, source: str, limits: Limits) -> dict[str, Any] | None:
+    """Validate (and plan) in a child with the gate's bounds: hostile input ends in bounded time and memory."""
+    answer = run_bounded(request, limits)
+    errors = answer.get("errors") or []
+    if not errors:
+        return answer
+    if all(e.get("file") for e in errors):
+        _print_errors([SoTError(e["file"], int(e.get("line") or 1), _field_path(e.get("field")), e["message"]) for e in errors], fmt, source)
+    elif fmt == "json":
+        print(json.dumps({"valid": False, "source": source, "errors": errors}))
     else:
-        sha = f" at {sot.sha[:12]}" if sot.sha else ""
-        counts = f"{len(sot.sites)} site(s), {len(sot.clusters)} cluster(s), {hosts} host(s)"
-        counts += f", {len(sot.profiles)} profile(s), {len(sot.hooks)} hook(s)"
-        print(f"{sot.label}{sha}: valid: {counts}")
+        for e in errors:
+            where = f"{e['file']}:{e['line']}: {e['field']}: " if e.get("file") else ""
+            print(f"error: {where}{e['message']}", file=sys.stderr)
+        print(f"{source}: invalid, {len(errors)} error(s)", file=sys.stderr)
+    return None
+
+
+def _field_path(field: str | None) -> tuple[str, ...]:
+    # The child already formatted the path; keep it as one segment so it prints unchanged.
+    return (field,) if field and field != "(document)" else ()
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(seconds=args.timeout, memory=args.memory << 20)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    src = _resolve(args.sot, args.subdir, args.format)
+    if src is None:
+        return 1
+    answer = _bounded({"root": str(src.root), "sha": src.sha, "label": src.label, "mode": "validate"}, args.format, args.sot, _limits(args))
+    if answer is None:
+        return 1
+    counts = answer["counts"]
+    if args.format == "json":
+        print(json.dumps({"valid": True, "source": args.sot, "sha": answer["sha"], "counts": counts}))
+    else:
+        sha = f" at {answer['sha'][:12]}" if answer.get("sha") else ""
+        text = f"{counts['sites']} site(s), {counts['clusters']} cluster(s), {counts['hosts']} host(s)"
+        text += f", {counts['profiles']} profile(s), {counts['hooks']} hook(s)"
+        print(f"{answer['label']}{sha}: valid: {text}")
     return 0
 
 
@@ -79,26 +107,53 @@ def _instant(value: str) -> datetime:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .plan import make_plan, render_text
-
     old_spec = _plan_spec(args.old, args.repo)
     new_spec = _plan_spec(args.new, args.repo)
-    # The old revision is what the hardware runs: it was validated when it was applied, so only parse it.
-    old = empty_sot() if args.old.lower() in EMPTY else _load(old_spec, args.subdir, args.format, semantic=False)
-    new = empty_sot() if args.new.lower() in EMPTY else _load(new_spec, args.subdir, args.format)
-    if old is None or new is None:
+    old = None if args.old.lower() in EMPTY else _resolve(old_spec, args.subdir, args.format)
+    new = None if args.new.lower() in EMPTY else _resolve(new_spec, args.subdir, args.format)
+    if (old is None and args.old.lower() not in EMPTY) or (new is None and args.new.lower() not in EMPTY):
         return 1
-    plan = make_plan(old, new, now=args.now)
-    if args.format == "json":
-        print(json.dumps(plan.to_dict(), indent=2))
+    if new is None:
+        # Planning to an empty SoT (decommission everything): nothing new to validate, so in-process is bounded.
+        from .plan import make_plan, render_text
+
+        old_sot = _parse_only(old, args.format, old_spec) if old is not None else empty_sot()
+        if old_sot is None:
+            return 1
+        plan = make_plan(old_sot, empty_sot(), now=args.now)
+        answer: dict[str, Any] | None = {"plan": plan.to_dict(), "text": render_text(plan), "has_changes": plan.has_changes}
     else:
-        sys.stdout.write(render_text(plan))
-    return 2 if plan.has_changes else 0
+        # The old revision is what the hardware runs: it was validated when it was applied, so the child only parses it.
+        current = {"root": str(old.root), "sha": old.sha, "label": old.label} if old is not None else None
+        request = {"root": str(new.root), "sha": new.sha, "label": new.label, "current": current, "now": args.now.isoformat() if args.now else None}
+        answer = _bounded(request, args.format, new_spec, _limits(args))
+    if answer is None:
+        return 1
+    if args.format == "json":
+        print(json.dumps(answer["plan"], indent=2))
+    else:
+        sys.stdout.write(answer["text"])
+    return 2 if answer["has_changes"] else 0
+
+
+def _parse_only(src: Resolved, fmt: str, spec: str) -> SoT | None:
+    try:
+        return load(src.root, sha=src.sha, label=src.label, semantic=False)
+    except SoTInvalid as exc:
+        _print_errors(exc.errors, fmt, spec)
+    except SourceError as exc:
+        _source_error(str(exc), fmt, spec)
+    return None
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(json_schema(), indent=2, sort_keys=True))
     return 0
+
+
+def _bound_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds the check may take before it is stopped (default %(default)s)")
+    p.add_argument("--memory", type=int, default=1024, help="MiB of memory the check may use (default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sot", help="a folder, or GIT-URL@REVISION (URL may be a local repository path)")
     p.add_argument("--subdir", default="", help="the SoT's folder inside the git repository")
     p.add_argument("--format", choices=["text", "json"], default="text")
+    _bound_options(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("plan", help="show what changing the SoT from OLD to NEW will do; exit 2 when there are changes")
@@ -120,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subdir", default="", help="the SoT's folder inside the git repository")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.add_argument("--now", type=_instant, help="ISO 8601 time (UTC if no offset): explain when waves wait for reboot windows")
+    _bound_options(p)
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("schema", help="print the JSON Schema of SoT documents (for editors)")

@@ -180,3 +180,26 @@ def test_sandbox_keeps_ordinary_templates_working():
     # The budget is per render: many renders of a template that uses most of it all succeed.
     busy = environment().from_string("{% for a in range(300) %}{% for b in range(300) %}{% endfor %}{% endfor %}ok")
     assert [busy.render({}) for _ in range(3)] == ["ok"] * 3
+
+
+def test_validate_of_a_sot_too_slow_for_the_deadline_is_stopped_with_the_reason(tmp_path):
+    # Each render stays within the sandbox's budget; 4,000 hosts make the whole check far longer
+    # than the deadline: the child that validates is stopped, and validate says why.
+    sot = lab_copy(tmp_path)
+    busy = "{% for a in range(300) %}{% for b in range(300) %}{% endfor %}{% endfor %}"
+    profile = sot / "profiles" / "lab-linux.yaml"
+    text = profile.read_text()
+    profile.write_text(text[: text.index("cmdline: >-")] + f"cmdline: '{busy}'\nconfig:\n  format: cloud-init\n  inline: '{busy}'\n")
+    rows = "".join(f'  - name: busy{i}\n    macs: ["52:54:01:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"]\n' for i in range(4000))
+    cluster = sot / "clusters" / "lab.yaml"
+    cluster.write_text(cluster.read_text() + rows)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vaquero.cli", "--log-level", "error", "validate", str(sot), "--format", "json", "--timeout", "20"],
+        capture_output=True,
+        text=True,
+        preexec_fn=_limits,
+        timeout=600,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    [err] = json.loads(proc.stdout)["errors"]
+    assert err["message"].startswith("validation exceeded 20 s"), err

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..childenv import child_env
@@ -67,8 +68,9 @@ def _error(message: str, file: str | None = None, line: int | None = None, field
 def evaluate(request: dict[str, Any]) -> dict[str, Any]:
     """Load, validate and plan in this process. Never raises: every failure is an `errors` answer.
 
-    request: {"root", "sha", "label", "current": {"root", "sha", "label"} | None}
+    request: {"root", "sha", "label", "current": {"root", "sha", "label"} | None, "mode": "plan" | "validate", "now": ISO time | None}
     answer: {"errors": [...]} or {"errors": [], "plan", "text", "auto_apply", "has_changes", "base_sha"}
+    (mode "validate": {"errors": [], "label", "sha", "counts"})
     """
     from ..plan import make_plan, render_text
     from ..sot import SoTInvalid, SourceError, empty_sot, load
@@ -83,6 +85,10 @@ def evaluate(request: dict[str, Any]) -> dict[str, Any]:
         raise
     except Exception as exc:
         return {"errors": [_error(_internal("validating", exc))]}
+    if request.get("mode") == "validate":
+        hosts = sum(1 for _ in new.hosts())
+        counts = {"sites": len(new.sites), "clusters": len(new.clusters), "hosts": hosts, "profiles": len(new.profiles), "hooks": len(new.hooks)}
+        return {"errors": [], "label": new.label, "sha": new.sha, "counts": counts}
     current = request.get("current")
     try:
         if current and current.get("root"):
@@ -98,7 +104,8 @@ def evaluate(request: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:
         return {"errors": [_error(_internal("reading the current revision", exc))]}
     try:
-        plan = make_plan(old, new)
+        now = datetime.fromisoformat(request["now"]) if request.get("now") else None
+        plan = make_plan(old, new, now=now)
         return {
             "errors": [],
             "plan": plan.to_dict(),
@@ -125,9 +132,16 @@ def _internal(doing: str, exc: BaseException) -> str:
 
 
 def _set_limits(limits: Limits) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (limits.memory, limits.memory))
-    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu, limits.cpu + 5))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    # Only ever lower a limit: a caller that is already bounded tighter (a test, a systemd unit) stays so.
+    wanted = ((resource.RLIMIT_AS, limits.memory, limits.memory), (resource.RLIMIT_CPU, limits.cpu, limits.cpu + 5), (resource.RLIMIT_CORE, 0, 0))
+    for which, soft, hard in wanted:
+        cur_soft, cur_hard = resource.getrlimit(which)
+        if cur_hard != resource.RLIM_INFINITY:
+            hard = min(hard, cur_hard)
+            soft = min(soft, hard)
+        if cur_soft != resource.RLIM_INFINITY:
+            soft = min(soft, cur_soft)
+        resource.setrlimit(which, (soft, hard))
 
 
 def _failure(message: str) -> dict[str, Any]:
