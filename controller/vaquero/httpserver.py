@@ -141,16 +141,16 @@ class GuardedMixin:
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        if self._in_headers:
+        if not self._in_headers and not self._in_body and (self.cycle is None or self.cycle.response_complete):
+            self._start_headers()  # a kept-alive connection starts its next request
+        was_in_headers = self._in_headers
+        super().data_received(data)  # type: ignore[misc]
+        # Only bytes of a request whose headers are still incomplete count (one read is bounded by the transport).
+        if was_in_headers and self._in_headers and not self.transport.is_closing():
             self._header_bytes += len(data)
             if self._header_bytes > self.limits.max_header_bytes:
                 log.warning("http: request headers larger than %d bytes refused", self.limits.max_header_bytes)
                 self._abandon(431, b"request headers too large\n")
-                return
-        elif self.cycle is None or self.cycle.response_complete:
-            self._start_headers()  # a kept-alive connection starts its next request
-            self._header_bytes = len(data)
-        super().data_received(data)  # type: ignore[misc]
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
