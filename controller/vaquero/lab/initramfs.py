@@ -46,6 +46,9 @@ for i in 1 2 3 4 5 6 7 8 9 10; do
   sleep 0.2
 done
 echo "vaquero-lab: host=$HOST iface=$IF"
+# What the kernel really got, for tests that check a cmdline survives iPXE verbatim (one-time
+# tokens masked: the console log is kept).
+echo "vaquero-lab: cmdline [$(sed 's/token=[^ &]*/token=REDACTED/g' /proc/cmdline)]"
 udhcpc -i "$IF" -f -q -n -t 20 -T 1 -O ntpsrv -O domain -O hostname -s /etc/udhcpc.script
 [ -f /run/lease.env ] && . /run/lease.env
 MAC="$(cat /sys/class/net/$IF/address)"
