@@ -115,6 +115,8 @@ def cmd_server(args: argparse.Namespace) -> int:
         print(f"vaquero server: {exc}", file=sys.stderr)
         return 2
     elector = _run_worker_when_leader(store, args.data_dir, app.state.gate) if not args.no_worker else None
+    if elector is not None:
+        _resign_on_shutdown(app, elector)
     host, port = args.listen
     level = logging.getLogger().getEffectiveLevel()
     uvicorn.run(
@@ -151,15 +153,16 @@ def _run_worker_when_leader(store: Any, data_dir: str, gate: Any) -> Any:
     log = logging.getLogger("vaquero.api")
     worker: list[RunWorker] = []
     feeders: list[threading.Event] = []
+    gate_lock = threading.Lock()  # the feeder never starts the gate after `lost` stopped it
 
     def gained(token: int) -> None:
         log.info("leader (fencing token %s): starting the run worker and the gate", token)
-        since = store.revision()
-        gate.start()  # takes the revisions already queued
+        worker.append(RunWorker(store, data_dir, elector=elector).start())
+        # The gate starts from its own thread: its first store calls may fail and must be retried
+        # without holding up the election's callbacks.
         stop = threading.Event()
         feeders.append(stop)
-        threading.Thread(target=_feed_gate, args=(store, gate, since, stop), name="vaquero-gate-feed", daemon=True).start()
-        worker.append(RunWorker(store, data_dir, elector=elector).start())
+        threading.Thread(target=_feed_gate, args=(store, gate, stop, gate_lock), name="vaquero-gate-feed", daemon=True).start()
 
     def lost(reason: str) -> None:
         log.warning("lost leadership (%s): stopping the run worker and the gate", reason)
@@ -167,32 +170,65 @@ def _run_worker_when_leader(store: Any, data_dir: str, gate: Any) -> Any:
             feeders.pop().set()
         while worker:
             worker.pop().stop()
-        gate.stop()
+        with gate_lock:
+            gate.stop()
         log.info("run worker and gate stopped")
 
     elector = LeaderElector(store, on_gain=gained, on_loss=lost)
     return elector.start()
 
 
-def _feed_gate(store: Any, gate: Any, since: int, stop: threading.Event) -> None:
-    """Hand the leader's gate the revisions other controllers' APIs queued (their gates do not run)."""
+def _resign_on_shutdown(app: Any, elector: Any) -> None:
+    """Stop the worker and the gate and give the lease up when the app shuts down.
+
+    uvicorn re-raises SIGTERM/SIGINT once it has shut down, so code after the server's run() never
+    runs on a signal: without this, a stopped leader would neither cancel its playbooks nor resign
+    (the next leader would wait out the lease).
+    """
+    import contextlib
+
+    from starlette.concurrency import run_in_threadpool
+
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a: Any) -> Any:
+        async with inner(a) as state:
+            yield state
+        await run_in_threadpool(elector.stop)
+
+    app.router.lifespan_context = lifespan
+
+
+def _feed_gate(store: Any, gate: Any, stop: threading.Event, lock: threading.Lock) -> None:
+    """Start the leader's gate, then hand it the revisions other controllers' APIs queue (their gates do not run)."""
     from ..state.store import StoreUnavailable, WatchCompacted
 
     log = logging.getLogger("vaquero.api")
     enqueue = getattr(gate, "enqueue", None) or gate._queue.put
+    started = False
+    since: int | None = None
     while not stop.is_set():
         try:
+            if not started:
+                with lock:
+                    if stop.is_set():
+                        return
+                    gate.start()  # takes the revisions already queued
+                started = True
+            if since is None:
+                since = store.revision()
+                for rec in store.list("/revisions/"):  # queued while no gate ran: a repeat is skipped by the gate
+                    if rec.value.get("state") == "queued" and rec.value.get("id"):
+                        enqueue(rec.value["id"])
             for event in store.watch("/revisions/", since=since, timeout=1.0):
                 since = event.revision
                 if stop.is_set():
                     return
                 if event.type == "put" and event.value and event.value.get("state") == "queued" and event.value.get("id"):
-                    enqueue(event.value["id"])  # the gate skips a revision already planned: a repeat is harmless
+                    enqueue(event.value["id"])
         except WatchCompacted:
-            since = store.revision()
-            for rec in store.list("/revisions/"):
-                if rec.value.get("state") == "queued" and rec.value.get("id"):
-                    enqueue(rec.value["id"])
+            since = None
         except StoreUnavailable as exc:
             log.info("gate feed: store unavailable: %s", exc)
             stop.wait(1.0)
