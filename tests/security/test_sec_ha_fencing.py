@@ -577,3 +577,61 @@ def test_playbook_bmc_module_refuses_without_a_live_fence(tmp_path: Path, bmc_fl
     assert _ops(ops_log) == []
     assert httpx.get(f"http://127.0.0.1:{control}/", timeout=5).json()[str(bmc_port + 2)]["power"] == "off"  # never powered on: untouched
     store.close()
+
+
+def test_gate_runs_only_on_the_leader(tmp_path: Path) -> None:
+    """A revision sent to a follower's API is validated and planned by the leader's gate, never the follower's;
+    when the leader goes, the new leader's gate takes over."""
+    sot_dir = tmp_path / "sots" / "lab"
+    shutil.copytree(REPO / "inventories" / "lab", sot_dir)
+    token = "ha-gate-admin-token-0123456789"
+    (tmp_path / "tokens").write_text(f"ops:admin:{token}\n")
+    store = tmp_path / "shared" / "store.sqlite"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAQUERO_")}
+
+    def start(name: str) -> tuple[subprocess.Popen[bytes], Path, int]:
+        port = _free_ports(1)[0]
+        log = tmp_path / f"{name}.log"
+        cmd = [sys.executable, "-m", "vaquero.cli", "server", "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp_path / name)]
+        cmd += ["--store", f"sqlite://{store}", "--tokens-file", str(tmp_path / "tokens"), "--allow-source", str(tmp_path / "sots")]
+        with open(log, "wb") as fh:
+            return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent), log, port
+
+    def planned_by(log: Path) -> list[str]:
+        return [m for m in _messages(log) if m.startswith("plan ") and " ready (" in m]
+
+    def submit(port: int) -> str:
+        resp = httpx.post(f"http://127.0.0.1:{port}/v1/revisions", json={"source": str(sot_dir)}, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert resp.status_code < 300, resp.text
+        return str(resp.json()["revision"]["id"])
+
+    def done(port: int, rid: str) -> bool:
+        resp = httpx.get(f"http://127.0.0.1:{port}/v1/revisions/{rid}", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+        return resp.json()["state"] not in ("queued", "fetching")
+
+    a, log_a, _ = start("a")
+    b = None
+    try:
+        _wait(lambda: any("starting the run worker and the gate" in m for m in _messages(log_a)), 60, "server a to lead")
+        b, log_b, port_b = start("b")
+        _wait(lambda: httpx.get(f"http://127.0.0.1:{port_b}/healthz/ready", timeout=2).status_code == 200, 60, "server b to be ready")
+        rid = submit(port_b)  # to the follower
+        _wait(lambda: done(port_b, rid), 120, "the revision sent to the follower to be planned")
+        assert len(planned_by(log_a)) == 1 and planned_by(log_b) == []
+        a.terminate()  # a clean stop resigns: b leads at once
+        a.wait(30)
+        _wait(lambda: any("starting the run worker and the gate" in m for m in _messages(log_b)), 60, "server b to lead")
+        (sot_dir / "clusters" / "lab.yaml").write_text((sot_dir / "clusters" / "lab.yaml").read_text().replace("max_concurrent: 2", "max_concurrent: 1"))
+        rid = submit(port_b)
+        _wait(lambda: done(port_b, rid), 120, "the new leader's gate to plan")
+        assert len(planned_by(log_b)) == 1
+        assert any("run worker and gate stopped" in m for m in _messages(log_a))
+    finally:
+        for proc in (a, b):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
