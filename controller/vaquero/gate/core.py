@@ -324,10 +324,10 @@ class Gate:
             root = contained(tree, rev.get("subdir") or "")
             refuse_links(tree, root)
             return sha, str(root)
-        tree = rev.get("tree")
-        if tree is None:  # recorded before trees were kept: its root was checked at submit
+        local = rev.get("tree")
+        if local is None:  # recorded before trees were kept: its root was checked at submit
             return None, str(rev["root"])
-        return None, str(contained(Path(tree), rev.get("subdir") or ""))
+        return None, str(contained(Path(local), rev.get("subdir") or ""))
 
     def _current_record(self) -> dict[str, Any] | None:
         rec = self.store.get(r.CURRENT_KEY)

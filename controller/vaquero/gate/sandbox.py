@@ -179,10 +179,12 @@ def run_bounded(request: dict[str, Any], limits: Limits | None = None) -> dict[s
         answer = _failure("the validation process was killed (out of memory or CPU time)")
     else:
         try:
-            answer = json.loads(out[: limits.output]) if out else None
+            parsed: Any = json.loads(out[: limits.output]) if out else None
         except ValueError:
-            answer = None
-        if not isinstance(answer, dict) or not isinstance(answer.get("errors"), list):
+            parsed = None
+        if isinstance(parsed, dict) and isinstance(parsed.get("errors"), list):
+            answer = parsed
+        else:
             why = f"signal {-rc}" if rc < 0 else f"exit status {rc}"
             answer = _failure(f"the validation process failed ({why}) without an answer")
     answer.setdefault("seconds", round(seconds, 3))

@@ -160,7 +160,7 @@ def _check_expansion(rel: str, text: str) -> SoTError | None:
             parent.index += 1
 
     for event in yaml.parse(text, Loader=_Loader):
-        line = event.start_mark.line + 1
+        line = event.start_mark.line + 1 if event.start_mark is not None else 1
         if isinstance(event, yaml.DocumentStartEvent):
             stack = [_Frame(False, None)]
             sizes.clear()  # anchors do not cross documents
