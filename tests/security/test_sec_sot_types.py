@@ -94,6 +94,8 @@ CASES = [
     ),
     Case("var-nested-nel", "clusters/lab.yaml", "ips: {prov: 10.90.0.11}", 'ips: {prov: 10.90.0.11}\n    vars: {a: [{b: "x\\Ny"}]}', "hosts[0].vars", "vars:"),
     Case("cluster-var-nul", "clusters/lab.yaml", "policy:", 'vars: {k: "\\0"}\npolicy:', "vars", "vars:"),
+    Case("bmc-address-semicolon", "clusters/lab.yaml", "address: 127.0.0.1, port: 6231", "address: '127.0.0.1;id', port: 6231", "hosts[0].bmc.address"),
+    Case("var-nan", "clusters/lab.yaml", "ips: {prov: 10.90.0.11}", "ips: {prov: 10.90.0.11}\n    vars: {x: .nan}", "hosts[0].vars", "vars:"),
     Case("version-space", "profiles/lab-linux.yaml", 'version: "1"', 'version: "1 ${password}"', "version"),
     Case("hook-url-newline", "hooks/lab-hooks.yaml", 'url: "http://10.90.0.1:8080/', 'url: "http://10.90.0.1:8080/\\n', "url"),
     Case("hook-body-newline", "hooks/lab-hooks.yaml", "body: '\"installed\"'", 'body: "a\\nb"', "body"),

@@ -14,6 +14,7 @@ live here; rules that need the whole SoT (references, duplicates, cycles) live i
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import unicodedata
 import uuid as uuidlib
@@ -195,6 +196,9 @@ def _check_vars(value: Any) -> Any:
         elif isinstance(node, list):
             for i, v in enumerate(node):
                 walk(v, f"{where}[{i}]", depth + 1)
+        elif isinstance(node, float) and not math.isfinite(node):
+            # nan != nan: the plan would show a change on every revision.
+            raise ValueError(f"{where}: {node} is not allowed in vars (finite numbers only)")
         elif node is not None and not isinstance(node, bool | int | float | dt.date):
             raise ValueError(f"{where}: {type(node).__name__} is not allowed in vars (strings, numbers, booleans, null, lists, mappings)")
 
@@ -426,7 +430,8 @@ class Upgrade(Model):
 
 class Bmc(Model):
     type: Literal["ipmi", "redfish"]
-    address: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[^\s/]+$"), AfterValidator(_one_line)]
+    # A host name or an IP address (IPv6 bare or in brackets): it becomes an ipmitool argument and the host of a URL.
+    address: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._:\[\]-]+$")]
     port: int | None = Field(None, ge=1, le=65535)
     credential: Key
     insecure: bool = Field(False, description="redfish: skip TLS verification (logged as a warning)")
