@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from requirements import need
+from waiting import wait_until
 
 from vaquero.bmc import Endpoint, Guard, GuardPolicy
 
@@ -47,16 +49,6 @@ def free_port(kind: int = socket.SOCK_STREAM, count: int = 1) -> int:
     raise RuntimeError("no free port range")
 
 
-def wait_until(pred, timeout: float = 15.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            if pred():
-                return
-        except Exception:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out waiting for {what}")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -244,13 +236,14 @@ def silent_udp():
 
 class FaultHTTP:
     """A tiny real HTTP server on loopback: mode "500", "slow" (sleeps before answering), or "flap"
-    (serves a minimal Redfish tree for 0.5 s, then answers 503 for 0.25 s, and again)."""
+    (serves a minimal Redfish tree, but every 5th and 6th of each 8 requests get a 503: counted,
+    not timed, so a loaded machine sees the same flapping as a quiet one)."""
 
     def __init__(self, mode: str, delay: float = 3.0) -> None:
         self.mode = mode
         self.delay = delay
         self.requests = 0
-        self.t0 = time.monotonic()
+        self.refused = 0
         outer = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -271,8 +264,9 @@ class FaultHTTP:
                     self.rfile.read(length)
                 if outer.mode == "slow":
                     time.sleep(outer.delay)
-                down = outer.mode == "flap" and (time.monotonic() - outer.t0) % 0.75 >= 0.5
+                down = outer.mode == "flap" and outer.requests % 8 in (5, 6)
                 if outer.mode == "500" or down:
+                    outer.refused += 1
                     self._send(500 if outer.mode == "500" else 503, {"error": {"code": "Base.1.0.GeneralError", "message": "internal error"}})
                     return
                 self._send(200, _mini_redfish(self.path))
@@ -308,7 +302,9 @@ def _mini_redfish(path: str) -> dict:
 @pytest.fixture
 def fast_guard():
     """A private guard with short deadlines so fault tests end quickly (and breakers don't leak)."""
-    return Guard(concurrency=16, policy=GuardPolicy(attempt_timeout=4.0, deadline=10.0, retries=2, backoff_base=0.05, backoff_max=0.2, breaker_reset=2.0))
+    # breaker_reset is long so an opened breaker is still open for the test's next call however
+    # slowly a loaded machine gets there; each test has its own guard, nothing waits for it
+    return Guard(concurrency=16, policy=GuardPolicy(attempt_timeout=4.0, deadline=10.0, retries=2, backoff_base=0.05, backoff_max=0.2, breaker_reset=60.0))
 
 
 class RedfishLite:
@@ -502,10 +498,7 @@ class IpmiSim:
 @pytest.fixture
 def ipmi_sim(tmp_path):
     """OpenIPMI's ipmi_sim, a second, independent IPMI implementation, on a loopback port."""
-    import shutil
-
-    if not shutil.which("ipmi_sim"):
-        pytest.skip("ipmi_sim (openipmi) is not installed")
+    need("ipmi_sim", "openipmi")
     folder = tmp_path / "ipmi_sim"
     (folder / "state").mkdir(parents=True)
     port, serial = free_port(socket.SOCK_DGRAM), free_port()

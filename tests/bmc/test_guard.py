@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+import types
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from waiting import wait_until
 
 from vaquero.bmc import BmcAuthError, BmcBusy, BmcCircuitOpen, BmcServerError, BmcTimeout, BmcUnreachable, Endpoint, Guard, GuardPolicy, Secret
 
@@ -17,6 +20,29 @@ def ep(i: int = 0) -> Endpoint:
 
 
 FAST = GuardPolicy(attempt_timeout=2.0, deadline=5.0, retries=2, backoff_base=0.01, backoff_max=0.02, breaker_threshold=3, breaker_reset=0.3)
+# Long enough that no attempt is ever cut on a loaded machine: these tests are about ordering.
+PATIENT = GuardPolicy(attempt_timeout=120.0, deadline=240.0, retries=0)
+
+
+class FakeClock:
+    """The guard's view of time, advanced by hand: breaker windows are then a matter of order,
+    not of how fast a loaded machine runs the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(sys.modules[Guard.__module__], "time", types.SimpleNamespace(monotonic=fake.monotonic, sleep=fake.sleep))
+    return fake
 
 
 def test_secret_never_prints():
@@ -27,11 +53,12 @@ def test_secret_never_prints():
 
 
 def test_one_operation_at_a_time_per_bmc_but_parallel_across_bmcs():
-    g = Guard(concurrency=8, policy=FAST)
+    g = Guard(concurrency=8, policy=PATIENT)
     active: dict[str, int] = {}
     peak: dict[str, int] = {}
     total = {"now": 0, "peak": 0}
     mu = threading.Lock()
+    side_by_side = threading.Event()
 
     def op(key: str):
         with mu:
@@ -39,7 +66,12 @@ def test_one_operation_at_a_time_per_bmc_but_parallel_across_bmcs():
             peak[key] = max(peak.get(key, 0), active[key])
             total["now"] += 1
             total["peak"] = max(total["peak"], total["now"])
-        time.sleep(0.02)
+            if total["now"] > 1:
+                side_by_side.set()
+        # the first calls hold their BMC until a call for another BMC runs beside them: if the
+        # guard serialised across BMCs this wait would time out and the assertion below fail
+        side_by_side.wait(60)
+        time.sleep(0.002)  # widens the window in which a second call on the same BMC would show
         with mu:
             active[key] -= 1
             total["now"] -= 1
@@ -55,15 +87,19 @@ def test_one_operation_at_a_time_per_bmc_but_parallel_across_bmcs():
 
 
 def test_global_concurrency_limit():
-    g = Guard(concurrency=3, policy=FAST)
+    g = Guard(concurrency=3, policy=PATIENT)
     state = {"now": 0, "peak": 0}
     mu = threading.Lock()
+    full = threading.Event()
 
     def op():
         with mu:
             state["now"] += 1
             state["peak"] = max(state["peak"], state["now"])
-        time.sleep(0.02)
+            if state["now"] >= 3:
+                full.set()
+        full.wait(60)  # hold the slots until the limit is reached: a fourth would show in the peak
+        time.sleep(0.002)
         with mu:
             state["now"] -= 1
 
@@ -126,7 +162,7 @@ def test_non_idempotent_call_not_repeated_when_it_may_have_been_applied():
     assert len(calls) == 2
 
 
-def test_circuit_breaker_opens_and_half_opens():
+def test_circuit_breaker_opens_and_half_opens(clock: FakeClock):
     g = Guard(policy=FAST)
     calls = []
 
@@ -138,11 +174,15 @@ def test_circuit_breaker_opens_and_half_opens():
         g.run(ep(), "get", dead)
     assert len(calls) == 3
     assert g.breaker_state(ep().key) == "open"
-    t0 = time.monotonic()
     with pytest.raises(BmcCircuitOpen):
         g.run(ep(), "get", dead)
-    assert time.monotonic() - t0 < 0.1 and len(calls) == 3  # nothing sent to a dead BMC
-    time.sleep(0.35)
+    assert len(calls) == 3  # nothing sent to a dead BMC
+    clock.sleep(FAST.breaker_reset * 0.9)
+    with pytest.raises(BmcCircuitOpen):
+        g.run(ep(), "get", dead)
+    assert len(calls) == 3 and g.breaker_state(ep().key) == "open"
+    clock.sleep(FAST.breaker_reset * 0.2)
+    assert g.breaker_state(ep().key) == "half_open"
     assert g.run(ep(), "get", lambda: "back") == "back"  # the trial call closes it
     assert g.breaker_state(ep().key) == "closed"
 
@@ -150,22 +190,27 @@ def test_circuit_breaker_opens_and_half_opens():
 def test_hung_call_is_cut_at_the_deadline_and_keeps_the_bmc_locked():
     g = Guard(policy=GuardPolicy(attempt_timeout=0.3, deadline=0.6, retries=2, backoff_base=0.01, breaker_reset=0.3))
     release = threading.Event()
-    t0 = time.monotonic()
-    with pytest.raises(BmcTimeout):
-        g.run(ep(), "get", lambda: release.wait(10))
-    assert time.monotonic() - t0 < 1.0
+    started: list[str] = []
+
+    def hang() -> bool:
+        started.append("hung")
+        return release.wait(300)
+
+    with pytest.raises(BmcTimeout) as ei:
+        g.run(ep(), "get", hang)
+    assert "no answer within 0.3s" in str(ei.value) and started == ["hung"]  # cut at the attempt budget, never retried
     # the abandoned call still runs: the BMC stays locked and the breaker open, a second call
-    # is refused at once, not raced
-    t0 = time.monotonic()
+    # is refused, not raced
     with pytest.raises((BmcBusy, BmcCircuitOpen)):
-        g.run(ep(), "get", lambda: "x")
-    assert time.monotonic() - t0 < 0.2
-    time.sleep(0.35)  # breaker half-open, but the hung call still holds the BMC
+        g.run(ep(), "get", lambda: started.append("raced"))
+    wait_until(lambda: g.breaker_state(ep().key) == "half_open", 60, "the breaker to half-open")
+    # half-open, but the hung call still holds the BMC
     with pytest.raises(BmcBusy):
-        g.run(ep(), "get", lambda: "x", policy=GuardPolicy(deadline=0.2))
+        g.run(ep(), "get", lambda: started.append("raced"), policy=GuardPolicy(deadline=0.2))
+    assert started == ["hung"]
     release.set()
-    time.sleep(0.05)
-    assert g.run(ep(), "get", lambda: "free again") == "free again"
+    # the hung call hands the BMC back when it ends: a patient caller gets it without a retry
+    assert g.run(ep(), "get", lambda: "free again", policy=PATIENT) == "free again"
 
 
 def test_unexpected_exception_is_typed_and_carries_host():
