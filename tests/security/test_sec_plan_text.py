@@ -110,3 +110,15 @@ def _with_host_vars(sot: SoT, host: str, vars_: dict[str, object]) -> SoT:
         hosts = [h.model_copy(update={"vars": vars_}) if h.name == host else h for h in cluster.hosts]
         clusters[name] = cluster.model_copy(update={"hosts": hosts})
     return dataclasses.replace(sot, clusters=clusters, label="new")
+
+
+def test_template_file_change_is_shown_as_a_diff_once_under_its_profile(tmp_path: Path) -> None:
+    a, b = _copy(tmp_path, "old"), _copy(tmp_path, "new")
+    tpl = b / "templates/user-data.j2"
+    tpl.write_text(tpl.read_text() + "runcmd: [touch /root/pwned]\n")
+    out = render_text(make_plan(load(a), load(b)))
+    lines = out.splitlines()
+    assert "  ~ profile lab-linux: change" in lines, out
+    # The added line is shown in full, once, as a diff line; hosts point at it instead of repeating it.
+    assert [line.strip() for line in lines if "touch /root/pwned" in line] == ["+runcmd: [touch /root/pwned]"], out
+    assert sum("diff shown under profile lab-linux" in line for line in lines) == 4, out

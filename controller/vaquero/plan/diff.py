@@ -207,7 +207,11 @@ def _host_change(old_c: Cluster, old_h: Host, new_c: Cluster, new_h: Host, old: 
         if action != "reinstall":
             action = "upgrade"
     elif new_profile in profile_changes:
-        reasons.extend(f"profile {new_profile}: {r}" for r in profile_changes[new_profile])
+        # The diffs themselves are shown once, under the profile (scope_changes), not per host.
+        for r in profile_changes[new_profile]:
+            if r.startswith(DIFF_INDENT):
+                continue
+            reasons.append(f"profile {new_profile}: {r[:-1]} (diff shown under profile {new_profile})" if r.endswith(":") else f"profile {new_profile}: {r}")
         if action != "reinstall":
             action = "upgrade"
     if not reasons:
@@ -243,6 +247,7 @@ def host_changes(old: SoT, new: SoT) -> list[HostChange]:
 def scope_changes(old: SoT, new: SoT) -> list[ScopeChange]:
     """Sites, clusters (settings other than hosts), profiles and hooks that were added, changed or removed."""
     out: list[ScopeChange] = []
+    profile_changes = _profile_changes(old, new)
     tables = (("site", "sites"), ("cluster", "clusters"), ("profile", "profiles"), ("hook", "hooks"))
     for kind, attr in tables:
         before: dict[str, Any] = getattr(old, attr)
@@ -252,6 +257,12 @@ def scope_changes(old: SoT, new: SoT) -> list[ScopeChange]:
                 out.append(ScopeChange(kind, name, "add"))
                 continue
             prev = before[name]
+            if kind == "profile":
+                # Includes the content of a template file, which the documents only name.
+                reasons = profile_changes.get(name, [])
+                if reasons:
+                    out.append(ScopeChange(kind, name, "change", reasons))
+                continue
             if prev == obj:
                 continue
             a, b = _dump(prev), _dump(obj)
