@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, field_validator
@@ -184,6 +185,13 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
         metrics.error("store_unavailable")
         log.error("store unavailable: %s", settings.scrub(str(exc)))
         return JSONResponse({"detail": "the store is unavailable; try again"}, status_code=503)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer echoes each bad `input`: a NaN there cannot be written as JSON (a 500
+        # instead of a 422), and a huge or secret-bearing value would be sent back. Where and why only.
+        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))[:500], "type": e.get("type")} for e in exc.errors()[:50]]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -74,6 +74,7 @@ def build_settings(args: argparse.Namespace) -> Any:
 def cmd_server(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from ..httpserver import server_config
     from ..state import open_store
     from ..state.sqlite import SQLiteStore
     from ..state.store import StoreUnavailable
@@ -119,7 +120,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         _resign_on_shutdown(app, elector)
     host, port = args.listen
     level = logging.getLogger().getEffectiveLevel()
-    uvicorn.run(
+    config = server_config(
         app,
         host=host,
         port=port,
@@ -131,6 +132,10 @@ def cmd_server(args: argparse.Namespace) -> int:
         server_header=False,
         timeout_graceful_shutdown=5,  # event streams never end by themselves: do not wait for them forever
     )
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        pass
     if elector is not None:
         elector.stop()
     store.close()

@@ -349,7 +349,7 @@ class FederationClient:
         """POST one batch; the ids the controller answered for. A batch it cannot parse (422) is split, and
         an event it cannot parse on its own is dropped with an error: one bad event never blocks the queue."""
         resp = self._client().post(f"/v1/agents/{self.cfg.agent}/events", json={"events": batch})
-        if resp.status_code == 422:
+        if resp.status_code in (413, 422):  # too large for the controller's body cap, or unparseable: split
             if len(batch) > 1:
                 return [i for ev in batch for i in self._post_events([ev])]
             ev = batch[0]

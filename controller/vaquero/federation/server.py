@@ -9,6 +9,11 @@ An agent token (`name:agent:token`) is bound to one agent: it reads that agent's
 posts that agent's events, for hosts of that agent's site only. Missing or unknown token: 401;
 another agent's path: 403. Events go through `state.machine.transition`, idempotent by event
 id: a batch sent twice (the answer was lost in a partition) changes nothing the second time.
+
+Everything an agent sends is bounded before it is parsed or stored: request bodies of these routes
+are at most `MAX_BODY` bytes (413, checked on Content-Length and counted while reading), JSON
+nested too deeply is a 400, and every field has a type and a size (host names are RFC 1123
+labels; a heartbeat names at most as many armed hosts as the agent's site has, and only those).
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ import json
 import logging
 import re
 import time
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Security
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from vaquero.state.machine import Event, State, TransitionRefused, event_seen_key, transition
 from vaquero.state.store import Store
@@ -36,6 +43,53 @@ AGENT_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 MAX_BATCH = 1000
 MAX_DETAIL = 16 << 10  # bytes of JSON per event's detail
+MAX_DETAIL_DEPTH = 16
+MAX_BODY = 1 << 20  # bytes per request body on the agents' routes
+MAX_ARMED = 10_000  # hard cap; the agent's site's host count is the real one
+EPOCH_MAX = 2.0**40  # seconds: far beyond any real timestamp, below what JSON floats lose precision on
+HostName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value, without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict | list):
+            deepest = max(deepest, d)
+            if d > MAX_DETAIL_DEPTH:
+                return d
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+class BoundedBodyRoute(APIRoute):
+    """A route whose request body is refused (413) beyond MAX_BODY bytes before it is parsed,
+    and whose too-deeply nested JSON is a 400 rather than a RecursionError (500)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def bounded(request: Request) -> Response:
+            if request.method in ("POST", "PUT", "PATCH"):
+                declared = request.headers.get("content-length")
+                if declared is not None and (not declared.strip().isdigit() or int(declared) > MAX_BODY):
+                    return JSONResponse({"detail": f"request bodies here are limited to {MAX_BODY} bytes"}, status_code=413)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > MAX_BODY:
+                        return JSONResponse({"detail": f"request bodies here are limited to {MAX_BODY} bytes"}, status_code=413)
+                    chunks.append(chunk)
+                request._body = b"".join(chunks)  # Starlette's cache: FastAPI parses this, never the stream again
+            try:
+                return await handler(request)
+            except RecursionError:
+                return JSONResponse({"detail": "JSON nested too deeply"}, status_code=400)
+
+        return bounded
 _STATES = {s.value for s in State}
 
 _bearer = HTTPBearer(auto_error=False, description="An agent token: `Authorization: Bearer <token>` (token line name:agent:token)")
@@ -43,20 +97,22 @@ _bearer = HTTPBearer(auto_error=False, description="An agent token: `Authorizati
 
 class HostEvent(BaseModel):
     id: str = Field(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$", description="unique per event: a replay is recognised by it")
-    host: str = Field(min_length=1, max_length=128)
+    host: HostName
     state: str = Field(min_length=1, max_length=32)
     reason: str = Field("", max_length=2000)
-    time: float | None = None
+    time: float | None = Field(None, ge=0, le=EPOCH_MAX, allow_inf_nan=False)
     sha: str | None = Field(None, max_length=128)
     plan: str | None = Field(None, max_length=128)
     run: str | None = Field(None, max_length=128)
     step: str | None = Field(None, max_length=256)
-    attempt: int | None = None
+    attempt: int | None = Field(None, ge=0, le=1_000_000)
     detail: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("detail")
     @classmethod
     def _small(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if _depth(v) > MAX_DETAIL_DEPTH:
+            raise ValueError(f"detail nested deeper than {MAX_DETAIL_DEPTH} levels")
         if len(json.dumps(v, default=str)) > MAX_DETAIL:
             raise ValueError(f"detail larger than {MAX_DETAIL} bytes of JSON")
         return v
@@ -69,10 +125,12 @@ class EventBatch(BaseModel):
 class Heartbeat(BaseModel):
     version: str | None = Field(None, max_length=256, description="the bundle version the agent serves")
     sha: str | None = Field(None, max_length=128)
-    queued: int = Field(0, ge=0, description="events waiting in the agent's queue")
-    started: float | None = None
+    queued: int = Field(0, ge=0, le=1 << 40, description="events waiting in the agent's queue")
+    started: float | None = Field(None, ge=0, le=EPOCH_MAX, allow_inf_nan=False)
     agent_version: str | None = Field(None, max_length=64)
-    armed: list[str] = Field(default_factory=list, max_length=100_000, description="hosts the agent serves their installer")
+    armed: list[HostName] = Field(
+        default_factory=list, max_length=MAX_ARMED, description="hosts the agent serves their installer (at most the hosts of its site)"
+    )
     rejected: str | None = Field(None, max_length=256, description="a bundle version the agent refused (it cannot load or render it)")
     rejected_why: str | None = Field(None, max_length=1000)
 
@@ -93,7 +151,7 @@ def router(store: Store, settings: Any, *, agent_tokens: AgentTokens | None = No
     else the `agent` lines of `settings.agent_tokens_file` and $VAQUERO_AGENT_TOKENS."""
     tokens = agent_tokens if agent_tokens is not None else _tokens_from(settings)
     builder = BundleBuilder(store)
-    r = APIRouter(tags=["agents"])
+    r = APIRouter(tags=["agents"], route_class=BoundedBodyRoute)
 
     async def agent_auth(
         request: Request,
@@ -197,8 +255,25 @@ def router(store: Store, settings: Any, *, agent_tokens: AgentTokens | None = No
             log.info("agent %s: host -> %s", agent, ev.state, extra={"host": ev.host, "sha": ev.sha, "plan": ev.plan, "event": ev.state})
         return {"applied": applied, "duplicates": duplicates, "refused": refused}
 
-    @r.post("/v1/agents/{agent}/heartbeat", summary="record that the agent is alive, and what it serves", responses={401: {}, 403: {}})
+    @r.post(
+        "/v1/agents/{agent}/heartbeat",
+        summary="record that the agent is alive, and what it serves",
+        responses={401: {}, 403: {}, 413: {"description": "body too large"}, 422: {"description": "a field out of bounds; nothing stored"}},
+    )
     def heartbeat(body: Heartbeat, request: Request, agent: str = Depends(agent_auth)) -> dict[str, Any]:
+        armed = sorted(set(body.armed))
+        try:
+            _, _, hosts = builder.site_hosts(agent)
+        except BundleError:
+            hosts = {}
+        if len(armed) > len(hosts):
+            raise HTTPException(422, f"{len(armed)} armed hosts named; the agent's site has {len(hosts)}")
+        unknown = [h for h in armed if h not in hosts]
+        if unknown:
+            # Stale names (a host removed since the agent armed it) are not worth refusing the heartbeat for,
+            # but only the site's hosts are stored.
+            log.info("agent %s: %d armed name(s) not in its site ignored", agent, len(unknown))
+            armed = [h for h in armed if h in hosts]
         value = {
             "name": agent,
             "last_seen": time.time(),
@@ -207,7 +282,7 @@ def router(store: Store, settings: Any, *, agent_tokens: AgentTokens | None = No
             "queued": body.queued,
             "started": body.started,
             "agent_version": body.agent_version,
-            "armed": body.armed,
+            "armed": armed,
             "rejected": body.rejected,
             "rejected_why": body.rejected_why,
             "address": request.client.host if request.client else None,
