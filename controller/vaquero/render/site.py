@@ -95,7 +95,8 @@ def asset_name(asset: Asset) -> str:
 
 def asset_relpath(profile: Profile, asset: Asset) -> str:
     """Where an asset lives under the agent's asset root: <profile>/<file name>."""
-    return f"{profile.name}/{asset_name(asset)}"
+    where = f"profile {profile.name}: asset {asset.url or asset.path!r}"
+    return f"{safe(profile.name, 'name', f'{where}: profile name')}/{safe(asset_name(asset), 'file', f'{where}: file name')}"
 
 
 def profile_assets(profile: Profile) -> list[Asset]:

@@ -118,7 +118,10 @@ HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://
 # never '$', ';', '#', '|', quotes, backslash, '<', '>', backtick or a space, and tokens are
 # joined by single spaces. '?', '=', '&' (single), '%', '/', ':', '.', '-', '_', ',', '@', '+' stay allowed so a
 # URL with a query string (a one-time token) fits.
-CMDLINE_MAX = 4096
+# Linux keeps COMMAND_LINE_SIZE (2048 on x86) bytes and silently drops the rest, which would cut
+# the callback URL and its token; iPXE adds initrd= names and the agent a token per URL.
+CMDLINE_MAX = 1792
+CMDLINE_TEMPLATE_MAX = 4096
 _CMDLINE_TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._~:/%,@+!*-]*(=[A-Za-z0-9._~:/?=&%,@+!*-]*)?")
 
 
@@ -320,7 +323,7 @@ class Profile(Model):
     kernel: Asset
     initrd: list[Asset] = []
     image: Asset | None = None
-    cmdline: Annotated[str, StringConstraints(max_length=CMDLINE_MAX), AfterValidator(_one_line)] = Field(
+    cmdline: Annotated[str, StringConstraints(max_length=CMDLINE_TEMPLATE_MAX), AfterValidator(_one_line)] = Field(
         "", description="Jinja2 template of the kernel command line; once rendered: key or key=value tokens (see cmdline_error)"
     )
     config: ConfigTemplate | None = None
