@@ -161,6 +161,11 @@ def _kubectl(args: list[str], timeout: float) -> tuple[bool, str, int | None]:
     return res.returncode == 0, res.stdout + res.stderr, res.returncode
 
 
+# ansible-runner's plumbing for the run's own job (its event callback patches Ansible's display at import
+# and writes into that job's artifacts, as does its fact cache): a hook playbook is a separate, plain run.
+RUNNER_ONLY = ("ANSIBLE_STDOUT_CALLBACK", "ANSIBLE_CALLBACK_PLUGINS", "ANSIBLE_CACHE_PLUGIN", "ANSIBLE_CACHE_PLUGIN_CONNECTION")
+
+
 def _secrets_ref() -> dict[str, str]:
     """A hook playbook's modules may resolve SoT credentials like the run's own: they get the folder's path."""
     folder = os.environ.get(SECRETS_DIR_ENV)
@@ -175,7 +180,8 @@ def _playbook(sot: SoT, path: Path, host: str, timeout: float, env: dict[str, st
         # The hook playbook's modules run with this Python (the one that has vaquero), not a discovered one.
         env = {**env, "ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
         try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=ansible_env(extra={**env, **_secrets_ref()}), cwd=sot.root)
+            child = ansible_env(extra={**env, **_secrets_ref()}, deny=RUNNER_ONLY)
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child, cwd=sot.root)
         except subprocess.TimeoutExpired:
             return False, f"playbook {path.name} timed out after {timeout:g}s", None
         except FileNotFoundError:
