@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .logs import register_secret
 from .sot.source import split_spec
 from .state.store import Store
 
@@ -68,6 +69,7 @@ class Standalone:
         import hashlib
 
         token = self.admin_token()
+        register_secret(token)
         tokens = Tokens([Token("standalone", "admin", hashlib.sha256(token.encode()).digest())])
         # The SoT given at start is the one source this standalone takes revisions from (API and CLI).
         url, _rev = split_spec(self.sot)
@@ -155,6 +157,7 @@ class Standalone:
         url = urlsplit(site.agents[0].url)
         token = os.environ.get(AGENT_TOKEN_ENV) or secrets.token_urlsafe(24)
         os.environ[AGENT_TOKEN_ENV] = token  # the playbooks' boot_mode module reads it at use time
+        register_secret(token)
         applied = self.applied_root()
         cfg = AgentConfig(
             sot=applied or self.site_only(site),

@@ -23,6 +23,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +37,7 @@ from vaquero.childenv import child_env
 from vaquero.lab.netns import LabNetwork
 from vaquero.runner.hooks import run_hook
 from vaquero.runner.labdemo import StoreView, edit_cluster
-from vaquero.runner.secrets import PREFIX, SecretsDir, default_base, sweep_stale
+from vaquero.runner.secrets import PREFIX, SecretsDir, sweep_stale
 from vaquero.sot import load
 from vaquero.sot.source import resolve
 
@@ -106,8 +107,8 @@ def grep(values: dict[str, str], path: Path) -> list[str]:
     return found
 
 
-def own_folders(pid: int) -> list[Path]:
-    return sorted(Path(default_base()).glob(f"{PREFIX}{pid}-*"))
+def own_folders(base: Path, pid: int) -> list[Path]:
+    return sorted(base.glob(f"{PREFIX}{pid}-*"))
 
 
 def require_tools() -> None:
@@ -148,10 +149,15 @@ class Controller:
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[tuple[LabNetwork, Path]]:
+def lab(tmp_path: Path) -> Iterator[tuple[LabNetwork, Path, Path]]:
+    """The namespace, a work folder, and a RAM-backed base for the controller's secrets folders."""
     require_tools()
-    with LabNetwork(address="10.90.0.1/24") as net:
-        yield net, tmp_path
+    shm = Path(tempfile.mkdtemp(prefix="vaquero-test-secrets-base-", dir="/dev/shm"))
+    try:
+        with LabNetwork(address="10.90.0.1/24") as net:
+            yield net, tmp_path, shm
+    finally:
+        shutil.rmtree(shm, ignore_errors=True)
 
 
 def make_sot(dst: Path) -> Path:
@@ -170,8 +176,8 @@ def make_sot(dst: Path) -> Path:
     return dst
 
 
-def test_controller_children_logs_api_artifacts_and_store_hold_no_secret(lab: tuple[LabNetwork, Path]) -> None:
-    net, tmp = lab
+def test_controller_children_logs_api_artifacts_and_store_hold_no_secret(lab: tuple[LabNetwork, Path, Path]) -> None:
+    net, tmp, shm = lab
     values = {
         "api token": _secret("api-token"),
         "webhook secret": _secret("webhook"),
@@ -196,6 +202,8 @@ def test_controller_children_logs_api_artifacts_and_store_hold_no_secret(lab: tu
         "MY_DB_PASSWORD": values["MY_DB_PASSWORD"],
         "DATABASE_URL": f"postgresql://vaquero:{values['DATABASE_URL password']}@db.example.invalid/vaquero",
         "VAQUERO_CACHE": str(tmp / "cache"),
+        # Its own base: another controller on this machine would rightly sweep a dead one's folder before we look.
+        "VAQUERO_SECRETS_BASE": str(shm),
     }
     bmc = [sys.executable, "-m", "vaquero.bmc.emulator", "--address", "127.0.0.1", "--port", str(BMC_PORT), "--count", "1"]
     bmc += ["--username", "admin", "--password-file", str(pw_file)]
@@ -228,7 +236,7 @@ def test_controller_children_logs_api_artifacts_and_store_hold_no_secret(lab: tu
     # The play still reached its secrets: by reference, through the controller's private folder.
     playbook_env = dict(line.split(b"=", 1) for line in procs[playbooks[0]][2].split(b"\0") if b"=" in line)
     folder = Path(playbook_env[b"VAQUERO_SECRETS_DIR"].decode())
-    assert folder in own_folders(first.pid), (folder, own_folders(first.pid))
+    assert folder in own_folders(shm, first.pid), (folder, own_folders(shm, first.pid))
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     files = list(folder.iterdir())
     assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
@@ -265,7 +273,7 @@ def test_controller_children_logs_api_artifacts_and_store_hold_no_secret(lab: tu
         assert live.path.is_dir()
         os.kill(second.pid, signal.SIGTERM)
         second.wait(60)
-        assert own_folders(second.pid) == [], "a controller that exits normally leaves no secrets folder"
+        assert own_folders(shm, second.pid) == [], "a controller that exits normally leaves no secrets folder"
     finally:
         live.close()
 

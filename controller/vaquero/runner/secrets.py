@@ -36,6 +36,7 @@ from vaquero.sot.loader import SoT
 log = logging.getLogger("vaquero.runner")
 
 SECRETS_DIR_ENV = "VAQUERO_SECRETS_DIR"
+BASE_ENV = "VAQUERO_SECRETS_BASE"
 PREFIX = "vaquero-secrets-"
 # vaquero-secrets-<pid>-<start time in clock ticks since boot>-<random>
 _NAME = re.compile(re.escape(PREFIX) + r"(\d+)-(\d+)-[A-Za-z0-9_]+$")
@@ -71,7 +72,10 @@ def env_references(sot: SoT) -> set[str]:
 
 
 def default_base() -> str:
-    """RAM-backed when possible: a secret written there never reaches a disk."""
+    """$VAQUERO_SECRETS_BASE (e.g. a dedicated tmpfs), else RAM-backed when possible: a secret written there never reaches a disk."""
+    configured = os.environ.get(BASE_ENV)
+    if configured:
+        return configured
     if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
         return "/dev/shm"
     return tempfile.gettempdir()
