@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from requirements import need
 
 from vaquero.state.etcd import EtcdStore
 from vaquero.state.sqlite import SQLiteStore
@@ -173,8 +174,7 @@ def _remove_stale_dirs() -> None:
 
 @pytest.fixture(scope="session")
 def etcd_cluster() -> Iterator[EtcdCluster]:
-    if ETCD is None:
-        pytest.skip("etcd not installed (scripts/setup.sh installs etcd-server)")
+    need("etcd", "etcd-server")
     _remove_stale_dirs()
     base = Path(tempfile.mkdtemp(prefix="vaquero-etcd-"))
     (base / "owner.pid").write_text(str(os.getpid()))

