@@ -15,7 +15,7 @@ description:
     the task that needs it runs."
   - An environment variable that is empty or unset is looked up in the folder named by
     C(VAQUERO_SECRETS_DIR), where the Vaquero controller puts the secrets of one run so that they
-    are not in ansible-runner's artifacts (it blanks the variables in the runner's environment).
+    are not in ansible-runner's artifacts (the runner's environment is allow-listed: it does not hold them).
   - Pass the result only to module options marked C(no_log).
 requirements:
   - vaquero (the Vaquero Python package) on the node running the play
