@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 NODE1 = "52:54:00:00:10:01"
 PROFILE = "profiles/lab-linux.yaml"
 # Every character class the grammar lets through, including what a token URL needs.
-PERMISSIVE = "console=ttyS0,115200n8 a=b?c=d&e=f%41 x.y:z/w@v+u k=v~!*_-.,"
+# `ds=nocloud-net;s=...` is cloud-init's own syntax: ';' inside a value must reach the kernel intact.
+PERMISSIVE = "console=ttyS0,115200n8 a=b?c=d&e=f%41 x.y:z/w@v+u k=v~!*_-., ds=nocloud-net;s=http://10.90.0.1:8080/seed/"
 ATTACKS = {
     "chain": "; chain http://10.90.0.1:8080/evil",
     "or": "|| shell",
@@ -33,7 +34,8 @@ ATTACKS = {
     "comment": "# vaquero.callback=http://10.90.0.66/",
     "expand": "x=${net0/mac}",
     "expand-bare": "${password}",
-    "glued-separator": "a=b;chain",
+    "separator-token": "a=b ; chain http://10.90.0.1:8080/evil",
+    "key-separator": "a;b=c",
 }
 
 

@@ -115,14 +115,16 @@ HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://
 # a trailing backslash joins the next script line. Linux then splits the cmdline on spaces
 # but honours double quotes. So a cmdline token is `key` or `key=value`: both URL-safe
 # printable ASCII (the key without '=', '?' or '&' and starting with a letter, digit or '_'),
-# never '$', ';', '#', '|', quotes, backslash, '<', '>', backtick or a space, and tokens are
+# never '$', '#', '|', quotes, backslash, '<', '>', backtick or a space, and tokens are
 # joined by single spaces. '?', '=', '&' (single), '%', '/', ':', '.', '-', '_', ',', '@', '+' stay allowed so a
-# URL with a query string (a one-time token) fits.
+# URL with a query string (a one-time token) fits. ';' is allowed inside a value only (cloud-init's
+# `ds=nocloud-net;s=URL` needs it): a token holding it can never be exactly ';', which is all
+# iPXE treats as a separator (tests/security/test_sec_ipxe_qemu.py boots one through a real iPXE).
 # Linux keeps COMMAND_LINE_SIZE (2048 on x86) bytes and silently drops the rest, which would cut
 # the callback URL and its token; iPXE adds initrd= names and the agent a token per URL.
 CMDLINE_MAX = 1792
 CMDLINE_TEMPLATE_MAX = 4096
-_CMDLINE_TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._~:/%,@+!*-]*(=[A-Za-z0-9._~:/?=&%,@+!*-]*)?")
+_CMDLINE_TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._~:/%,@+!*-]*(=[A-Za-z0-9._~:/?=&;%,@+!*-]*)?")
 
 
 def normalize_cmdline(text: str) -> str:
@@ -143,7 +145,7 @@ def cmdline_error(text: str) -> str | None:
         if token == "":
             return "kernel command line tokens must be separated by single spaces"
         if not _CMDLINE_TOKEN.fullmatch(token):
-            return f"kernel command line token {token!r} is not key or key=value with URL-safe characters (no $ ; # | quotes \\ < > `)"
+            return f"kernel command line token {token!r} is not key or key=value with URL-safe characters (no $ # | quotes \\ < > `, ';' only inside a value)"
         if "&&" in token:
             return f"kernel command line token {token!r} holds '&&'"
     return None
