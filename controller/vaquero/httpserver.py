@@ -9,6 +9,8 @@ BootHttpProtocol) that adds, per connection and per server:
 * a header timeout: a request whose headers are not complete `header_timeout` seconds after the
   connection was made (or after its first byte, on a kept-alive connection) gets 408 and is closed;
 * a header size cap (431 beyond `max_header_bytes`; httptools has no limit of its own);
+* a body size cap (413 beyond `max_body_bytes`: on Content-Length before any body byte is read,
+  and counted as a chunked body arrives);
 * a body timeout: the whole body must arrive within `body_timeout` seconds of the headers;
 * a connection cap per server: at `max_connections`, a new connection evicts the oldest connection
   that is idle or still sending its headers (a slowloris, or a keep-alive client that can
@@ -63,6 +65,7 @@ class Limits:
     body_timeout: float = 120.0
     keep_alive: float = 5.0
     max_header_bytes: int = 64 << 10
+    max_body_bytes: int = 25 << 20  # GitHub's own cap on webhook payloads, the largest body Vaquero takes
     max_connections: int = 1000
 
 
@@ -115,7 +118,9 @@ class GuardedMixin:
     _header_bytes = 0
     _in_headers = False
     _in_body = False
+    _body_bytes = 0
     _refused = False
+    _dead = False  # answered by the guard and closing: the parser's remaining callbacks do nothing
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         guard = guard_of(self.server_state)
@@ -152,7 +157,37 @@ class GuardedMixin:
                 log.warning("http: request headers larger than %d bytes refused", self.limits.max_header_bytes)
                 self._abandon(431, b"request headers too large\n")
 
+    def on_message_begin(self) -> None:
+        if not self._dead:
+            super().on_message_begin()  # type: ignore[misc]
+
+    def on_url(self, url: bytes) -> None:
+        if not self._dead:
+            super().on_url(url)  # type: ignore[misc]
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._dead:
+            super().on_header(name, value)  # type: ignore[misc]
+
+    def on_body(self, body: bytes) -> None:
+        if self._dead:
+            return
+        self._body_bytes += len(body)
+        if self._body_bytes > self.limits.max_body_bytes:
+            log.warning("http: request body larger than %d bytes refused", self.limits.max_body_bytes)
+            self._refuse_body()
+            return
+        super().on_body(body)  # type: ignore[misc]
+
     def on_headers_complete(self) -> None:
+        if self._dead:
+            return
+        self._body_bytes = 0
+        declared = next((v for n, v in self.headers if n == b"content-length"), None)  # type: ignore[attr-defined]
+        if declared is not None and declared.strip().isdigit() and int(declared) > self.limits.max_body_bytes:
+            log.warning("http: request body of %s bytes declared, refused (limit %d)", declared.decode("ascii", "replace"), self.limits.max_body_bytes)
+            self._refuse_body()
+            return
         self._in_headers = False
         if self._header_timer is not None:
             self._header_timer.cancel()
@@ -163,6 +198,8 @@ class GuardedMixin:
         super().on_headers_complete()  # type: ignore[misc]
 
     def on_message_complete(self) -> None:
+        if self._dead:
+            return
         self._in_body = False
         if self._body_timer is not None:
             self._body_timer.cancel()
@@ -228,6 +265,15 @@ class GuardedMixin:
             self._abandon(503, b"server busy; try again\n")
         else:
             self.transport.close()  # idle keep-alive connection: clients reconnect by themselves
+
+    def _refuse_body(self) -> None:
+        self._dead = True
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not getattr(cycle, "response_started", False):
+            self._abandon(413, b"request body too large\n")
+        else:  # the application already answers: no second status line, just the end of the connection
+            self._stop_timers()
+            self.transport.close()
 
     def _abandon(self, status: int, msg: bytes) -> None:
         self._stop_timers()

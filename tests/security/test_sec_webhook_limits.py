@@ -93,8 +93,9 @@ def test_ten_concurrent_50mb_unsigned_bodies_cost_no_memory(ctl: Proc) -> None:
     lock = threading.Lock()
 
     def one(i: int) -> None:
-        # Half carry no signature, half a made-up one: neither may be read, let alone hashed.
-        a = _raw_post(ctl.port, None if i % 2 else "sha256=" + "0" * 64, BIG, send_body=True)
+        # Half declare 50 MB with a made-up signature (refused on their Content-Length), half 20 MB
+        # (under the cap) with no signature at all (refused before the body): neither is read, let alone hashed.
+        a = _raw_post(ctl.port, "sha256=" + "0" * 64, BIG, send_body=True) if i % 2 else _raw_post(ctl.port, None, 20 << 20, send_body=True)
         with lock:
             answers.append(a)
 
@@ -107,7 +108,7 @@ def test_ten_concurrent_50mb_unsigned_bodies_cost_no_memory(ctl: Proc) -> None:
     codes = sorted(a[9:12].decode() for a in answers)
     assert codes == ["401"] * 5 + ["413"] * 5, answers
     grown_kb = ctl.status_kb("VmHWM") - before
-    print(f"peak RSS growth for 10 x 50 MB unsigned bodies: {grown_kb} kB")
+    print(f"peak RSS growth for 10 concurrent unsigned bodies (5 x 50 MB, 5 x 20 MB): {grown_kb} kB")
     assert grown_kb < 8 * 1024, f"peak RSS grew by {grown_kb} kB"
     # Still serving, and a real delivery works.
     ping = (FIXTURES / "ping" / "payload.json").read_bytes()

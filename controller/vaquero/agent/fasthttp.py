@@ -21,7 +21,8 @@ from vaquero.httpserver import Limits
 
 # iPXE keeps its connection between the script, the kernel and the initrd: a longer keep-alive
 # than the API's saves a handshake per file during a boot storm.
-AGENT_LIMITS = Limits(keep_alive=30.0)
+# Nothing sent to the agent is larger than a callback or an admin request.
+AGENT_LIMITS = Limits(keep_alive=30.0, max_body_bytes=1 << 20)
 
 
 class _NoEvent:
