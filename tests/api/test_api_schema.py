@@ -58,3 +58,38 @@ def test_no_server_errors(app):
 
         check()
     assert calls > 200
+
+
+HOSTILE_BODIES = {
+    "nested-arrays": b"[" * 100_000 + b"]" * 100_000,
+    "nested-objects": b'{"a": ' * 50_000 + b"1" + b"}" * 50_000,
+    "nan": b'{"source": NaN, "subdir": NaN, "comment": NaN, "digest": NaN}',
+    "not-utf8": b"\xff\xfe{}",
+    "oversized": b'{"source": "' + b"a" * (26 << 20) + b'", "comment": "x"}',
+}
+
+
+def _concrete(path: str) -> str:
+    """A path template with plausible parameter values (a name that exists where it matters)."""
+    import re
+
+    return re.sub(r"\{[^}]+\}", "node1", path)
+
+
+def test_hostile_bodies_are_client_errors(app):
+    """Every operation that takes a body answers deeply nested, NaN, non-UTF-8 and oversized bodies with a 4xx, never a 500."""
+    from fastapi.testclient import TestClient
+
+    spec = app.openapi()
+    targets = [(m.upper(), p) for p, ops in spec["paths"].items() for m, op in ops.items() if "requestBody" in op or m in ("post", "put", "patch")]
+    assert len(targets) >= 5
+    headers = {"Authorization": f"Bearer {TOKENS['root'][1]}", "Content-Type": "application/json"}
+    client = TestClient(app, raise_server_exceptions=False)
+    seen = []
+    for method, path in targets:
+        for name, body in HOSTILE_BODIES.items():
+            resp = client.request(method, _concrete(path), content=body, headers=headers)
+            seen.append((method, path, name, resp.status_code))
+            assert 400 <= resp.status_code < 500, (method, path, name, resp.status_code, resp.text[:300])
+            assert len(resp.content) < 64 << 10, (method, path, name, "the answer echoes the body")
+    assert len(seen) == len(targets) * len(HOSTILE_BODIES)

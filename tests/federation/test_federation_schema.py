@@ -56,3 +56,29 @@ def test_agents_operations_never_fail(app):
 
         check()
     assert calls > 100
+
+
+def test_hostile_bodies_are_client_errors(app):
+    """Deeply nested, NaN, non-UTF-8 and oversized bodies on the agents' routes: a 4xx (413 when too large), never a 500."""
+    from fastapi.testclient import TestClient
+
+    from vaquero.federation.server import MAX_BODY
+
+    bodies = {
+        "nested-arrays": (b'{"events": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", None),
+        "nested-detail": (
+            b'{"events": [{"id": "ev-00000001", "host": "etcd1", "state": "installing", "detail": ' + b"[" * 50_000 + b"]" * 50_000 + b"}]}",
+            None,
+        ),
+        "nan": (b'{"version": NaN, "queued": NaN, "started": NaN, "events": NaN}', None),
+        "not-utf8": (b"\xff\xfe{}", None),
+        "oversized": (b'{"armed": [' + b'"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",' * (MAX_BODY // 60) + b'"a"]}', 413),
+    }
+    client = TestClient(app, raise_server_exceptions=False)
+    headers = {"Authorization": f"Bearer {AGENT_TOKENS['east-agent-1']}", "Content-Type": "application/json"}
+    for path in ("/v1/agents/east-agent-1/events", "/v1/agents/east-agent-1/heartbeat"):
+        for name, (body, expected) in bodies.items():
+            resp = client.post(path, content=body, headers=headers)
+            assert 400 <= resp.status_code < 500, (path, name, resp.status_code, resp.text[:300])
+            if expected is not None:
+                assert resp.status_code == expected, (path, name, resp.status_code)
