@@ -15,7 +15,7 @@ description:
     the task that needs it runs."
   - An environment variable that is empty or unset is looked up in the folder named by
     C(VAQUERO_SECRETS_DIR), where the Vaquero controller puts the secrets of one run so that they
-    are not in ansible-runner's artifacts (the runner's environment is allow-listed: it does not hold them).
+    are not in ansible-runner's artifacts (the runner's environment is allow-listed and does not hold them).
   - Pass the result only to module options marked C(no_log).
 requirements:
   - vaquero (the Vaquero Python package) on the node running the play
@@ -51,14 +51,9 @@ from ansible.errors import AnsibleLookupError
 from ansible.module_utils.basic import missing_required_lib
 from ansible.plugins.lookup import LookupBase
 
-try:
-    # The one resolver: the same rules (file, else environment, else the run's secrets folder) as
-    # the controller and the modules use.
-    from vaquero.runner.secrets import SecretMissing, resolve_secret
-
-    HAS_VAQUERO = True
-except ImportError:
-    HAS_VAQUERO = False
+# The one resolver: the same rules (file, else environment, else the run's secrets folder) as the
+# controller and the modules use.
+from ansible_collections.vaquero.metal.plugins.module_utils.core import HAS_VAQUERO, SecretMissing, resolve_secret
 
 
 def _resolve(env, path):
