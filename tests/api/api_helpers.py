@@ -153,7 +153,7 @@ class Live:
     def __post_init__(self) -> None:
         self.client = httpx.Client(base_url=self.url, timeout=30, verify=False)
 
-    def wait_revision(self, rid: str, timeout: float = 30) -> dict[str, Any]:
+    def wait_revision(self, rid: str, timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             resp = self.client.get(f"/v1/revisions/{rid}", headers=auth("reader"))
@@ -184,7 +184,7 @@ def start_live(settings: Settings, store: SQLiteStore, *, ssl: tuple[str, str] |
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from api_helpers import GITHUB_TOKEN, ROOT, SECRETS, add_host, auth, make_settings, push_body, webhook_headers
 from fastapi.testclient import TestClient
+from waiting import wait_until
 
 from vaquero.api.app import create_app
 from vaquero.api.settings import SettingsError, Tokens
@@ -143,10 +144,9 @@ def test_hosts_state_why_stuck_timeline_and_filters(api, tmp_path):
     transition(api.store, Event("node2", "failed", None, "runner", "BMC 127.0.0.1:6232 timed out", plan=plan["id"], run="run1", step="power_off", attempt=2))
 
     # The list follows the Store through a watch (a few tens of ms behind it): wait for the last change.
-    deadline = time.monotonic() + 10
-    while api.get("/v1/hosts", params={"state": "failed"}, headers=auth("reader")).json()["count"] != 1:
-        assert time.monotonic() < deadline, "the host list never caught up with the Store"
-        time.sleep(0.02)
+    wait_until(
+        lambda: api.get("/v1/hosts", params={"state": "failed"}, headers=auth("reader")).json()["count"] == 1, 60, "the host list to catch up with the Store"
+    )
     listing = api.get("/v1/hosts", headers=auth("reader")).json()
     assert listing["count"] == 4 and [h["name"] for h in listing["hosts"]] == ["node1", "node2", "node3", "node4"]
     assert {h["cluster"] for h in listing["hosts"]} == {"lab"}
@@ -184,16 +184,29 @@ def test_event_stream(api, tmp_path):
     lab = lab_copy(tmp_path)
     results: list[str] = []
 
+    plan_id: list[str] = []
+
+    def seen_all() -> bool:
+        data = [json.loads(line[6:]) for line in results if line.startswith("data: ")]
+        plan_done = any(d["key"] == f"/plans/{plan_id[0]}" and (d["value"] or {}).get("state") == "pending_approval" for d in data if plan_id)
+        return plan_done and any(d["key"].startswith("/events/node1/") for d in data)
+
     def consume() -> None:
-        with api.stream("GET", "/v1/events", params={"since": 0, "idle_timeout": 1.5, "kinds": "plans,events"}, headers=auth("reader")) as resp:
+        # idle_timeout bounds a hang only; the consumer stops once it has what it waits for
+        with api.stream("GET", "/v1/events", params={"since": 0, "idle_timeout": 60, "kinds": "plans,events"}, headers=auth("reader")) as resp:
             assert resp.headers["content-type"].startswith("text/event-stream")
-            results.extend(resp.iter_lines())
+            for line in resp.iter_lines():
+                results.append(line)
+                if line.startswith("data: ") and seen_all():
+                    break
 
     thread = threading.Thread(target=consume)
     thread.start()
     rev = submit(api, str(lab))
+    plan_id.append(rev["plan"])
     transition(api.store, Event("node1", "pending", None, "runner", "plan approved", plan=rev["plan"]))
-    thread.join(20)
+    thread.join(120)
+    assert not thread.is_alive()
     data = [json.loads(line[6:]) for line in results if line.startswith("data: ")]
     plan_events = [d for d in data if d["key"] == f"/plans/{rev['plan']}"]
     assert plan_events and plan_events[-1]["value"]["state"] == "pending_approval" and "text" not in plan_events[-1]["value"]
@@ -315,11 +328,11 @@ def test_host_list_follower_sees_puts_and_deletes(tmp_path):
     direct = json.loads(views.list_json(None, None))
     views.start()
     try:
-        assert views.follower.ready.wait(5)
+        assert views.follower.ready.wait(60)
         assert json.loads(views.list_json(None, None)) == direct
 
         def settle(expected: list[str]) -> dict:
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 60  # bounds a hang only
             while True:
                 body = json.loads(views.list_json(None, None))
                 if [h["name"] for h in body["hosts"]] == expected or time.monotonic() > deadline:
