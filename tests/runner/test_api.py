@@ -59,9 +59,9 @@ def test_roles_missing_runs_and_finished_runs(client) -> None:
 def test_cli_talks_to_a_live_server(tmp_path: Path, capsys) -> None:
     import socket
     import threading
-    import time
 
     import uvicorn
+    from waiting import wait_until
 
     from vaquero.cli import main
 
@@ -78,8 +78,8 @@ def test_cli_talks_to_a_live_server(tmp_path: Path, capsys) -> None:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
-    while not server.started:
-        time.sleep(0.05)
+    wait_until(lambda: server.started or not t.is_alive(), 60, "uvicorn to start")
+    assert server.started
     token = tmp_path / "token"
     token.write_text(APPROVER + "\n")
     args = ["--server", f"http://127.0.0.1:{port}", "--token-file", str(token)]

@@ -57,7 +57,7 @@ def test_command_hook_retries_then_passes(lab_sot: Path, tmp_path: Path) -> None
         command: "test -e {flag} || {{ touch {flag}; echo first try fails; exit 3; }}"
         retries: 2
         delay: 0
-        timeout: 5
+        timeout: 60
         ---
         apiVersion: vaquero/v1
         kind: Hook

@@ -7,8 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from waiting import wait_until
 
 from vaquero.plan import make_plan
 from vaquero.runner import records as R
@@ -35,16 +36,13 @@ def test_killed_controller_resumes_without_reinstalling(lab_sot: Path, content: 
     store.put(R.plan_key("p1"), {"id": "p1", "sha": "c" * 40, "root": str(lab_sot), "state": "approved", "plan": plan.to_dict(), "cancel_requested": False})
     (content / "sleep").write_text("30")
     proc = subprocess.Popen([sys.executable, "-c", WORKER, str(db), str(tmp_path / "data")], start_new_session=True, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (current(store, "node1") or {}).get("state") != "netbooting":
-        time.sleep(0.2)
-    assert (current(store, "node1") or {}).get("state") == "netbooting"
+    wait_until(lambda: (current(store, "node1") or {}).get("state") == "netbooting", 120, "node1 to netboot")
     os.killpg(proc.pid, signal.SIGKILL)  # the controller and its playbook die together
     proc.wait(10)
     (content / "sleep").write_text("0")
     assert store.get(R.step_key("p1", "node1")).value["state"] == "running"
-    time.sleep(2)  # the dead worker's heartbeat goes stale
     worker = RunWorker(store, tmp_path / "data2", heartbeat=0.5)
+    wait_until(lambda: worker._abandoned("p1"), 60, "the dead worker's heartbeat to go stale")
     assert worker.tick()
     run = store.get(R.run_key("p1")).value
     assert run["resumed"] == 1
