@@ -49,7 +49,7 @@ def _config(tmp: Path) -> tuple[str, str]:
     return bundle.dhcp, bundle.dhcp_hosts
 
 
-def _wait(pred, timeout=10.0) -> bool:
+def _wait(pred, timeout=60.0) -> bool:  # bounds a hang; dnsmasq in a netns is slow to start on a loaded machine
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():
@@ -113,11 +113,12 @@ def test_dnsmasq_that_fails_to_start(netns, tmp_path, caplog):
         [
             sys.executable,
             "-c",
-            "import socket,time;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('0.0.0.0',67));print('bound',flush=True);time.sleep(60)",
-        ]
+            "import socket,time;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('0.0.0.0',67));print('bound',flush=True);time.sleep(600)",
+        ],
+        log_file=tmp_path / "holder.log",
     )
-    time.sleep(1.0)
-    assert holder.poll() is None
+    assert _wait(lambda: "bound" in (tmp_path / "holder.log").read_text() or holder.poll() is not None), "the port holder never bound"
+    assert holder.poll() is None, (tmp_path / "holder.log").read_text()
     main, hosts = _config(tmp_path)
     d = NsDnsmasq(netns, tmp_path / "dnsmasq", site="lab")
     try:
