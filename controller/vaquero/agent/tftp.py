@@ -318,8 +318,8 @@ class TftpServer:
         ep = select.epoll()
         ep.register(main.fileno(), select.EPOLLIN)
         self._ep = ep
-        self._fast: dict[int, _Download] = {}
-        self._slow: dict[int, str] = {}
+        self._fast = {}
+        self._slow = {}
         sessions: dict[str, Any] = {}
         fast = self._fast
         slow = self._slow
