@@ -17,13 +17,13 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections import deque
 from pathlib import Path
 
 from vaquero.childenv import child_env
+from vaquero.render.dhcp_check import DhcpConfigError, check_dhcp_config
 from vaquero.render.files import write_file
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,10 @@ class DnsmasqError(RuntimeError):
 
 def check_config(text: str, binary: str = "dnsmasq") -> None:
     """Raise DnsmasqError with dnsmasq's own message when `dnsmasq --test` rejects the config."""
-    with tempfile.NamedTemporaryFile("w", suffix=".conf", prefix="vaquero-dnsmasq-") as fh:
-        fh.write(text)
-        fh.flush()
-        res = subprocess.run([binary, "--test", "-C", fh.name], capture_output=True, text=True, env=child_env())
-    if res.returncode != 0:
-        raise DnsmasqError(f"dnsmasq rejected the config: {(res.stderr or res.stdout).strip()}")
+    try:
+        check_dhcp_config(text, "dnsmasq", binary=binary)
+    except DhcpConfigError as exc:
+        raise DnsmasqError(str(exc)) from None
 
 
 class Dnsmasq:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from vaquero.bmc import BmcError, BootDevice, BootMode, Endpoint, GuardPolicy, Secret, open_bmc
+from vaquero.bmc.actions import ensure_boot, ensure_power
 
 PASSWORD_ENV = "VAQUERO_BMC_PASSWORD"
 POWER_ACTIONS = ("on", "off", "cycle", "reset", "status")
@@ -59,25 +60,10 @@ def power_command(
     host = endpoint.host
     try:
         with open_bmc(endpoint, policy=GuardPolicy(attempt_timeout=min(20.0, timeout), deadline=timeout)) as bmc:
-            before = bmc.get_power_state().value
-            changed, forced = False, False
-            if action == "on" and before != "on":
-                bmc.power_on()
-                changed = True
-            elif action == "off" and before != "off":
-                forced = bmc.power_off(soft=not force, timeout=soft_timeout)
-                changed = True
-            elif action in ("cycle", "reset"):
-                if before == "off":
-                    bmc.power_on()
-                elif action == "cycle":
-                    bmc.power_cycle()
-                else:
-                    bmc.power_reset()
-                changed = True
-            after = bmc.get_power_state().value if changed else before
+            res = ensure_power(bmc, action, force=force, soft_timeout=soft_timeout)
     except BmcError as exc:
         return _error(err, as_json, exc)
+    before, after, changed, forced = res.before.value, res.after.value, res.changed, res.forced
     if action == "status":
         text = f"{host}: power {after}"
     elif changed:
@@ -105,18 +91,10 @@ def boot_command(
     mode = None if uefi is None else (BootMode.UEFI if uefi else BootMode.BIOS)
     try:
         with open_bmc(endpoint, policy=GuardPolicy(attempt_timeout=min(20.0, timeout), deadline=timeout)) as bmc:
-            before = bmc.get_boot_device()
-            changed = False
-            after = before
-            if device != "status":
-                want = BootDevice(device)
-                same = before.device == want and (want == BootDevice.NONE or (before.persistent == persistent and (mode is None or before.mode == mode)))
-                if not same:
-                    bmc.set_boot_device(want, persistent=persistent, mode=mode)
-                    after = bmc.get_boot_device()
-                    changed = True
+            res = ensure_boot(bmc, device, persistent=persistent, mode=mode)
     except BmcError as exc:
         return _error(err, as_json, exc)
+    before, after, changed = res.before, res.after, res.changed
     desc = f"{after.device.value} ({'persistent' if after.persistent else 'next boot only'}{', ' + after.mode.value if after.mode else ''})"
     if device == "status":
         text = f"{host}: boot {desc}"
