@@ -63,13 +63,7 @@ from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.module_utils.basic import missing_required_lib
 from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
 
-try:
-    from vaquero.sot import SoTInvalid, load
-    from vaquero.sot.templates import primary_network
-
-    HAS_VAQUERO = True
-except ImportError:
-    HAS_VAQUERO = False
+from ansible_collections.vaquero.metal.plugins.module_utils.core import HAS_VAQUERO, SoTInvalid, load, primary_network
 
 
 def _group(prefix, name):

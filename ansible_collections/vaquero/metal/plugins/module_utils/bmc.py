@@ -6,24 +6,16 @@
 
 from __future__ import annotations
 
-import traceback
-
-from ansible.module_utils.basic import missing_required_lib
-
-try:
-    from vaquero.bmc import BmcError, BmcUnsupported, Endpoint, GuardPolicy, Secret, open_bmc
-
-    HAS_VAQUERO = True
-    VAQUERO_IMPORT_ERROR = None
-except ImportError:
-    HAS_VAQUERO = False
-    VAQUERO_IMPORT_ERROR = traceback.format_exc()
-
-    class BmcError(Exception):  # stand-ins so the modules import without vaquero
-        pass
-
-    class BmcUnsupported(BmcError):
-        pass
+from ansible_collections.vaquero.metal.plugins.module_utils.core import (
+    BmcError,
+    BmcUnsupported,
+    Endpoint,
+    GuardPolicy,
+    Secret,
+    open_bmc,
+    require_vaquero,
+    vaquero_module,
+)
 
 
 def bmc_argument_spec():
@@ -43,9 +35,11 @@ def bmc_argument_spec():
     )
 
 
-def require_vaquero(module):
-    if not HAS_VAQUERO:
-        module.fail_json(msg=missing_required_lib("vaquero"), exception=VAQUERO_IMPORT_ERROR)
+def bmc_module(extra_spec):
+    """The prologue of a BMC module: the shared BMC options plus ``extra_spec``."""
+    argument_spec = bmc_argument_spec()
+    argument_spec.update(extra_spec)
+    return vaquero_module(argument_spec, supports_check_mode=True)
 
 
 def endpoint(module):

@@ -7,26 +7,7 @@ errors into fail_json. The work lives in the vaquero core (vaquero.render)."""
 
 from __future__ import annotations
 
-import traceback
-
-from ansible.module_utils.basic import missing_required_lib
-
-try:
-    from vaquero.render import RenderError
-    from vaquero.render.bundle import render_site
-    from vaquero.sot import SoTInvalid, load
-
-    HAS_VAQUERO = True
-    VAQUERO_IMPORT_ERROR = None
-except ImportError:
-    HAS_VAQUERO = False
-    VAQUERO_IMPORT_ERROR = traceback.format_exc()
-
-    class RenderError(Exception):  # stand-ins so the modules import without vaquero
-        pass
-
-    class SoTInvalid(Exception):
-        pass
+from ansible_collections.vaquero.metal.plugins.module_utils.core import RenderError, SoTInvalid, load, render_site, require_vaquero, vaquero_module
 
 
 def netboot_argument_spec():
@@ -39,9 +20,11 @@ def netboot_argument_spec():
     )
 
 
-def require_vaquero(module):
-    if not HAS_VAQUERO:
-        module.fail_json(msg=missing_required_lib("vaquero"), exception=VAQUERO_IMPORT_ERROR)
+def netboot_module(extra_spec):
+    """The prologue of a netboot module: the shared SoT options plus ``extra_spec``."""
+    argument_spec = netboot_argument_spec()
+    argument_spec.update(extra_spec)
+    return vaquero_module(argument_spec, supports_check_mode=True)
 
 
 def load_sot(module):

@@ -83,24 +83,18 @@ assets:
 import os
 from pathlib import Path
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vaquero.metal.plugins.module_utils.netboot import bundle, load_sot, netboot_argument_spec
-
-try:
-    from vaquero.render import AssetError, asset_relpath, ensure_asset
-    from vaquero.render.site import profile_assets
-except ImportError:
-    pass  # reported by load_sot through missing_required_lib
+from ansible_collections.vaquero.metal.plugins.module_utils.core import AssetError, asset_relpath, ensure_asset, profile_assets
+from ansible_collections.vaquero.metal.plugins.module_utils.netboot import bundle, load_sot, netboot_module
 
 
 def main():
-    argument_spec = netboot_argument_spec()
-    argument_spec.update(
-        asset_root=dict(type="path", required=True),
-        profiles=dict(type="list", elements="str"),
-        timeout=dict(type="int", default=60),
+    module = netboot_module(
+        dict(
+            asset_root=dict(type="path", required=True),
+            profiles=dict(type="list", elements="str"),
+            timeout=dict(type="int", default=60),
+        )
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     sot = load_sot(module)
     b = bundle(module, sot)

@@ -103,18 +103,17 @@ mismatches:
   sample: []
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vaquero.metal.plugins.module_utils.bmc import bmc_argument_spec, boot_or_none, open_module_bmc, run
+from ansible_collections.vaquero.metal.plugins.module_utils.bmc import bmc_module, boot_or_none, open_module_bmc, run
 
 
 def main():
-    argument_spec = bmc_argument_spec()
-    argument_spec.update(
-        expected_uuid=dict(type="str"),
-        expected_macs=dict(type="list", elements="str"),
-        fail_on_mismatch=dict(type="bool", default=True),
+    module = bmc_module(
+        dict(
+            expected_uuid=dict(type="str"),
+            expected_macs=dict(type="list", elements="str"),
+            fail_on_mismatch=dict(type="bool", default=True),
+        )
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     bmc = open_module_bmc(module)
 

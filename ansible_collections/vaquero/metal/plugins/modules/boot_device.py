@@ -92,34 +92,31 @@ previous_boot:
   sample: {"device": "disk", "persistent": true, "mode": "uefi"}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vaquero.metal.plugins.module_utils.bmc import bmc_argument_spec, open_module_bmc, run
+from ansible_collections.vaquero.metal.plugins.module_utils.bmc import bmc_module, open_module_bmc, run
+from ansible_collections.vaquero.metal.plugins.module_utils.core import ensure_boot
 
 
 def main():
-    argument_spec = bmc_argument_spec()
-    argument_spec.update(
-        device=dict(type="str", required=True, choices=["pxe", "disk", "cdrom", "http", "bios", "none"]),
-        persistent=dict(type="bool", default=False),
-        uefi=dict(type="bool"),
+    module = bmc_module(
+        dict(
+            device=dict(type="str", required=True, choices=["pxe", "disk", "cdrom", "http", "bios", "none"]),
+            persistent=dict(type="bool", default=False),
+            uefi=dict(type="bool"),
+        )
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     mode = None if p["uefi"] is None else ("uefi" if p["uefi"] else "bios")
     bmc = open_module_bmc(module)
 
     def act(bmc):
-        before = bmc.get_boot_device().as_dict()
-        want = dict(device=p["device"], persistent=p["persistent"], mode=mode or before["mode"])
-        if p["device"] == "none":
-            same = before["device"] == "none"
-        else:
-            same = before["device"] == want["device"] and before["persistent"] == want["persistent"] and (mode is None or before["mode"] == mode)
-        after = before
-        if not same and not module.check_mode:
-            bmc.set_boot_device(p["device"], persistent=p["persistent"], mode=mode)
-            after = bmc.get_boot_device().as_dict()
-        return dict(changed=not same, boot=after, previous_boot=before, diff=dict(before=before, after=after if not module.check_mode else want))
+        r = ensure_boot(bmc, p["device"], persistent=p["persistent"], mode=mode, check=module.check_mode)
+        before, after = r.before.as_dict(), r.after.as_dict()
+        return dict(
+            changed=r.changed,
+            boot=after,
+            previous_boot=before,
+            diff=dict(before=before, after=r.target.as_dict() if module.check_mode else after),
+        )
 
     module.exit_json(**run(module, bmc, act))
 

@@ -65,21 +65,21 @@ status:
   sample: {"host": "node1", "state": "install", "attempt": 2, "script": "install"}
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from vaquero.runner.callback import AGENT_TOKEN_ENV, CallbackError, agent_url, set_boot_mode
-    from vaquero.runner.secrets import SecretMissing, resolve_secret
-    from vaquero.sot import load
-
-    HAS_VAQUERO = True
-except ImportError:
-    HAS_VAQUERO = False
+from ansible_collections.vaquero.metal.plugins.module_utils.core import (
+    AGENT_TOKEN_ENV,
+    CallbackError,
+    SecretMissing,
+    agent_url,
+    load,
+    resolve_secret,
+    set_boot_mode,
+    vaquero_module,
+)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = vaquero_module(
+        dict(
             host=dict(type="str", required=True),
             sot=dict(type="path", required=True),
             mode=dict(type="str", required=True, choices=["install", "localboot"]),
@@ -87,8 +87,6 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if not HAS_VAQUERO:
-        module.fail_json(msg=missing_required_lib("vaquero"))
     p = module.params
     try:
         base = p["url"] or agent_url(load(p["sot"], semantic=False), p["host"])

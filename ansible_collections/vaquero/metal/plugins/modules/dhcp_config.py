@@ -116,57 +116,45 @@ sha256:
 """
 
 import hashlib
-import os
-import shutil
-import tempfile
 from dataclasses import replace
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vaquero.metal.plugins.module_utils.netboot import bundle, load_sot, merge_diffs, netboot_argument_spec
-
-try:
-    from vaquero.render import site_hosts, write_file
-    from vaquero.render.dhcp import render_dhcp, render_dnsmasq, render_dnsmasq_hosts
-except ImportError:
-    pass  # reported by load_sot through missing_required_lib
+from ansible_collections.vaquero.metal.plugins.module_utils.core import (
+    DhcpConfigError,
+    DhcpDaemonMissing,
+    check_dhcp_config,
+    render_dhcp,
+    render_dnsmasq,
+    render_dnsmasq_hosts,
+    site_hosts,
+    write_file,
+)
+from ansible_collections.vaquero.metal.plugins.module_utils.netboot import bundle, load_sot, merge_diffs, netboot_module
 
 
 def check_with_daemon(module, flavor, text, hosts_text):
-    binary = "dnsmasq" if flavor == "dnsmasq" else "kea-dhcp4"
-    path = shutil.which(binary) or module.get_bin_path(binary)
-    if not path:
-        module.fail_json(msg="%s is not installed; install it or set validate=false" % binary)
-    tmpdir = tempfile.mkdtemp(prefix="vaquero-dhcp-")
+    """The daemon's own check (vaquero.render.dhcp_check, the one the agent runs too)."""
     try:
-        conf = os.path.join(tmpdir, "candidate.conf")
-        if hosts_text is not None:
-            hosts = os.path.join(tmpdir, "candidate.hosts")
-            with open(hosts, "w") as fh:
-                fh.write(hosts_text)
-            text = text.replace("dhcp-hostsfile=%s" % module.params["hosts_file"], "dhcp-hostsfile=%s" % hosts)
-        with open(conf, "w") as fh:
-            fh.write(text)
-        cmd = [path, "--test", "-C", conf] if flavor == "dnsmasq" else [path, "-t", conf]
-        rc, stdout, stderr = module.run_command(cmd)
-        if rc != 0:
-            out = (stderr or "") + (stdout or "")
-            module.fail_json(msg="%s rejected the rendered configuration" % binary, stderr=out[-4000:], rc=rc)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        check_dhcp_config(text, flavor, hosts_text=hosts_text, hosts_file=module.params["hosts_file"])
+    except DhcpDaemonMissing as exc:
+        module.fail_json(msg="%s; install it or set validate=false" % exc)
+    except DhcpConfigError as exc:
+        if exc.rc is None:  # the daemon hung: no verdict on the config itself
+            module.fail_json(msg=str(exc))
+        module.fail_json(msg="%s rejected the rendered configuration" % exc.binary, stderr=exc.output, rc=exc.rc)
 
 
 def main():
-    argument_spec = netboot_argument_spec()
-    argument_spec.update(
-        dest=dict(type="path", required=True),
-        flavor=dict(type="str", default="dnsmasq", choices=["dnsmasq", "kea"]),
-        hosts_file=dict(type="path"),
-        interface=dict(type="str"),
-        efi_file=dict(type="str", default="ipxe.efi", choices=["ipxe.efi", "snponly.efi"]),
-        validate=dict(type="bool", default=True),
-        mode=dict(type="raw", default="0644"),
+    module = netboot_module(
+        dict(
+            dest=dict(type="path", required=True),
+            flavor=dict(type="str", default="dnsmasq", choices=["dnsmasq", "kea"]),
+            hosts_file=dict(type="path"),
+            interface=dict(type="str"),
+            efi_file=dict(type="str", default="ipxe.efi", choices=["ipxe.efi", "snponly.efi"]),
+            validate=dict(type="bool", default=True),
+            mode=dict(type="raw", default="0644"),
+        )
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     if p["hosts_file"] and p["flavor"] != "dnsmasq":
         module.fail_json(msg="hosts_file is for flavor=dnsmasq only")

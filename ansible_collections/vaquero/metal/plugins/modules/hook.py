@@ -74,20 +74,12 @@ include:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from vaquero.runner.hooks import HookError, run_hook
-    from vaquero.sot import SoTError, load
-
-    HAS_VAQUERO = True
-except ImportError:
-    HAS_VAQUERO = False
+from ansible_collections.vaquero.metal.plugins.module_utils.core import HookError, SoTError, load, run_hook, vaquero_module
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = vaquero_module(
+        dict(
             name=dict(type="str", required=True),
             host=dict(type="str", required=True),
             phase=dict(type="str", required=True, choices=["pre_shutdown", "pre_reboot", "post_reboot", "validate"]),
@@ -95,8 +87,6 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if not HAS_VAQUERO:
-        module.fail_json(msg=missing_required_lib("vaquero"))
     p = module.params
     try:
         sot = load(p["sot"], semantic=False)

@@ -82,23 +82,18 @@ dest:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vaquero.metal.plugins.module_utils.netboot import bundle, load_sot, merge_diffs, netboot_argument_spec
-
-try:
-    from vaquero.render import mac_key, unknown_script, write_file
-except ImportError:
-    pass  # reported by load_sot through missing_required_lib
+from ansible_collections.vaquero.metal.plugins.module_utils.core import mac_key, unknown_script, write_file
+from ansible_collections.vaquero.metal.plugins.module_utils.netboot import bundle, load_sot, merge_diffs, netboot_module
 
 
 def main():
-    argument_spec = netboot_argument_spec()
-    argument_spec.update(
-        dest=dict(type="path", required=True),
-        hosts=dict(type="list", elements="str"),
-        state=dict(type="str", required=True, choices=["install", "localboot"]),
+    module = netboot_module(
+        dict(
+            dest=dict(type="path", required=True),
+            hosts=dict(type="list", elements="str"),
+            state=dict(type="str", required=True, choices=["install", "localboot"]),
+        )
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     sot = load_sot(module)
     b = bundle(module, sot)

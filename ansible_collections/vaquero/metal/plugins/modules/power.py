@@ -93,48 +93,29 @@ forced:
   sample: false
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vaquero.metal.plugins.module_utils.bmc import bmc_argument_spec, open_module_bmc, run
+from ansible_collections.vaquero.metal.plugins.module_utils.bmc import bmc_module, open_module_bmc, run
+from ansible_collections.vaquero.metal.plugins.module_utils.core import ensure_power
 
 
 def main():
-    argument_spec = bmc_argument_spec()
-    argument_spec.update(
-        state=dict(type="str", required=True, choices=["on", "off", "cycled", "reset"]),
-        force=dict(type="bool", default=False),
-        soft_timeout=dict(type="int", default=60),
+    module = bmc_module(
+        dict(
+            state=dict(type="str", required=True, choices=["on", "off", "cycled", "reset"]),
+            force=dict(type="bool", default=False),
+            soft_timeout=dict(type="int", default=60),
+        )
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    state = module.params["state"]
+    p = module.params
     bmc = open_module_bmc(module)
 
     def act(bmc):
-        before = bmc.get_power_state().value
-        forced = False
-        if state == "on":
-            changed = before != "on"
-            if changed and not module.check_mode:
-                bmc.power_on()
-        elif state == "off":
-            changed = before != "off"
-            if changed and not module.check_mode:
-                forced = bmc.power_off(soft=not module.params["force"], timeout=float(module.params["soft_timeout"]))
-        else:
-            changed = True
-            if not module.check_mode:
-                if before == "off":
-                    bmc.power_on()
-                elif state == "cycled":
-                    bmc.power_cycle()
-                else:
-                    bmc.power_reset()
-        after = before if module.check_mode or not changed else bmc.get_power_state().value
+        r = ensure_power(bmc, p["state"], force=p["force"], soft_timeout=float(p["soft_timeout"]), check=module.check_mode)
         return dict(
-            changed=changed,
-            power_state=after,
-            previous_power_state=before,
-            forced=forced,
-            diff=dict(before=dict(power_state=before), after=dict(power_state="on" if state in ("cycled", "reset") else state)),
+            changed=r.changed,
+            power_state=r.after.value,
+            previous_power_state=r.before.value,
+            forced=r.forced,
+            diff=dict(before=dict(power_state=r.before.value), after=dict(power_state=r.target.value)),
         )
 
     module.exit_json(**run(module, bmc, act))

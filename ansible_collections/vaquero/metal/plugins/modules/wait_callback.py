@@ -74,20 +74,12 @@ waited:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from vaquero.runner.callback import CallbackError, status_url, wait_for_callback
-    from vaquero.sot import load
-
-    HAS_VAQUERO = True
-except ImportError:
-    HAS_VAQUERO = False
+from ansible_collections.vaquero.metal.plugins.module_utils.core import CallbackError, load, status_url, vaquero_module, wait_for_callback
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    module = vaquero_module(
+        dict(
             host=dict(type="str", required=True),
             sot=dict(type="path", required=True),
             url=dict(type="str"),
@@ -97,8 +89,6 @@ def main():
         ),
         supports_check_mode=False,
     )
-    if not HAS_VAQUERO:
-        module.fail_json(msg=missing_required_lib("vaquero"))
     p = module.params
     start = time.monotonic()
     try:
