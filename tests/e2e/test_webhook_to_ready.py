@@ -102,6 +102,8 @@ def test_push_webhook_approve_netboot_ready_then_bad_push_rejected(tmp_path, mon
         rejected = lab.wait_plan(bad, ("invalid", "pending_approval"), timeout=120)
         assert rejected["state"] == "invalid"
         assert any(e["file"] == "clusters/lab.yaml" and e["field"] == "profile" and e["line"] for e in rejected["errors"]), rejected["errors"]
+        # A window for a wrongful run to show: nothing observable marks "the worker looked and did
+        # nothing", so a slow machine can only make this miss a bug, never fail a correct build.
         time.sleep(2)
         assert lab.store.get(f"/runs/{rejected['id']}") is None
         assert lab.store.get("/hosts/node1")["state"] == "ready" and len(lab.timeline("node1")) == events_before
