@@ -1,25 +1,110 @@
-"""The `vaquero` command line."""
+"""The `vaquero` command line.
+
+Building the parser imports nothing heavy: the commands that live with the code they drive are
+listed in :data:`COMMANDS` (name, help, module), and a module is imported only when its command
+is the one being run (then its ``add_parser(subparsers)`` fills in that command's arguments). So
+``vaquero --help`` and ``vaquero validate`` never load FastAPI, httpx, ansible-runner or the BMC
+libraries, and a module that fails to import is an error naming the import, not a command that
+silently vanished from the list.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .gate.sandbox import Limits, run_bounded
-from .sot import SoT, SoTError, SoTInvalid, SourceError, empty_sot, load
-from .sot.models import json_schema
-from .sot.source import Resolved, resolve
+
+if TYPE_CHECKING:
+    from .gate.sandbox import Limits
+    from .sot import SoT
+    from .sot.source import Resolved
+
+    _SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+else:
+    _SubParsers = argparse._SubParsersAction
 
 EMPTY = ("", "-", "empty", "none")
 
-# Sub-commands that live with the code they drive; each module offers add_parser(subparsers).
-_PLUGGED = ("vaquero.bmc.cli", "vaquero.agent.cli", "vaquero.lab.cli", "vaquero.api.cli", "vaquero.runner.cli")
+# Commands that live with the code they drive: (name, help, module offering add_parser(subparsers)).
+# The help is here so that listing the commands imports none of them; tests/unit/test_cli_lazy.py
+# checks it against what each module registers.
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("power", "power a host on/off, cycle or reset it, or show its power state", "vaquero.bmc.cli"),
+    ("boot", "set a host's boot device (pxe, disk, cdrom, http, bios, none) or show it (status)", "vaquero.bmc.cli"),
+    ("agent", "serve a site's netboot: DHCP (dnsmasq), TFTP, HTTP scripts, assets, callbacks", "vaquero.agent.cli"),
+    ("lab", "the virtual lab: boot assets, netboot a QEMU host (needs root)", "vaquero.lab.cli"),
+    ("server", "run the controller API: webhook, revisions, plans, approvals, hosts", "vaquero.api.cli"),
+    ("apply", "send a SoT revision to a server to validate and plan it (token in $VAQUERO_TOKEN)", "vaquero.api.cli"),
+    ("standalone", "controller + agent in one process with SQLite: apply a SoT to a lab or a small site", "vaquero.runner.cli"),
+    ("run", "runs of approved plans: list, show, steps, approve, pause, resume, abort", "vaquero.runner.cli"),
+)
+
+
+class CommandUnavailable(Exception):
+    """A command's module failed to import, or no longer defines the command."""
+
+
+class _Chosen:
+    """What a module's add_parser(subparsers) is given: the parser already registered for the chosen
+    command, so its arguments land there; the module's other commands go to parsers that are dropped."""
+
+    def __init__(self, name: str, parser: argparse.ArgumentParser) -> None:
+        self.name = name
+        self.parser = parser
+        self.found = False
+        self.helps: dict[str, str | None] = {}
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        self.helps[name] = kwargs.get("help")
+        if name != self.name:
+            return argparse.ArgumentParser(prog=name, add_help=False)
+        self.found = True
+        for key in ("description", "epilog"):
+            if kwargs.get(key):
+                setattr(self.parser, key, kwargs[key])
+        return self.parser
+
+
+def load_command(name: str, module_name: str, parser: argparse.ArgumentParser) -> _Chosen:
+    """Import `module_name` and let it define command `name` on `parser`."""
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # a syntax error or a failing import-time check is as fatal as a missing library
+        raise CommandUnavailable(f"command {name!r} is unavailable: importing {module_name} failed: {type(exc).__name__}: {exc}") from exc
+    add = getattr(module, "add_parser", None)
+    if add is None:
+        raise CommandUnavailable(f"command {name!r} is unavailable: {module_name} has no add_parser()")
+    chosen = _Chosen(name, parser)
+    try:
+        add(chosen)
+    except ImportError as exc:  # add_parser may import the options of the code it drives
+        raise CommandUnavailable(f"command {name!r} is unavailable: {module_name}.add_parser() failed: {type(exc).__name__}: {exc}") from exc
+    if not chosen.found:
+        raise CommandUnavailable(f"command {name!r} is unavailable: {module_name}.add_parser() does not define it")
+    return chosen
+
+
+class _LazyCommands(_SubParsers):
+    """Sub-parsers whose arguments are defined when argparse picks the command, not before."""
+
+    modules: dict[str, str]
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        name = values[0]
+        module_name = self.modules.pop(name, None)
+        if module_name is not None:
+            try:
+                load_command(name, module_name, self._name_parser_map[name])
+            except CommandUnavailable as exc:
+                parser.exit(1, f"{parser.prog}: error: {exc}\n")
+        super().__call__(parser, namespace, values, option_string)
 
 
 def _print_errors(errors: Sequence[Any], fmt: str, source: str) -> None:
@@ -40,6 +125,9 @@ def _source_error(message: str, fmt: str, source: str) -> None:
 
 def _resolve(spec: str, subdir: str, fmt: str) -> Resolved | None:
     """Fetch (git) or find (folder) a SoT; reading and checking it happens in the bounded child."""
+    from .sot import SoTInvalid, SourceError
+    from .sot.source import resolve
+
     try:
         return resolve(spec, subdir=subdir)
     except SoTInvalid as exc:
@@ -51,6 +139,9 @@ def _resolve(spec: str, subdir: str, fmt: str) -> Resolved | None:
 
 def _bounded(request: dict[str, Any], fmt: str, source: str, limits: Limits) -> dict[str, Any] | None:
     """Validate (and plan) in a child with the gate's bounds: hostile input ends in bounded time and memory."""
+    from .gate.sandbox import run_bounded
+    from .sot import SoTError
+
     answer = run_bounded(request, limits)
     errors = answer.get("errors") or []
     if not errors:
@@ -73,6 +164,8 @@ def _field_path(field: str | None) -> tuple[str, ...]:
 
 
 def _limits(args: argparse.Namespace) -> Limits:
+    from .gate.sandbox import Limits
+
     return Limits(seconds=args.timeout, memory=args.memory << 20)
 
 
@@ -116,6 +209,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if new is None:
         # Planning to an empty SoT (decommission everything): nothing new to validate, so in-process is bounded.
         from .plan import make_plan, render_text
+        from .sot import empty_sot
 
         old_sot = _parse_only(old, args.format, old_spec) if old is not None else empty_sot()
         if old_sot is None:
@@ -137,6 +231,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _parse_only(src: Resolved, fmt: str, spec: str) -> SoT | None:
+    from .sot import SoTInvalid, SourceError, load
+
     try:
         return load(src.root, sha=src.sha, label=src.label, semantic=False)
     except SoTInvalid as exc:
@@ -147,6 +243,8 @@ def _parse_only(src: Resolved, fmt: str, spec: str) -> SoT | None:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from .sot.models import json_schema
+
     print(json.dumps(json_schema(), indent=2, sort_keys=True))
     return 0
 
@@ -160,7 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaquero", description="Bare metal as code: validate, plan, gate and apply a git source of truth.")
     parser.add_argument("--version", action="version", version=f"vaquero {__version__}")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--log-format", choices=["json", "text"], help="log lines as JSON objects (default) or text for people (or $VAQUERO_LOG_FORMAT)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", action=_LazyCommands)
+    assert isinstance(sub, _LazyCommands)
+    sub.modules = {}
 
     p = sub.add_parser("validate", help="check a SoT: schema, references, addresses, cycles, templates")
     p.add_argument("sot", help="a folder, or GIT-URL@REVISION (URL may be a local repository path)")
@@ -182,22 +283,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of SoT documents (for editors)")
     p.set_defaults(func=cmd_schema)
 
-    for name in _PLUGGED:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        add: Callable[[Any], None] | None = getattr(module, "add_parser", None)
-        if add is not None:
-            add(sub)
+    for name, text, module_name in COMMANDS:
+        sub.add_parser(name, help=text)
+        sub.modules[name] = module_name
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .logs import setup_logging
+    from .logs import FORMAT_ENV, setup_logging
 
+    if args.log_format:
+        # Commands that set logging up again (agent, server) keep the choice.
+        os.environ[FORMAT_ENV] = args.log_format
     setup_logging(args.log_level)
     result: int = args.func(args)
     return result
