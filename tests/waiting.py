@@ -28,5 +28,5 @@ def wait_until(predicate: Callable[[], T], timeout: float = 30.0, what: str = "t
                 return value
         if time.monotonic() >= deadline:
             detail = f" (last error: {type(last_exc).__name__}: {last_exc})" if last_exc else ""
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{detail}")
         time.sleep(interval)
