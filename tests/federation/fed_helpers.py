@@ -310,7 +310,7 @@ class RunningAgent:
             timeout=2.0,
         )
         self.client = FederationClient(cfg, check=bundle_check("dc-east", "east-agent-1"))
-        self.client.wait_for_bundle(timeout=15)
+        self.client.wait_for_bundle(timeout=90)  # bounds a hang only
         assert self.client.sot_path is not None
         acfg = AgentConfig(
             sot=str(self.client.sot_path),
