@@ -322,6 +322,12 @@ def test_stale_sweep_spares_live_owners_foreign_names_and_symlinks(tmp_path: Pat
     assert sweep_stale(str(base)) == [held]
     assert not held.exists() and (victim / "keep").exists() and (base / f"{PREFIX}notapid").is_dir()
 
+    # A process that ends normally with a folder still open (its run was under way) removes it on the way out.
+    leaver = "import sys\nfrom vaquero.runner.secrets import SecretsDir\nprint(SecretsDir({'MY_DB_PASSWORD'}, base=sys.argv[1]).path)\nsys.exit(0)\n"
+    res = subprocess.run([sys.executable, "-c", leaver, str(base)], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip().startswith(str(base / PREFIX)), res.stderr
+    assert not Path(res.stdout.strip()).exists()
+
 
 def test_hook_commands_and_hook_playbooks_get_no_controller_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     values = {"MY_DB_PASSWORD": _secret("db"), "VAQUERO_WEBHOOK_SECRET": _secret("wh"), "VAQUERO_LAB_BMC_PASSWORD": _secret("bmc")}
