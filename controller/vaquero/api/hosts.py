@@ -9,6 +9,10 @@ host records in memory by watching the Store (it lags the Store by the watch's p
 join of ready-made fragments, or nothing when nothing changed. Without the follower (an app used
 without its lifespan) the list is built from the Store, cached by Store revision.
 One host (`detail`, `timeline`) is always read from the Store directly.
+
+Every method here may call the Store (even a cache hit checks which revision is current), and with
+etcd that is a network round trip that can take as long as the Store's timeout: call them from a
+thread (the routes run them in the thread pool), never on the event loop.
 """
 
 from __future__ import annotations
@@ -175,14 +179,6 @@ class HostViews:
         revision_of = getattr(self.store, "revision", None)
         rev = revision_of() if callable(revision_of) else None
         return rev if isinstance(rev, int) else None
-
-    def cached(self, cluster: str | None, state: str | None) -> bytes | None:
-        """The encoded list when it is ready-made (a cheap check, fine on the event loop)."""
-        if self.follower.ready.is_set():
-            idx_key = self._index_with_key()[0]
-            return self._cache.get(("followed", self.follower.version, idx_key, cluster, state))
-        rev = self._revision()
-        return self._cache.get((rev, cluster, state)) if rev is not None else None
 
     def list_json(self, cluster: str | None, state: str | None) -> bytes:
         if self.follower.ready.is_set():
