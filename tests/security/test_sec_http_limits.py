@@ -111,6 +111,7 @@ def _under_slowloris(server: Proc, probes: list[tuple[str, dict[str, str] | None
             time.sleep(0.05)
     finally:
         flood.close()
+    print(f"slowloris: {flood.opened} connections opened, {flood.closed_by_server} shed by the server {dict(flood.answers)}; {slow}/{total} probes over 1 s")
     return total, slow, flood
 
 
