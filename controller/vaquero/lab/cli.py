@@ -24,12 +24,12 @@ def cmd_assets(args: argparse.Namespace) -> int:
 
 
 def cmd_netboot(args: argparse.Namespace) -> int:
-    from .harness import LAB_SOT, Lab
+    from .harness import Lab
     from .kernel import LabError
 
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="vaquero-lab-"))
     try:
-        with Lab(workdir, sot=Path(args.sot) if args.sot else LAB_SOT) as lab:
+        with Lab(workdir, sot=Path(args.sot) if args.sot else None) as lab:
             assert lab.sot is not None
             from vaquero.sot import load
 

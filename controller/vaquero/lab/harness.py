@@ -18,14 +18,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from vaquero.content import ContentNotFound, content_path
+
 from .initramfs import build_initramfs
 from .kernel import DEFAULT_CACHE, LabError, fetch_kernel
 from .netns import LabNetwork
 from .qemu import Vm
 from .sot import prepare_sot
 
-REPO = Path(__file__).resolve().parents[3]
-LAB_SOT = REPO / "inventories" / "lab"
+
+def lab_sot() -> Path:
+    """The lab's SoT (inventories/lab) in the content folder ($VAQUERO_CONTENT_DIR or the checkout)."""
+    try:
+        return content_path("inventories", "lab")
+    except ContentNotFound as exc:
+        raise LabError(str(exc)) from exc
 
 
 def lab_assets(cache: Path = DEFAULT_CACHE) -> tuple[Path, Path]:
@@ -43,14 +50,14 @@ class Lab:
         self,
         workdir: Path,
         *,
-        sot: Path = LAB_SOT,
+        sot: Path | None = None,
         profile: str = "lab-linux",
         address: str = "10.90.0.1/24",
         http_port: int = 8080,
         cache: Path = DEFAULT_CACHE,
     ) -> None:
         self.workdir = workdir
-        self.src_sot = sot
+        self.src_sot = sot or lab_sot()
         self.profile = profile
         self.http_port = http_port
         self.cache = cache

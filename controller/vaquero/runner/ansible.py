@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from vaquero.childenv import ansible_env
+from vaquero.content import content_dir
 from vaquero.state.machine import Event, State, TransitionRefused, current, transition
 from vaquero.state.store import Store
 
@@ -39,18 +40,6 @@ from .secrets import SECRETS_DIR_ENV
 log = logging.getLogger("vaquero.runner")
 
 PLAYBOOKS = {"add": "install.yml", "reinstall": "install.yml", "upgrade": "upgrade.yml", "power": "power.yml"}
-
-
-def content_dir() -> Path:
-    """The folder holding ``playbooks/`` and ``ansible_collections/`` (a checkout, or VAQUERO_CONTENT_DIR)."""
-    env = os.environ.get("VAQUERO_CONTENT_DIR")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "playbooks").is_dir() and (parent / "ansible_collections" / "vaquero" / "metal").is_dir():
-            return parent
-    raise RuntimeError("cannot find playbooks/ and ansible_collections/ (set VAQUERO_CONTENT_DIR)")
 
 
 @dataclass

@@ -29,12 +29,10 @@ from typing import Any
 
 import yaml
 
-from vaquero.lab.harness import lab_assets
+from vaquero.lab.harness import lab_assets, lab_sot
 from vaquero.lab.netns import LabNetwork
 from vaquero.lab.sot import prepare_sot
 
-REPO = Path(__file__).resolve().parents[3]
-LAB_SOT = REPO / "inventories" / "lab"
 MACS = {f"node{i}": f"52:54:00:00:10:0{i}" for i in range(1, 5)}
 LAB_PASSWORD_ENV = "VAQUERO_LAB_BMC_PASSWORD"
 
@@ -95,7 +93,7 @@ class StandaloneLab:
 
     def make_repo(self, **cluster: Any) -> str:
         kernel, initrd = lab_assets()
-        prepare_sot(LAB_SOT, self.repo, "lab-linux", kernel, initrd)
+        prepare_sot(lab_sot(), self.repo, "lab-linux", kernel, initrd)
         edit_cluster(self.repo, self.hosts, **cluster)
         git(self.repo, "init", "-q", "-b", "main")
         return self.commit("lab SoT")
