@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from pythonjsonlogger import json as jsonlogger
+from pythonjsonlogger.core import RESERVED_ATTRS
 
 from vaquero.childenv import secret_like
 
@@ -84,7 +85,9 @@ class JsonFormatter(jsonlogger.JsonFormatter):
     """One JSON object per line: ts, level, logger, msg, then every `extra=` field, `error` and the full `traceback`."""
 
     def __init__(self) -> None:
-        super().__init__(rename_fields={"message": "msg", "exc_info": "traceback", "stack_info": "stack"})
+        # uvicorn passes a coloured copy of its message as an extra field: terminal escapes, no information.
+        reserved = [*RESERVED_ATTRS, "color_message"]
+        super().__init__(rename_fields={"message": "msg", "exc_info": "traceback", "stack_info": "stack"}, reserved_attrs=reserved)
 
     def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
         head = {"ts": _timestamp(record), "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage()}
