@@ -11,6 +11,7 @@ answers PXE only.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from vaquero.sot.models import Network, Site, control_char
 from .site import RenderError, SiteHost, safe
 
 Flavor = Literal["dnsmasq", "kea"]
+_IPV4 = re.compile(r"[0-9.]+")  # looks like an address: then it must be a valid one
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,19 @@ def _one_line(lines: list[str], what: str) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
-def _server(server: BootServer) -> dict[str, str]:
-    """The agent's own values, checked like SoT values: they come from flags and config files."""
+def _server(server: BootServer, *, name_ok: bool = False) -> dict[str, str]:
+    """The agent's own values, checked like SoT values: they come from flags and config files.
+
+    name_ok: dnsmasq takes a DNS name as the TFTP server (its `dhcp-boot` third field) and resolves
+    it itself; Kea's next-server must be an IPv4 address.
+    """
     where = "boot server"
+    if name_ok and not _IPV4.fullmatch(str(server.address)):
+        address = safe(server.address, "domain", f"{where}: address (an IPv4 address or a DNS name)")
+    else:
+        address = safe(server.address, "ipv4", f"{where}: address (Kea's next-server must be an IPv4 address)" if not name_ok else f"{where}: address")
     return {
-        "address": safe(server.address, "ipv4", f"{where}: address"),
+        "address": address,
         "bios_file": safe(server.bios_file, "file", f"{where}: bios_file"),
         "efi_file": safe(server.efi_file, "file", f"{where}: efi_file"),
         "chain_url": safe(server.chain_url, "url", f"{where}: chain_url"),
@@ -118,7 +128,7 @@ def render_dnsmasq(site: Site, hosts: list[SiteHost], server: BootServer, *, hos
     With `hosts_file`, reservations go to that file (see render_dnsmasq_hosts) instead of
     inline, so the agent can apply host changes with SIGHUP rather than a restart.
     """
-    srv = _server(server)
+    srv = _server(server, name_ok=True)
     site_name = safe(site.name, "name", f"site {site.name!r}: name")
     out = [
         f"# dnsmasq configuration for site {site_name}, rendered by Vaquero. Do not edit: changes are overwritten.",

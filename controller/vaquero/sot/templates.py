@@ -7,6 +7,8 @@ validates is a template that renders on the agent.
 from __future__ import annotations
 
 import contextvars
+import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -132,6 +134,22 @@ class _LimitedTemplate(jinja2.Template):
             _budget.reset(token)
 
 
+# Characters that JSON leaves raw but YAML reads as a line break (NEL, LS, PS) or refuses (BOM),
+# and every other control, format or surrogate code point of the BMP.
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb]")
+
+
+def _json_for_yaml(obj: Any, **kwargs: Any) -> str:
+    """`tojson`, valid as JSON (Ignition) and as a YAML flow scalar (cloud-init) with the same value.
+
+    json.dumps's ASCII escapes write a character beyond U+FFFF as a surrogate pair, which YAML reads
+    back as two lone surrogates; so non-ASCII text stays itself, except what YAML would read as a
+    line break or refuse, which is escaped as \\uXXXX (the same in both languages).
+    """
+    text = json.dumps(obj, **{**kwargs, "ensure_ascii": False})
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 class SoTEnvironment(ImmutableSandboxedEnvironment):
     """The sandbox for SoT templates: no file access, bounded loops, calls, sizes, output and time."""
 
@@ -144,6 +162,7 @@ class SoTEnvironment(ImmutableSandboxedEnvironment):
         super().__init__(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True, loader=jinja2.DictLoader({}))
         self.globals["range"] = _range
         self.filters["vaquero_loop_guard"] = _loop_guard
+        self.policies["json.dumps_function"] = _json_for_yaml
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
