@@ -143,9 +143,9 @@ class Standalone:
 
         from .agent.fasthttp import AGENT_LIMITS, BootHttpProtocol
         from .agent.service import Agent, AgentConfig
+        from .callback import AGENT_TOKEN_ENV
         from .httpserver import server_config
         from .render.site import get_site
-        from .runner.callback import AGENT_TOKEN_ENV
         from .sot import load_spec
 
         sot = load_spec(self.sot, subdir=self.subdir, semantic=False)

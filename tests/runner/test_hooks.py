@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vaquero.runner.hooks import HookError, hooks_for, run_hook
+from vaquero.hooks import HookError, hooks_for, run_hook
 from vaquero.sot import load
 
 

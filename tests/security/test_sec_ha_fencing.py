@@ -554,7 +554,7 @@ def test_playbook_bmc_module_refuses_without_a_live_fence(tmp_path: Path, bmc_fl
     """The fence reaches the BMC modules of a real playbook: power.yml, launched as the worker launches it
     but with a fence whose deadline has passed, fails on the BMC task and sends the BMC nothing."""
     from vaquero.runner.ansible import launch
-    from vaquero.runner.secrets import SecretsDir, env_references
+    from vaquero.secrets import SecretsDir, env_references
 
     bmc_port, ops_log, control = bmc_fleet
     monkeypatch.setenv("VAQUERO_LAB_BMC_PASSWORD", PASSWORD)

@@ -41,7 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from vaquero.bmc.base import FENCE_ENV
+from vaquero.callback import AGENT_TOKEN_ENV
 from vaquero.policy import runtime
+from vaquero.secrets import SecretsDir, env_references, sweep_stale
 from vaquero.sot.loader import SoT, load
 from vaquero.state.leader import LeaderElector, NotLeader
 from vaquero.state.machine import State, current
@@ -49,8 +51,6 @@ from vaquero.state.store import FencedStore, FenceLost, Store
 
 from . import records as R
 from .ansible import PLAYBOOKS, Launch, RunContext, launch, record
-from .callback import AGENT_TOKEN_ENV
-from .secrets import SecretsDir, env_references, sweep_stale
 
 log = logging.getLogger("vaquero.runner")
 

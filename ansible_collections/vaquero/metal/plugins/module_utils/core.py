@@ -25,10 +25,9 @@ try:
     from vaquero.sot import SoTError, SoTInvalid, load
     from vaquero.sot.templates import primary_network
 
-    # Below the runner soon; until then these three are the collection's only runner imports.
-    from vaquero.runner.callback import AGENT_TOKEN_ENV, CallbackError, agent_url, set_boot_mode, status_url, wait_for_callback
-    from vaquero.runner.hooks import HookError, run_hook
-    from vaquero.runner.secrets import SecretMissing, resolve_secret
+    from vaquero.callback import AGENT_TOKEN_ENV, CallbackError, agent_url, set_boot_mode, status_url, wait_for_callback
+    from vaquero.hooks import HookError, run_hook
+    from vaquero.secrets import SecretMissing, resolve_secret
 
     HAS_VAQUERO = True
     VAQUERO_IMPORT_ERROR = None
