@@ -19,4 +19,4 @@ $V plan - inventories/lab || rc=$?
 [ "$rc" = 0 ] || [ "$rc" = 2 ]
 echo
 echo "== vaquero standalone: netboot lab host(s) ${LAB_HOSTS:-node1} to ready"
-.venv/bin/python -m vaquero.runner.labdemo --hosts "${LAB_HOSTS:-node1}"
+.venv/bin/python -m vaquero.lab.demo --hosts "${LAB_HOSTS:-node1}"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from vaquero.runner.labdemo import MACS, StandaloneLab, edit_cluster
+from vaquero.lab.demo import MACS, StandaloneLab, edit_cluster
 
 __all__ = ["MACS", "PASSWORD", "StandaloneLab", "assert_no_secret", "collapse", "edit_cluster", "lab", "require_prerequisites"]
 

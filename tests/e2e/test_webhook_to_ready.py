@@ -22,7 +22,7 @@ import pytest
 from test_install_standalone import PASSWORD, StandaloneLab, assert_no_secret, collapse, edit_cluster, require_prerequisites
 
 from vaquero.api.settings import repo_name_of
-from vaquero.runner.labdemo import git
+from vaquero.lab.demo import git
 
 REPO = Path(__file__).resolve().parents[2]
 PUSH = REPO / "tests" / "api" / "fixtures" / "github-webhooks" / "push" / "with-new-branch.payload.json"

@@ -321,9 +321,9 @@ def _ipxe(net: Any, mac: str) -> str:
 
 
 def test_standalone_serves_nothing_of_an_unapproved_revision(tmp_path):
+    from vaquero.lab.demo import StoreView
     from vaquero.lab.netns import LabNetwork
     from vaquero.render.ipxe import unknown_script
-    from vaquero.runner.labdemo import StoreView
 
     assert os.geteuid() == 0, "this test needs root (a network namespace)"
     work = tmp_path / "repo"

@@ -35,8 +35,8 @@ import yaml
 
 from vaquero.childenv import child_env
 from vaquero.hooks import run_hook
+from vaquero.lab.demo import StoreView, edit_cluster
 from vaquero.lab.netns import LabNetwork
-from vaquero.runner.labdemo import StoreView, edit_cluster
 from vaquero.secrets import PREFIX, SecretsDir, sweep_stale
 from vaquero.sot import load
 from vaquero.sot.source import resolve

@@ -1,11 +1,11 @@
 """The lab, end to end, in one command: a QEMU host brought to `ready` by `vaquero standalone`.
 
-    python -m vaquero.runner.labdemo [--hosts node1] [--workdir /tmp/vaquero-lab] [--keep]
+    python -m vaquero.lab.demo [--hosts node1] [--workdir /tmp/vaquero-lab] [--keep]
 
 As root. It creates a network namespace with the lab bridge (10.90.0.1/24), builds the lab assets
 (Debian kernel + busybox installer initramfs, cached), copies the lab SoT (inventories/lab) with
 their real hashes into a local git repository, starts the emulated IPMI BMCs that drive the
-hosts' QEMU processes (vaquero.runner.labbmc), then runs, inside the namespace,
+hosts' QEMU processes (vaquero.lab.bmc), then runs, inside the namespace,
 
     vaquero standalone --sot <repo>@main --approve
 
@@ -29,9 +29,9 @@ from typing import Any
 
 import yaml
 
-from vaquero.lab.harness import lab_assets, lab_sot
-from vaquero.lab.netns import LabNetwork
-from vaquero.lab.sot import prepare_sot
+from .harness import lab_assets, lab_sot
+from .netns import LabNetwork
+from .sot import prepare_sot
 
 MACS = {f"node{i}": f"52:54:00:00:10:0{i}" for i in range(1, 5)}
 LAB_PASSWORD_ENV = "VAQUERO_LAB_BMC_PASSWORD"
@@ -112,7 +112,7 @@ class StandaloneLab:
             fh.write(self.password + "\n")
         hosts = self.workdir / "hosts.json"
         hosts.write_text(json.dumps([{"name": h, "mac": MACS[h], "port": 6230 + int(h[-1])} for h in self.hosts]))
-        cmd = [sys.executable, "-m", "vaquero.runner.labbmc", "--hosts", str(hosts), "--password-file", str(pw)]
+        cmd = [sys.executable, "-m", "vaquero.lab.bmc", "--hosts", str(hosts), "--password-file", str(pw)]
         cmd += ["--state-dir", str(self.workdir / "vms"), "--control-port", "6229", "--memory", "256"]
         self.net.popen(cmd, log_file=self.workdir / "labbmc.log")
         self.net.wait_port("127.0.0.1", 6229, timeout=20)

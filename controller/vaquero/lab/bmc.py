@@ -9,7 +9,7 @@ through IPMI is recorded and reported, with every power operation, on a loopback
 
 Run it inside the lab's network namespace (the VMs' taps go on its bridge)::
 
-    ip netns exec NS python -m vaquero.runner.labbmc --hosts hosts.json --password-file pw \
+    ip netns exec NS python -m vaquero.lab.bmc --hosts hosts.json --password-file pw \
         --state-dir /tmp/lab --control-port 6229
     # hosts.json: [{"name": "node1", "mac": "52:54:00:00:10:01", "port": 6231}, ...]
 """
@@ -30,8 +30,9 @@ from typing import Any
 import pyghmi.ipmi.bmc as pbmc
 
 from vaquero.bmc.emulator import EmulatedBmc
-from vaquero.lab.netns import LabNetwork
-from vaquero.lab.qemu import Vm
+
+from .netns import LabNetwork
+from .qemu import Vm
 
 
 class _Here(LabNetwork):
