@@ -36,7 +36,8 @@ def test_killed_controller_resumes_without_reinstalling(lab_sot: Path, content: 
     store.put(R.plan_key("p1"), {"id": "p1", "sha": "c" * 40, "root": str(lab_sot), "state": "approved", "plan": plan.to_dict(), "cancel_requested": False})
     (content / "sleep").write_text("30")
     proc = subprocess.Popen([sys.executable, "-c", WORKER, str(db), str(tmp_path / "data")], start_new_session=True, stderr=subprocess.DEVNULL)
-    wait_until(lambda: (current(store, "node1") or {}).get("state") == "netbooting", 120, "node1 to netboot")
+    # node1 and node2 form the first wave: kill once both got past netbooting, not when the first did.
+    wait_until(lambda: all((current(store, h) or {}).get("state") == "netbooting" for h in ("node1", "node2")), 120, "node1 and node2 to netboot")
     os.killpg(proc.pid, signal.SIGKILL)  # the controller and its playbook die together
     proc.wait(10)
     (content / "sleep").write_text("0")
