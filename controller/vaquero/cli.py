@@ -42,7 +42,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("lab", "the virtual lab: boot assets, netboot a QEMU host (needs root)", "vaquero.lab.cli"),
     ("server", "run the controller API: webhook, revisions, plans, approvals, hosts", "vaquero.api.cli"),
     ("apply", "send a SoT revision to a server to validate and plan it (token in $VAQUERO_TOKEN)", "vaquero.api.cli"),
-    ("standalone", "controller + agent in one process with SQLite: apply a SoT to a lab or a small site", "vaquero.runner.cli"),
+    ("standalone", "controller + agent in one process with SQLite: apply a SoT to a lab or a small site", "vaquero.standalone"),
     ("run", "runs of approved plans: list, show, steps, approve, pause, resume, abort", "vaquero.runner.cli"),
 )
 

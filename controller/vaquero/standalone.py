@@ -9,6 +9,7 @@ while the agent serves DHCP, TFTP, HTTP boot files and the install callbacks.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import re
@@ -19,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .api.cli import listen_address
 from .logs import register_secret
+from .runner.cli import DEFAULT_DATA_DIR
 from .sot.source import split_spec
 from .state.store import Store
 
@@ -288,3 +291,25 @@ class Standalone:
         finally:
             self.close()
         return 0
+
+
+def cmd_standalone(args: argparse.Namespace) -> int:
+    token = None
+    if args.token_file:
+        token = Path(args.token_file).read_text().strip()
+    app = Standalone(
+        sot=args.sot, data_dir=Path(args.data_dir), subdir=args.subdir, listen=args.listen, approve=args.approve, agent=not args.no_agent, token=token
+    )
+    return app.serve()
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("standalone", help="controller + agent in one process with SQLite: apply a SoT to a lab or a small site")
+    p.add_argument("--sot", required=True, help="a SoT folder, or REPO@REVISION (a local git repository path or a URL)")
+    p.add_argument("--subdir", default="", help="the SoT's folder inside the git repository")
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="SQLite store, run folders, API token (default %(default)s)")
+    p.add_argument("--listen", type=listen_address, default=("127.0.0.1", 8000), help="API address HOST:PORT (default 127.0.0.1:8000)")
+    p.add_argument("--approve", action="store_true", help="approve the plan of the revision given with --sot (you read it with `vaquero plan` first)")
+    p.add_argument("--token-file", help="API admin token (default: made once in DATA_DIR/token)")
+    p.add_argument("--no-agent", action="store_true", help="do not start the boot services (an agent runs elsewhere)")
+    p.set_defaults(func=cmd_standalone)

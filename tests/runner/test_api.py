@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from vaquero.api import runs as runner_api
 from vaquero.api.app import create_app
 from vaquero.api.settings import Settings, Token, Tokens
-from vaquero.runner import api as runner_api
 from vaquero.runner import records as R
 from vaquero.state.sqlite import SQLiteStore
 

@@ -141,7 +141,7 @@ def _resolve(fut: asyncio.Future[bool], ok: bool) -> None:
 def _runner_routers() -> list[APIRouter]:
     """The runner's operator controls (pause, resume, abort, steps), when the runner is installed."""
     try:
-        from ..runner.api import router
+        from .runs import router
     except ImportError:
         return []
     return [router]

@@ -1,4 +1,4 @@
-"""`vaquero standalone` and `vaquero run ...` (list, show, steps, approve, pause, resume, abort)."""
+"""`vaquero run ...` (list, show, steps, approve, pause, resume, abort): a client of the API."""
 
 from __future__ import annotations
 
@@ -9,21 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..api.cli import listen_address
-
 DEFAULT_DATA_DIR = os.environ.get("VAQUERO_DATA_DIR") or os.path.join(os.path.expanduser("~"), ".local", "share", "vaquero")
-
-
-def cmd_standalone(args: argparse.Namespace) -> int:
-    from ..standalone import Standalone
-
-    token = None
-    if args.token_file:
-        token = Path(args.token_file).read_text().strip()
-    app = Standalone(
-        sot=args.sot, data_dir=Path(args.data_dir), subdir=args.subdir, listen=args.listen, approve=args.approve, agent=not args.no_agent, token=token
-    )
-    return app.serve()
 
 
 def _token(args: argparse.Namespace) -> str:
@@ -75,16 +61,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("standalone", help="controller + agent in one process with SQLite: apply a SoT to a lab or a small site")
-    p.add_argument("--sot", required=True, help="a SoT folder, or REPO@REVISION (a local git repository path or a URL)")
-    p.add_argument("--subdir", default="", help="the SoT's folder inside the git repository")
-    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="SQLite store, run folders, API token (default %(default)s)")
-    p.add_argument("--listen", type=listen_address, default=("127.0.0.1", 8000), help="API address HOST:PORT (default 127.0.0.1:8000)")
-    p.add_argument("--approve", action="store_true", help="approve the plan of the revision given with --sot (you read it with `vaquero plan` first)")
-    p.add_argument("--token-file", help="API admin token (default: made once in DATA_DIR/token)")
-    p.add_argument("--no-agent", action="store_true", help="do not start the boot services (an agent runs elsewhere)")
-    p.set_defaults(func=cmd_standalone)
-
     p = sub.add_parser("run", help="runs of approved plans: list, show, steps, approve, pause, resume, abort")
     p.add_argument("verb", choices=["list", "show", "steps", "approve", "pause", "resume", "abort"])
     p.add_argument("id", nargs="?", help="the run id (= the plan id)")

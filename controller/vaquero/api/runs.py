@@ -1,6 +1,6 @@
 """Operator controls of a run, as an APIRouter the controller API mounts: pause, resume, abort, steps.
 
-    app.include_router(vaquero.runner.api.router)
+    app.include_router(vaquero.api.runs.router)
 
 - ``POST /v1/runs/{id}/pause``: the run finishes the host steps under way and starts no new one;
 - ``POST /v1/runs/{id}/resume``: it goes on where it stopped;
@@ -12,14 +12,15 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 
-from vaquero.api.auth import require
-from vaquero.api.settings import Token
+from vaquero.runner import records as R
 
-from . import records as R
+from .auth import require
+from .settings import Token
 
 router = APIRouter(tags=["runs"])
 
@@ -66,3 +67,11 @@ def run_steps(rid: str, request: Request) -> dict[str, Any]:
     if store.get(R.run_key(rid)) is None:
         raise HTTPException(404, f"no run {rid}")
     return {"run": rid, "steps": sorted(R.steps(store, rid).values(), key=lambda s: (s.get("wave") or 0, s["host"]))}
+
+
+def attach(app: Any, store: Any, data_dir: str | Path, **worker_options: Any) -> Any:
+    """Mount the operator router on a FastAPI `app` and start a RunWorker on `store`; returns the worker."""
+    from vaquero.runner.worker import RunWorker
+
+    app.include_router(router)
+    return RunWorker(store, data_dir, **worker_options).start()
