@@ -95,6 +95,18 @@ def test_server_over_https_webhook_and_apply(tmp_path, sot_repo):
                 timeout=60,
             )
             assert denied.returncode == 2 and "403" in denied.stderr
+            # `vaquero run approve --digest` binds to the plan the approver read: a wrong digest is a 409.
+            reader = {"Authorization": f"Bearer {TOKENS['reader'][1]}"}
+            pending = [p for p in client.get("/v1/plans", headers=reader).json()["plans"] if p["sha"] == second]
+            assert [p["state"] for p in pending] == ["pending_approval"], pending
+            plan = client.get(f"/v1/plans/{pending[0]['id']}", headers=reader).json()
+            run_cli = [sys.executable, "-m", "vaquero.cli", "run", "approve", plan["id"], "--server", base, "--cacert", str(cert)]
+            wrong = subprocess.run([*run_cli, "--digest", "0" * 64], capture_output=True, text=True, env=apply_env, timeout=60)
+            assert wrong.returncode != 0 and "409" in wrong.stderr, wrong.stderr
+            assert client.get(f"/v1/plans/{plan['id']}", headers=reader).json()["state"] == "pending_approval"
+            right = subprocess.run([*run_cli, "--digest", plan["digest"]], capture_output=True, text=True, env=apply_env, timeout=60)
+            assert right.returncode == 0, right.stderr
+            assert client.get(f"/v1/plans/{plan['id']}", headers=reader).json()["state"] in ("approved", "running", "succeeded", "failed")
             plans = client.get("/v1/plans", headers={"Authorization": f"Bearer {TOKENS['reader'][1]}"}).json()["plans"]
             assert {p["sha"] for p in plans} == {sha, second}
             metrics = client.get("/metrics", headers={"Authorization": f"Bearer {TOKENS['reader'][1]}"}).text

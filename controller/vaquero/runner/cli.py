@@ -25,7 +25,12 @@ def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any]
     import httpx
 
     url = args.server.rstrip("/") + path
-    resp = httpx.request(method, url, headers={"Authorization": f"Bearer {_token(args)}"}, json=body, timeout=30)
+    verify: Any = True
+    if args.cacert:
+        import ssl
+
+        verify = ssl.create_default_context(cafile=args.cacert)
+    resp = httpx.request(method, url, headers={"Authorization": f"Bearer {_token(args)}"}, json=body, timeout=30, verify=verify)
     if resp.status_code >= 400:
         try:
             detail = resp.json().get("detail")
@@ -52,8 +57,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"wave {s.get('wave')}  {s['host']:<20} {s.get('action'):<10} {s.get('state'):<10} attempt {s.get('attempt')}  {s.get('error') or ''}")
     elif verb == "approve":
         # An approval binds to the plan as read: its digest (a plan that changed in between gets a 409).
-        plan = _call(args, "GET", f"/v1/plans/{args.id}")
-        print(json.dumps(_call(args, "POST", f"/v1/plans/{args.id}/approve", {"digest": plan.get("digest") or ""}), indent=2))
+        # --digest binds to what the approver read earlier (`vaquero run show` / the API print it);
+        # without it, the plan text this approval binds to is printed first, on stderr.
+        digest = args.digest
+        if not digest:
+            plan = _call(args, "GET", f"/v1/plans/{args.id}")
+            digest = plan.get("digest") or ""
+            print(plan.get("text") or "(no plan text)", file=sys.stderr)
+            print(f"approving plan {args.id} with digest {digest}", file=sys.stderr)
+        print(json.dumps(_call(args, "POST", f"/v1/plans/{args.id}/approve", {"digest": digest}), indent=2))
     elif verb in ("pause", "resume", "abort"):
         run = _call(args, "POST", f"/v1/runs/{args.id}/{verb}")
         print(f"run {args.id}: {verb} requested (state {run.get('state')}, paused {run.get('paused')})")
@@ -67,6 +79,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--server", default=os.environ.get("VAQUERO_SERVER", "http://127.0.0.1:8000"))
     p.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="where standalone keeps its API token")
     p.add_argument("--token-file", help="file with an API token (else VAQUERO_TOKEN or DATA_DIR/token)")
+    p.add_argument("--cacert", help="CA certificate (PEM) to verify an https --server with")
+    p.add_argument("--digest", help="approve: the digest of the plan you read (refused with 409 if the plan changed since)")
     p.set_defaults(func=cmd_run)
 
 
