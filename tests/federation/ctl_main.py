@@ -12,6 +12,7 @@ from pathlib import Path
 import uvicorn
 
 from vaquero.api.app import create_app
+from vaquero.api.auth import require
 from vaquero.api.settings import Settings, Tokens
 from vaquero.federation.server import include
 from vaquero.logs import setup_logging
@@ -27,7 +28,7 @@ def main() -> None:
     settings = Settings(data_dir=Path(store_path).parent / "ctl-data", tokens=Tokens.load(api_tokens, env=""))
     # exactly what `vaquero server` does: create_app, then include the agents' routes
     app = create_app(settings, store, start_gate=False)
-    include(app, store, settings, agent_tokens)
+    include(app, store, settings, agent_tokens, operator_auth=require)
     uvicorn.run(app, host=host, port=int(port), ssl_certfile=cert, ssl_keyfile=key, log_config=None, log_level=logging.DEBUG, timeout_graceful_shutdown=1)
 
 

@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from vaquero.agent.federated import FederatedAgent, bundle_check
 from vaquero.agent.service import AgentConfig
-from vaquero.federation.agent import FederatedAgent, bundle_check
 from vaquero.federation.client import ClientConfig, FederationClient
 from vaquero.state.machine import Event, transition
 from vaquero.state.sqlite import SQLiteStore

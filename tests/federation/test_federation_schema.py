@@ -13,6 +13,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from vaquero.api.app import create_app
+from vaquero.api.auth import require
 from vaquero.api.settings import Settings, Tokens
 from vaquero.federation.server import router
 from vaquero.federation.tokens import AgentTokens
@@ -29,7 +30,7 @@ def app(tmp_path_factory):
     move(store, "etcd1", "ready", "pending", "netbooting")
     settings_ = Settings(data_dir=tmp, tokens=Tokens.parse(f"reader:read:{READ_TOKEN}", "test"))
     tokens = AgentTokens.parse("".join(f"{n}:agent:{t}\n" for n, t in AGENT_TOKENS.items()), "test")
-    yield create_app(settings_, store, start_gate=False, routers=[router(store, settings_, agent_tokens=tokens)])
+    yield create_app(settings_, store, start_gate=False, routers=[router(store, settings_, operator_auth=require, agent_tokens=tokens)])
     store.close()
 
 

@@ -67,9 +67,9 @@ def run(args: argparse.Namespace) -> int:
                 "give an https:// URL (or --insecure-http, for isolated labs only)"
             )
         # Federated: the SoT comes from the controller's bundle (cached on disk), not from --sot.
-        from vaquero.federation.agent import run_federated
+        from .federated import run_federated
 
-        return run_federated(args)
+        return run_federated(args, config_from_args)
     if not args.sot:
         raise SystemExit("vaquero agent: give --sot (serve a SoT directly) or --controller (follow a controller)")
     from vaquero.logs import setup_logging

@@ -108,10 +108,11 @@ def cmd_server(args: argparse.Namespace) -> int:
     # The gate (validate + plan of revisions) runs only on the leader, started and stopped with the run worker.
     app = create_app(settings, store, start_gate=False)
     from ..federation import server as federation
+    from .auth import require
 
     try:
         # Agent tokens: their own file, or the `agent` lines of the API tokens file.
-        federation.include(app, store, settings, args.agent_tokens_file or args.tokens_file)
+        federation.include(app, store, settings, args.agent_tokens_file or args.tokens_file, operator_auth=require)
     except SettingsError as exc:
         print(f"vaquero server: {exc}", file=sys.stderr)
         return 2

@@ -146,9 +146,10 @@ def _tokens_from(settings: Any) -> AgentTokens:
     return AgentTokens.load(getattr(settings, "agent_tokens_file", None) or getattr(settings, "tokens_file", None))
 
 
-def router(store: Store, settings: Any, *, agent_tokens: AgentTokens | None = None) -> APIRouter:
+def router(store: Store, settings: Any, *, operator_auth: Callable[[str], Any], agent_tokens: AgentTokens | None = None) -> APIRouter:
     """The /v1/agents routes over `store`. Agent tokens: `agent_tokens`, else `settings.agent_tokens`,
-    else the `agent` lines of `settings.agent_tokens_file` and $VAQUERO_AGENT_TOKENS."""
+    else the `agent` lines of `settings.agent_tokens_file` and $VAQUERO_AGENT_TOKENS. `operator_auth(role)`
+    is the API's dependency for an operator token of that role (given by the API: the federation sits below it)."""
     tokens = agent_tokens if agent_tokens is not None else _tokens_from(settings)
     builder = BundleBuilder(store)
     r = APIRouter(tags=["agents"], route_class=BoundedBodyRoute)
@@ -171,12 +172,7 @@ def router(store: Store, settings: Any, *, agent_tokens: AgentTokens | None = No
             raise HTTPException(403, f"this token belongs to agent {owner!r}, not {agent!r}")
         return agent
 
-    def _read_auth() -> Any:
-        from vaquero.api.auth import require
-
-        return require("read")
-
-    @r.get("/v1/agents", summary="agents: last heartbeat, bundle version they serve, events queued", dependencies=[Depends(_read_auth())])
+    @r.get("/v1/agents", summary="agents: last heartbeat, bundle version they serve, events queued", dependencies=[Depends(operator_auth("read"))])
     def list_agents() -> dict[str, Any]:
         items = [rec.value for rec in store.list("/agents/")]
         now = time.time()
@@ -302,10 +298,10 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--agent-tokens-file", help="agent tokens, lines name:agent:token (name = the agent's name in its Site); also $VAQUERO_AGENT_TOKENS")
 
 
-def include(app: Any, store: Store, settings: Any, agent_tokens_file: str | None = None) -> AgentTokens:
+def include(app: Any, store: Store, settings: Any, agent_tokens_file: str | None = None, *, operator_auth: Callable[[str], Any]) -> AgentTokens:
     """Mount the /v1/agents routes into the API app (after create_app). Raises TokenError for a bad tokens file."""
     tokens = AgentTokens.load(agent_tokens_file)
     if not len(tokens):
         log.warning("no agent tokens (--agent-tokens-file or $VAQUERO_AGENT_TOKENS): every agent will get 401")
-    app.include_router(router(store, settings, agent_tokens=tokens))
+    app.include_router(router(store, settings, operator_auth=operator_auth, agent_tokens=tokens))
     return tokens

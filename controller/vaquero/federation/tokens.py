@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..api.settings import SettingsError, Tokens
+from ..tokens import SettingsError, Tokens
 
 AGENT_ROLE = "agent"
 AGENT_TOKENS_ENV = "VAQUERO_AGENT_TOKENS"
@@ -18,7 +18,7 @@ TokenError = SettingsError  # a malformed tokens file; the message never quotes 
 
 
 class AgentTokens:
-    """The `agent` lines of a tokens file, parsed by the API's one token parser (api.settings.Tokens)."""
+    """The `agent` lines of a tokens file, parsed by the one token parser (vaquero.tokens.Tokens)."""
 
     def __init__(self, tokens: Tokens) -> None:
         self._tokens = tokens.with_role(AGENT_ROLE)

@@ -6,14 +6,16 @@ import json
 from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
 from .errors import SoTError
-from .loader import SoT
 from .models import PHASES, Cluster, Host, Policy, cloud_config_error, cmdline_error, normalize_cmdline
 from .templates import config_source, environment, host_context
+
+if TYPE_CHECKING:  # annotations only: the loader runs these checks, so it is the one that imports
+    from .loader import SoT
 
 
 def resolve_count(value: int | str, total: int) -> int:

@@ -1,11 +1,7 @@
 """`vaquero agent --controller URL`: the boot services fed by the controller's bundle.
 
-The lead wires it into agent/cli.py:
-
-    from vaquero.federation.client import add_arguments      # in add_arguments(p); make --sot optional
-    if args.controller:                                       # first thing in run(args)
-        from vaquero.federation.agent import run_federated
-        return run_federated(args)
+The agent is fed by a bundle source, the federation client (:mod:`vaquero.federation.client`):
+the federation knows nothing of the agent, the agent uses the client it is given.
 
 The agent starts from the cached bundle when there is one (so a restart during a partition
 serves at once), else waits for the controller's first bundle. A newer bundle is rendered
@@ -26,10 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .client import ClientConfig, FederationClient, _atomic_write, config_from_args
+from vaquero.federation.client import ClientConfig, FederationClient, _atomic_write, config_from_args
 
 log = logging.getLogger("vaquero.federation")
 
@@ -61,17 +58,11 @@ class IntentLog:
         _atomic_write(self.path, json.dumps(self.armed, sort_keys=True).encode())
 
 
-def agent_config(args: argparse.Namespace, sot: Path) -> Any:
-    from vaquero.agent.cli import config_from_args
-
-    return config_from_args(args, str(sot))
-
-
 class FederatedAgent:
     """An `agent.service.Agent` whose SoT comes from the bundle cache, and a sync loop beside it."""
 
     def __init__(self, client: FederationClient, agent_cfg: Any) -> None:
-        from vaquero.agent.service import Agent
+        from .service import Agent
 
         self.client = client
         self.agent = Agent(agent_cfg)
@@ -187,20 +178,22 @@ def start_client(cfg: ClientConfig, *, site: str | None = None, wait: float | No
     return client
 
 
-def run_federated(args: argparse.Namespace) -> int:
+def run_federated(args: argparse.Namespace, agent_config: Callable[[argparse.Namespace, str], Any]) -> int:
+    """Serve the bundle's SoT; `agent_config(args, sot)` is the command line's AgentConfig builder."""
     import uvicorn
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    from vaquero.agent.fasthttp import AGENT_LIMITS, BootHttpProtocol
-    from vaquero.agent.service import terminate_on_signals
     from vaquero.httpserver import server_config
     from vaquero.logs import setup_logging
+
+    from .fasthttp import AGENT_LIMITS, BootHttpProtocol
+    from .service import terminate_on_signals
 
     setup_logging(args.log_level)
     terminate_on_signals()
     client = start_client(config_from_args(args), site=args.site)
     assert client.sot_path is not None
-    fa = FederatedAgent(client, agent_config(args, client.sot_path))
+    fa = FederatedAgent(client, agent_config(args, str(client.sot_path)))
     app = fa.prepare()
     fa.agent.start_boot_services()
     client.start()
