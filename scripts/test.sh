@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the whole test suite: set-up, ruff, ansible-test sanity, ansible-lint, a build + install
+# Run the whole test suite: set-up, ruff, import-linter, ansible-test sanity, ansible-lint, a build + install
 # of the collection checked with ansible-doc, then pytest. Every stage runs even when an earlier
 # one failed (setup excepted); the script exits non-zero if any stage failed. pytest runs last so
 # its summary line is the last thing printed. Extra arguments are passed to pytest, e.g.
@@ -66,6 +66,11 @@ stage_ruff() {
   done
   ruff --version
   ruff check "${paths[@]}"
+}
+
+stage_imports() {
+  # The layer contracts of pyproject.toml ([tool.importlinter], map in docs/architecture.md).
+  lint-imports --no-cache
 }
 
 stage_sanity() {
@@ -182,6 +187,7 @@ export PATH="$ROOT/.venv/bin:$PATH"
 export VIRTUAL_ENV="$ROOT/.venv"
 
 run_stage "ruff" stage_ruff
+run_stage "import-linter" stage_imports
 run_stage "ansible-test sanity" stage_sanity
 run_stage "ansible-lint (production)" stage_lint
 run_stage "collection build + install + ansible-doc" stage_galaxy
