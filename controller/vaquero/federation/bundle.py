@@ -19,8 +19,14 @@ netbooting or installing, `localboot` otherwise (state-driven netboot: an instal
 never sent back to its installer). `rendered` is what the controller rendered for this agent,
 for the agent to compare with its own rendering and for people to read.
 
-`version` changes when anything in the bundle changes (a new revision, or a host's intent
-under the same revision): it is the ETag, and what the agent sends back as `have`.
+`version` changes when anything in the bundle changes (a new revision, a host's intent
+under the same revision, a new leader): it is the ETag, and what the agent sends back as `have`.
+
+`fence` is the fencing token of the leader whose store state the bundle was built from (the
+leader key's revision, read before the state, so it never claims more than the state holds;
+null when no controller leads), and `store_id` the store's identity (a random id created once
+in the store under STORE_ID_KEY: a rebuilt store is a new identity). The agent refuses a bundle
+of the same store with a lower fence than one it accepted (docs/ha.md, section 4).
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +47,9 @@ import yaml
 from vaquero.sot import SoT
 from vaquero.sot.loader import DOC_FOLDERS, load
 from vaquero.sot.models import Site
+from vaquero.state.leader import leader_key
 from vaquero.state.machine import current
-from vaquero.state.store import Store
+from vaquero.state.store import FencedStore, Store
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,8 @@ CURRENT_KEY = "/sites-applied/current"
 INSTALL_STATES = frozenset({"netbooting", "installing"})
 MAX_FILE = 16 << 20  # a non-document file larger than this is left out (assets belong in the asset root)
 MAX_TOTAL = 64 << 20
+STORE_ID_KEY = "/store/id"
+LEADER_KEY = leader_key("controller")  # the elector's default name, as `vaquero server` runs it
 
 
 class BundleError(Exception):
@@ -151,6 +162,31 @@ def _rendered(sot: SoT, site: Site, agent: str) -> dict[str, Any]:
     return {"base_url": b.base_url, "chain": b.chain, "dhcp": b.dhcp, "hosts": hosts}
 
 
+def store_identity(store: Store) -> str:
+    """The store's identity, created on first use: cas(expect=0) lets one controller win the race."""
+    for _ in range(3):
+        rec = store.get(STORE_ID_KEY)
+        if rec is not None:
+            sid = rec.value.get("id")
+            if not isinstance(sid, str) or not sid:
+                raise BundleError(503, f"the store's identity record {STORE_ID_KEY} is malformed")
+            return sid
+        # Not run state: a follower may create it too, so a fenced store's inner store takes the write.
+        raw = store.inner if isinstance(store, FencedStore) else store
+        if raw.cas(STORE_ID_KEY, {"id": secrets.token_hex(16), "created": time.time()}, expect=0) is None:
+            continue
+    rec = store.get(STORE_ID_KEY)
+    if rec is None or not isinstance(rec.value.get("id"), str):
+        raise BundleError(503, "the store's identity cannot be read")
+    return str(rec.value["id"])
+
+
+def leader_fence(store: Store) -> int | None:
+    """The current leader's fencing token (its key's revision), or None when no controller leads."""
+    rec = store.get(LEADER_KEY)
+    return rec.revision if rec is not None else None
+
+
 def intent_of(state: str | None) -> str:
     return "install" if state in INSTALL_STATES else "localboot"
 
@@ -226,6 +262,10 @@ class BundleBuilder:
         return part
 
     def build(self, agent: str) -> dict[str, Any]:
+        # The fence is read before the state: if a new leader writes in between, the bundle carries the
+        # older token (a lower bound), never a token newer than the state it was built from.
+        store_id = store_identity(self.store)
+        fence = leader_fence(self.store)
         applied = self.applied()
         sot, site, _ = self.site_hosts(agent)
         part = self._static_part(applied, sot, site, agent)
@@ -245,6 +285,6 @@ class BundleBuilder:
                 "attempt": rec.get("attempt") if rec else None,
                 "intent": intent_of(state),
             }
-        digest = hashlib.sha256(json.dumps([part["files_digest"], part.get("plan"), hosts], sort_keys=True).encode()).hexdigest()[:16]
+        digest = hashlib.sha256(json.dumps([part["files_digest"], part.get("plan"), hosts, fence, store_id], sort_keys=True).encode()).hexdigest()[:16]
         tree = part["sha"] or hashlib.sha256(str(applied["root"]).encode()).hexdigest()[:12]
-        return {**part, "hosts": hosts, "version": f"{tree}+{digest}"}
+        return {**part, "hosts": hosts, "fence": fence, "store_id": store_id, "version": f"{tree}+{digest}"}

@@ -12,6 +12,9 @@ under STATE_DIR/federation/:
     sot/<version>/      its SoT folder, what the boot services load (`--sot`)
     events.sqlite       the event queue: an event leaves it only once the controller answered
                         for its id (applied, duplicate or refused), so a restart loses nothing
+    fence.json          the controller store's identity and the highest leader fence accepted from it:
+                        a bundle of that store with a lower fence is refused (built from older state
+                        by, or for, a deposed leader); a new store identity is accepted with a warning
 
 While the controller is unreachable the loop backs off exponentially with jitter (up to
 `backoff_max` seconds) and keeps the queue; when it answers again the queue is replayed in
@@ -27,6 +30,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import sqlite3
 import ssl
@@ -50,6 +54,8 @@ log = logging.getLogger("vaquero.federation")
 
 TOKEN_ENV = "VAQUERO_CONTROLLER_TOKEN"
 FORMAT = 1
+STORE_ID = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
+MAX_FENCE = (1 << 63) - 1  # etcd revisions are int64
 
 
 class FederationError(Exception):
@@ -205,6 +211,65 @@ class BundleCache:
             return None
 
 
+# -- the fence mark ---------------------------------------------------------------------------
+
+
+def bundle_fence(bundle: dict[str, Any]) -> tuple[str, int | None]:
+    """(store_id, fence) of a bundle, typed; FederationError when either is missing or malformed."""
+    sid, fence = bundle.get("store_id"), bundle.get("fence")
+    if not isinstance(sid, str) or not STORE_ID.match(sid):
+        raise FederationError("bundle: no valid store_id (a controller too old to fence, or a forged bundle)")
+    if fence is not None and (isinstance(fence, bool) or not isinstance(fence, int) or not 0 <= fence <= MAX_FENCE):
+        raise FederationError("bundle: fence is not a revision (a non-negative integer or null)")
+    return sid, fence
+
+
+class FenceMark:
+    """The highest leader fence accepted, for one store identity, on disk (fence.json, atomic writes)."""
+
+    def __init__(self, path: Path, cached: dict[str, Any] | None) -> None:
+        self.path = path
+        self.store_id: str | None = None
+        self.fence: int | None = None
+        try:
+            raw = json.loads(path.read_bytes())
+            self.store_id, self.fence = bundle_fence(raw if isinstance(raw, dict) else {})
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, FederationError) as exc:
+            log.error("fence mark %s unreadable (%s): the cached bundle's fence stands in", path, exc)
+        if cached is not None:  # bundle.json may be newer than fence.json (crash between the two writes)
+            try:
+                sid, fence = bundle_fence(cached)
+            except FederationError:
+                return
+            if self.store_id is None or (sid == self.store_id and self._lower(self.fence, fence)):
+                self.store_id, self.fence = sid, fence
+
+    @staticmethod
+    def _lower(a: int | None, b: int | None) -> bool:
+        """a < b, with null (built while no controller led) below every token."""
+        return b is not None and (a is None or a < b)
+
+    def refusal(self, store_id: str, fence: int | None) -> str | None:
+        """Why a bundle (store_id, fence) must be refused, or None."""
+        if self.store_id is None or store_id != self.store_id:
+            return None
+        if self._lower(fence, self.fence):
+            got = "no leader (null)" if fence is None else str(fence)
+            return f"stale leader fence: this bundle was built under fence {got}, a bundle of the same store under fence {self.fence} was accepted"
+        return None
+
+    def accept(self, store_id: str, fence: int | None) -> None:
+        if self.store_id is not None and store_id != self.store_id:
+            # A rebuilt store is an operator act (docs/ha.md): its fences start again, so the old mark cannot hold.
+            log.warning("bundle from a new controller store %s (was %s, fence %s): fence mark reset to %s", store_id, self.store_id, self.fence, fence)
+        elif not self._lower(self.fence, fence) and self.store_id is not None:
+            return  # equal fence (same leader): nothing new to persist
+        _atomic_write(self.path, json.dumps({"store_id": store_id, "fence": fence, "time": time.time()}, sort_keys=True).encode())
+        self.store_id, self.fence = store_id, fence
+
+
 # -- the sync loop ---------------------------------------------------------------------------
 
 
@@ -255,6 +320,7 @@ class FederationClient:
         self.queue = EventQueue(self.dir / "events.sqlite")
         self.cache = BundleCache(self.dir)
         self.bundle: dict[str, Any] | None = self.cache.load()
+        self.mark = FenceMark(self.dir / "fence.json", self.bundle)
         self.started = time.time()
         self.failures = 0
         self.connected = False
@@ -326,6 +392,23 @@ class FederationClient:
         version = str(bundle["version"])
         if version == self.rejected:
             return False
+        try:
+            store_id, fence = bundle_fence(bundle)
+            why = self.mark.refusal(store_id, fence)
+        except FederationError as exc:
+            why = str(exc)
+        if why is not None:
+            self.rejected, self.rejected_why = version, why[:500]
+            log.error(
+                "bundle %s (site %s, sha %s) refused: %s; still serving %s",
+                version,
+                bundle.get("site"),
+                bundle.get("sha"),
+                why,
+                self.version,
+                extra=self._ctx(refused_sha=bundle.get("sha"), refused_site=bundle.get("site")),
+            )
+            return False
         folder = self.cache.stage(bundle)
         if self.check is not None:
             try:
@@ -334,6 +417,7 @@ class FederationClient:
                 self.rejected, self.rejected_why = version, f"{type(exc).__name__}: {exc}"[:500]
                 log.error("bundle %s refused: %s; still serving %s", version, self.rejected_why, self.version, extra=self._ctx())
                 return False
+        self.mark.accept(store_id, fence)  # before bundle.json: a crash in between leaves the mark high, never low
         self.cache.commit(bundle)
         old = self.version
         self.bundle = bundle
