@@ -40,6 +40,7 @@ from fed_helpers import (
 )
 
 from vaquero.federation.bundle import store_identity
+from vaquero.federation.client import FederationError, FenceMark, bundle_fence
 from vaquero.state.leader import LeaderElector
 from vaquero.state.sqlite import SQLiteStore
 
@@ -231,3 +232,30 @@ def test_a_rebuilt_store_is_a_new_identity_accepted_with_a_warning(
     ne.stop()
     wait_for(lambda: agent.client.rejected is not None, 60, "a leaderless bundle of the rebuilt store refused")
     assert "no leader" in (agent.client.rejected_why or "") and agent.client.bundle["fence"] == new_fence
+
+
+@pytest.mark.parametrize(
+    "fields, why",
+    [
+        ({}, "store_id"),
+        ({"store_id": "../x", "fence": 3}, "store_id"),
+        ({"store_id": "a" * 32, "fence": -1}, "fence"),
+        ({"store_id": "a" * 32, "fence": True}, "fence"),
+        ({"store_id": "a" * 32, "fence": "7"}, "fence"),
+        ({"store_id": "a" * 32, "fence": 1 << 70}, "fence"),
+    ],
+)
+def test_a_bundle_without_a_typed_fence_is_refused(fields: dict[str, object], why: str) -> None:
+    with pytest.raises(FederationError, match=why):
+        bundle_fence(fields)
+
+
+def test_the_mark_falls_back_to_the_cached_bundle_when_fence_json_is_torn(tmp_path: Path) -> None:
+    path = tmp_path / "fence.json"
+    path.write_text('{"store_id": "abcdefgh", "fen')
+    mark = FenceMark(path, {"store_id": "abcdefgh", "fence": 9})
+    assert (mark.store_id, mark.fence) == ("abcdefgh", 9)
+    assert mark.refusal("abcdefgh", 8) is not None and mark.refusal("abcdefgh", None) is not None
+    assert mark.refusal("abcdefgh", 9) is None and mark.refusal("ijklmnop", 1) is None
+    mark.accept("abcdefgh", 12)
+    assert json.loads(path.read_text())["fence"] == 12 and FenceMark(path, None).fence == 12
