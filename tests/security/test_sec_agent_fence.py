@@ -234,6 +234,57 @@ def test_a_rebuilt_store_is_a_new_identity_accepted_with_a_warning(
     assert "no leader" in (agent.client.rejected_why or "") and agent.client.bundle["fence"] == new_fence
 
 
+def test_a_killed_agent_process_keeps_its_mark(tmp_path: Path, fed: tuple[Applied, Pki, TokenFiles], closers: list[object]) -> None:
+    """`vaquero agent --controller` as a process: SIGKILLed after accepting leader B's bundle, started again
+    while only a controller serving the older leader's state answers: it refuses that bundle and serves B's."""
+    import test_federation_agent_process as agent_process  # the process wiring of tests/federation
+
+    applied, certs, tokens = fed
+    store = applied.store()
+    closers.append(store)
+    sid = store_identity(store)
+    move(store, "etcd3", "ready")
+    a = lead(store, "ctl-a")
+    stale_applied = Applied(applied.root, tmp_path / "stale" / "store.sqlite")
+    snapshot(applied.store_path, stale_applied.store_path)
+    fence_a = a.token
+    a.stop()
+    b = lead(store, "ctl-b")
+    closers.append(b)
+    move(store, "etcd3", "pending", "netbooting", plan="p-9", attempt=1)
+
+    port = free_port()
+    fresh = controller_on(tmp_path, "fresh", applied, certs, tokens, port)
+    closers.append(fresh)
+    state_dir, log = tmp_path / "agent", tmp_path / "agent.log"
+    proc = agent_process.AgentProcess(fresh, state_dir, free_port(), log)
+    closers.append(proc)
+    wait_for(lambda: (state_dir / "federation" / "fence.json").is_file() and fence_file(state_dir)["fence"] == b.token, 60, "B's bundle accepted")
+    good = json.loads((state_dir / "federation" / "bundle.json").read_text())["version"]
+    assert "installing etcd3" in proc.get(ETCD3).text
+
+    proc.kill()
+    fresh.stop()
+    stale = controller_on(tmp_path, "stale", stale_applied, certs, tokens, port)
+    closers.append(stale)
+    proc = agent_process.AgentProcess(stale, state_dir, free_port(), log)
+    closers.append(proc)
+    stale_store = stale_applied.store()
+    closers.append(stale_store)
+
+    def refused() -> bool:
+        rec = stale_store.get(f"/agents/{AGENT}")
+        return rec is not None and "stale leader fence" in (rec.value.get("rejected_why") or "")
+
+    wait_for(refused, 60, "the restarted process to refuse the stale bundle and say so")
+    rec = stale_store.get(f"/agents/{AGENT}").value
+    assert rec["version"] == good and f"fence {fence_a}" in rec["rejected_why"] and f"fence {b.token}" in rec["rejected_why"]
+    assert "installing etcd3" in proc.get(ETCD3).text
+    assert fence_file(state_dir)["store_id"] == sid and fence_file(state_dir)["fence"] == b.token
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{") and "stale leader fence" in line]
+    assert lines and lines[0]["level"].lower() == "error" and lines[0].get("site") == "dc-east" and lines[0].get("refused_sha") == SHA
+
+
 @pytest.mark.parametrize(
     "fields, why",
     [
