@@ -9,7 +9,8 @@ import httpx
 import pytest
 from fed_helpers import AGENT_TOKENS, READ_TOKEN, SECRETS, SHA, Controller
 
-from vaquero.federation.client import ClientConfig, FederationClient, backoff_delay
+from vaquero.federation.backoff import backoff_delay
+from vaquero.federation.client import ClientConfig, FederationClient
 from vaquero.render.bundle import render_site
 from vaquero.sot import load
 from vaquero.state.machine import timeline

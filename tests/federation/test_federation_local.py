@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from vaquero.federation.client import BundleCache, EventQueue, FederationError
+from vaquero.federation.cache import BundleCache
+from vaquero.federation.errors import FederationError
+from vaquero.federation.queue import EventQueue
 from vaquero.federation.tokens import AgentTokens, TokenError
 
 

@@ -40,7 +40,8 @@ from fed_helpers import (
 )
 
 from vaquero.federation.bundle import store_identity
-from vaquero.federation.client import FederationError, FenceMark, bundle_fence
+from vaquero.federation.cache import FenceMark, bundle_fence
+from vaquero.federation.errors import FederationError
 from vaquero.state.leader import LeaderElector
 from vaquero.state.sqlite import SQLiteStore
 

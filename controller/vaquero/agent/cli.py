@@ -7,6 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+# The controller's token for this agent, when no --controller-token-file is given.
+CONTROLLER_TOKEN_ENV = "VAQUERO_CONTROLLER_TOKEN"
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sot", help="SoT folder or URL@REV to serve directly (without --controller)")
@@ -29,6 +32,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-cert", type=Path, help="serve HTTP over TLS with this certificate (PEM, chain included)")
     p.add_argument("--tls-key", type=Path, help="the TLS certificate's private key (PEM)")
     p.add_argument("--log-level", default="info")
+
+
+def add_federation_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of a federated agent, one the controller feeds (--agent and --state-dir are shared)."""
+    g = p.add_argument_group("federation (an agent managed by a controller)")
+    g.add_argument("--controller", help="the controller's URL (https://...): pull the site bundle from it instead of reading --sot")
+    g.add_argument("--controller-token-file", help=f"file holding this agent's token (default: ${CONTROLLER_TOKEN_ENV})")
+    g.add_argument("--ca-file", help="CA certificate(s) that signed the controller's TLS certificate (default: the system CAs)")
+    g.add_argument("--sync-interval", type=float, default=10.0, help="seconds between syncs while connected (default 10)")
+    g.add_argument("--insecure-http", action="store_true", help="allow an http:// --controller (the token crosses in clear; isolated labs only)")
+    g.add_argument("--sync-backoff-max", type=float, default=30.0, help="longest wait between attempts while partitioned (default 30)")
+
+
+def client_config_from_args(args: argparse.Namespace) -> Any:
+    """The federation ClientConfig the command line describes; exits with a message when --agent or the token is missing."""
+    from vaquero.federation.client import ClientConfig
+    from vaquero.federation.tokens import TokenError, read_token
+
+    if not getattr(args, "agent", None):
+        raise SystemExit("vaquero agent --controller: --agent NAME is needed (the agent's name in its Site document)")
+    try:
+        token = read_token(getattr(args, "controller_token_file", None), CONTROLLER_TOKEN_ENV)
+    except TokenError as exc:
+        raise SystemExit(f"vaquero agent: {exc}") from None
+    if not token:
+        raise SystemExit(f"vaquero agent --controller: give --controller-token-file or set ${CONTROLLER_TOKEN_ENV}")
+    return ClientConfig(
+        controller=args.controller,
+        agent=args.agent,
+        token=token,
+        state_dir=Path(args.state_dir),
+        ca_file=getattr(args, "ca_file", None),
+        interval=getattr(args, "sync_interval", 10.0),
+        backoff_max=getattr(args, "sync_backoff_max", 30.0),
+        insecure_http=getattr(args, "insecure_http", False),
+    )
 
 
 def config_from_args(args: argparse.Namespace, sot: str) -> Any:
@@ -69,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         # Federated: the SoT comes from the controller's bundle (cached on disk), not from --sot.
         from .federated import run_federated
 
-        return run_federated(args, config_from_args)
+        return run_federated(args, client_config_from_args(args), config_from_args)
     if not args.sot:
         raise SystemExit("vaquero agent: give --sot (serve a SoT directly) or --controller (follow a controller)")
     from vaquero.logs import setup_logging
@@ -93,7 +132,5 @@ def add_parser(subparsers: Any) -> None:
         ),
     )
     add_arguments(p)
-    from vaquero.federation.client import add_arguments as add_federation_arguments
-
     add_federation_arguments(p)
     p.set_defaults(func=run)

@@ -1,7 +1,8 @@
 """`vaquero agent --controller URL`: the boot services fed by the controller's bundle.
 
-The agent is fed by a bundle source, the federation client (:mod:`vaquero.federation.client`):
-the federation knows nothing of the agent, the agent uses the client it is given.
+The agent is fed by a bundle source, the federation client (:mod:`vaquero.federation.client`),
+built from the ClientConfig the command line (:mod:`vaquero.agent.cli`) hands over: the federation
+knows nothing of the agent.
 
 The agent starts from the cached bundle when there is one (so a restart during a partition
 serves at once), else waits for the controller's first bundle. A newer bundle is rendered
@@ -26,7 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vaquero.federation.client import ClientConfig, FederationClient, _atomic_write, config_from_args
+from vaquero.federation.client import ClientConfig, FederationClient
+from vaquero.render.files import write_file
 
 log = logging.getLogger("vaquero.federation")
 
@@ -55,7 +57,7 @@ class IntentLog:
             self.armed.pop(host, None)
         else:
             self.armed[host] = intent
-        _atomic_write(self.path, json.dumps(self.armed, sort_keys=True).encode())
+        write_file(self.path, json.dumps(self.armed, sort_keys=True).encode(), mode=0o600)
 
 
 class FederatedAgent:
@@ -178,8 +180,8 @@ def start_client(cfg: ClientConfig, *, site: str | None = None, wait: float | No
     return client
 
 
-def run_federated(args: argparse.Namespace, agent_config: Callable[[argparse.Namespace, str], Any]) -> int:
-    """Serve the bundle's SoT; `agent_config(args, sot)` is the command line's AgentConfig builder."""
+def run_federated(args: argparse.Namespace, client_cfg: ClientConfig, agent_config: Callable[[argparse.Namespace, str], Any]) -> int:
+    """Serve the bundle's SoT from the controller `client_cfg` names; `agent_config(args, sot)` is the command line's AgentConfig builder."""
     import uvicorn
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -191,7 +193,7 @@ def run_federated(args: argparse.Namespace, agent_config: Callable[[argparse.Nam
 
     setup_logging(args.log_level)
     terminate_on_signals()
-    client = start_client(config_from_args(args), site=args.site)
+    client = start_client(client_cfg, site=args.site)
     assert client.sot_path is not None
     fa = FederatedAgent(client, agent_config(args, str(client.sot_path)))
     app = fa.prepare()

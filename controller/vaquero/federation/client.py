@@ -1,276 +1,42 @@
-"""The agent side of the federation link: pull and cache the site bundle, push queued events.
+"""The agent side of the federation link: the sync loop that pulls the site bundle and pushes queued events.
 
     client = FederationClient(ClientConfig(controller="https://ctl:8443", agent="east-agent-1", token=..., state_dir=...))
     client.wait_for_bundle()          # the cached bundle at once, or the controller's first one
     client.start()                    # background sync: pull (If-None-Match), push events, heartbeat
     client.queue.put({"host": "h1", "state": "installing", "reason": "installer called back"})
 
-Everything the agent needs to keep working while the controller is unreachable is on disk,
-under STATE_DIR/federation/:
+What the agent keeps on disk to work on while the controller is unreachable: the event queue
+(`queue.py`), the bundle cache and the fence mark (`cache.py`).
 
-    bundle.json         the last bundle, written atomically (temp file, fsync, rename)
-    sot/<version>/      its SoT folder, what the boot services load (`--sot`)
-    events.sqlite       the event queue: an event leaves it only once the controller answered
-                        for its id (applied, duplicate or refused), so a restart loses nothing
-    fence.json          the controller store's identity and the highest leader fence accepted from it:
-                        a bundle of that store with a lower fence is refused (built from older state
-                        by, or for, a deposed leader); a new store identity is accepted with a warning
-
-While the controller is unreachable the loop backs off exponentially with jitter (up to
-`backoff_max` seconds) and keeps the queue; when it answers again the queue is replayed in
-order. The controller applies each event id once, so sending a batch twice is harmless.
-The token goes only into the Authorization header: never into a log line or an exception.
+While the controller is unreachable the loop backs off exponentially with jitter (`backoff.py`, up
+to `backoff_max` seconds) and keeps the queue; when it answers again the queue is replayed in
+order. The token goes only into the Authorization header: never into a log line or an exception.
+The command line that builds a ClientConfig is the agent's (`vaquero.agent.cli`).
 """
 
 from __future__ import annotations
 
-import argparse
-import base64
-import json
 import logging
-import os
-import random
-import re
-import shutil
-import sqlite3
 import ssl
-import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from vaquero import __version__
-from vaquero.render.files import fsync_dir, write_file
 
-from .tokens import TokenError, read_token
+from .backoff import backoff_delay
+from .cache import BundleCache, FenceMark, bundle_fence
+from .errors import FederationError
+from .queue import EventQueue
 
 log = logging.getLogger("vaquero.federation")
 
-TOKEN_ENV = "VAQUERO_CONTROLLER_TOKEN"
 FORMAT = 1
-STORE_ID = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
-MAX_FENCE = (1 << 63) - 1  # etcd revisions are int64
-
-
-class FederationError(Exception):
-    """The controller answered, but not with what the agent needs (auth refused, bad bundle, 5xx)."""
-
-
-# -- the durable event queue -----------------------------------------------------------------
-
-
-class EventQueue:
-    """Append-only queue of host events in SQLite (synchronous=FULL); each event has a unique id.
-
-    `put` returns once the event is on disk. `ack(ids)` removes events the controller answered
-    for. `peek` returns the oldest events first.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, body TEXT NOT NULL)")
-        self.added = threading.Event()  # set by put: the sync loop pushes without waiting for its interval
-
-    def put(self, event: dict[str, Any]) -> str:
-        """Queue an event ({host, state, reason, ...}); gives it an id and a time when it has none. Returns the id."""
-        if not isinstance(event.get("host"), str) or not isinstance(event.get("state"), str):
-            raise ValueError("an event needs a host and a state")
-        ev = dict(event)
-        ev.setdefault("id", uuid.uuid4().hex)
-        ev.setdefault("time", time.time())
-        with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO queue (id, body) VALUES (?, ?)", (ev["id"], json.dumps(ev, sort_keys=True, default=str)))
-        self.added.set()
-        log.info("event queued: host -> %s", ev["state"], extra={"host": ev["host"], "event": ev["state"], "sha": ev.get("sha")})
-        return str(ev["id"])
-
-    def peek(self, limit: int = 100) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute("SELECT body FROM queue ORDER BY seq LIMIT ?", (limit,)).fetchall()
-        return [json.loads(r[0]) for r in rows]
-
-    def ack(self, ids: Iterable[str]) -> int:
-        ids = list(ids)
-        if not ids:
-            return 0
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            n = 0
-            for i in ids:
-                n += self._db.execute("DELETE FROM queue WHERE id = ?", (i,)).rowcount
-            self._db.execute("COMMIT")
-        return n
-
-    def __len__(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM queue").fetchone()[0])
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-
-# -- the bundle cache ------------------------------------------------------------------------
-
-
-def _atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    write_file(path, data, mode=mode)
-
-
-def _safe_rel(rel: str) -> PurePosixPath:
-    p = PurePosixPath(rel)
-    if not rel or p.is_absolute() or "\\" in rel or "\x00" in rel or any(part in ("", ".", "..") for part in rel.split("/")):
-        raise FederationError(f"bundle file name {rel[:100]!r} is not a plain relative path")
-    return p
-
-
-def _dir_name(version: str) -> str:
-    return "".join(c if c.isalnum() or c in "+-_." else "_" for c in version)[:200]
-
-
-class BundleCache:
-    """The last bundle on disk, and its SoT folder. Survives restarts; a torn write is impossible."""
-
-    def __init__(self, directory: str | Path) -> None:
-        self.dir = Path(directory)
-        self.path = self.dir / "bundle.json"
-
-    def load(self) -> dict[str, Any] | None:
-        try:
-            bundle: dict[str, Any] = json.loads(self.path.read_bytes())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            log.error("cached bundle %s unreadable (%s): waiting for the controller", self.path, exc)
-            return None
-        if not self.sot_path(bundle).is_dir():
-            try:
-                self._materialize(bundle)
-            except (OSError, FederationError) as exc:
-                log.error("cached bundle's SoT folder cannot be rebuilt: %s", exc)
-                return None
-        return bundle
-
-    def sot_path(self, bundle: dict[str, Any]) -> Path:
-        return self.dir / "sot" / _dir_name(str(bundle["version"]))
-
-    def _materialize(self, bundle: dict[str, Any]) -> Path:
-        final = self.sot_path(bundle)
-        if final.is_dir():
-            return final
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
-        try:
-            for rel, content in sorted(bundle.get("files", {}).items()):
-                target = tmp.joinpath(*_safe_rel(rel).parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                data = content["text"].encode("utf-8") if "text" in content else base64.b64decode(content["b64"])
-                target.write_bytes(data)
-            os.replace(tmp, final)
-            fsync_dir(final.parent)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return final
-
-    def stage(self, bundle: dict[str, Any]) -> Path:
-        """Write the bundle's SoT folder (atomically: a temp folder renamed); bundle.json still names the old one."""
-        return self._materialize(bundle)
-
-    def commit(self, bundle: dict[str, Any]) -> Path:
-        """bundle.json now names this bundle (the commit point); older folders are pruned, the previous one kept."""
-        previous = self.load_quiet()
-        folder = self._materialize(bundle)
-        _atomic_write(self.path, json.dumps(bundle, sort_keys=True).encode())
-        keep = {folder.name} | ({self.sot_path(previous).name} if previous else set())
-        for child in (self.dir / "sot").iterdir():
-            if child.name not in keep:
-                shutil.rmtree(child, ignore_errors=True)
-        return folder
-
-    def save(self, bundle: dict[str, Any]) -> Path:
-        self.stage(bundle)
-        return self.commit(bundle)
-
-    def load_quiet(self) -> dict[str, Any] | None:
-        try:
-            value: dict[str, Any] = json.loads(self.path.read_bytes())
-            return value
-        except (OSError, ValueError):
-            return None
-
-
-# -- the fence mark ---------------------------------------------------------------------------
-
-
-def bundle_fence(bundle: dict[str, Any]) -> tuple[str, int | None]:
-    """(store_id, fence) of a bundle, typed; FederationError when either is missing or malformed."""
-    sid, fence = bundle.get("store_id"), bundle.get("fence")
-    if not isinstance(sid, str) or not STORE_ID.match(sid):
-        raise FederationError("bundle: no valid store_id (a controller too old to fence, or a forged bundle)")
-    if fence is not None and (isinstance(fence, bool) or not isinstance(fence, int) or not 0 <= fence <= MAX_FENCE):
-        raise FederationError("bundle: fence is not a revision (a non-negative integer or null)")
-    return sid, fence
-
-
-class FenceMark:
-    """The highest leader fence accepted, for one store identity, on disk (fence.json, atomic writes)."""
-
-    def __init__(self, path: Path, cached: dict[str, Any] | None) -> None:
-        self.path = path
-        self.store_id: str | None = None
-        self.fence: int | None = None
-        try:
-            raw = json.loads(path.read_bytes())
-            self.store_id, self.fence = bundle_fence(raw if isinstance(raw, dict) else {})
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError, FederationError) as exc:
-            log.error("fence mark %s unreadable (%s): the cached bundle's fence stands in", path, exc)
-        if cached is not None:  # bundle.json may be newer than fence.json (crash between the two writes)
-            try:
-                sid, fence = bundle_fence(cached)
-            except FederationError:
-                return
-            if self.store_id is None or (sid == self.store_id and self._lower(self.fence, fence)):
-                self.store_id, self.fence = sid, fence
-
-    @staticmethod
-    def _lower(a: int | None, b: int | None) -> bool:
-        """a < b, with null (built while no controller led) below every token."""
-        return b is not None and (a is None or a < b)
-
-    def refusal(self, store_id: str, fence: int | None) -> str | None:
-        """Why a bundle (store_id, fence) must be refused, or None."""
-        if self.store_id is None or store_id != self.store_id:
-            return None
-        if self._lower(fence, self.fence):
-            got = "no leader (null)" if fence is None else str(fence)
-            return f"stale leader fence: this bundle was built under fence {got}, a bundle of the same store under fence {self.fence} was accepted"
-        return None
-
-    def accept(self, store_id: str, fence: int | None) -> None:
-        if self.store_id is not None and store_id != self.store_id:
-            # A rebuilt store is an operator act (docs/ha.md): its fences start again, so the old mark cannot hold.
-            log.warning("bundle from a new controller store %s (was %s, fence %s): fence mark reset to %s", store_id, self.store_id, self.fence, fence)
-        elif not self._lower(self.fence, fence) and self.store_id is not None:
-            return  # equal fence (same leader): nothing new to persist
-        _atomic_write(self.path, json.dumps({"store_id": store_id, "fence": fence, "time": time.time()}, sort_keys=True).encode())
-        self.store_id, self.fence = store_id, fence
-
-
-# -- the sync loop ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -286,12 +52,6 @@ class ClientConfig:
     timeout: float = 10.0
     batch: int = 200
     insecure_http: bool = False  # lab only: allow http://, the token then crosses the network in clear
-
-
-def backoff_delay(failures: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with jitter: uniform in [d/2, d], d = min(cap, base * 2**(failures-1))."""
-    d = min(cap, base * (2 ** max(0, failures - 1)))
-    return (rng or random).uniform(d / 2, d)
 
 
 class FederationClient:
@@ -579,38 +339,3 @@ class FederationClient:
         h = (b.get("hosts") or {}).get(host) or {}
         ev = {"host": host, "state": state, "reason": reason, "sha": h.get("sha") or b.get("sha"), "plan": h.get("plan"), "attempt": h.get("attempt")}
         return self.queue.put({**ev, **more})
-
-
-# -- command line ----------------------------------------------------------------------------
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of `vaquero agent` for a federated agent (it already has --agent and --state-dir)."""
-    g = p.add_argument_group("federation (an agent managed by a controller)")
-    g.add_argument("--controller", help="the controller's URL (https://...): pull the site bundle from it instead of reading --sot")
-    g.add_argument("--controller-token-file", help=f"file holding this agent's token (default: ${TOKEN_ENV})")
-    g.add_argument("--ca-file", help="CA certificate(s) that signed the controller's TLS certificate (default: the system CAs)")
-    g.add_argument("--sync-interval", type=float, default=10.0, help="seconds between syncs while connected (default 10)")
-    g.add_argument("--insecure-http", action="store_true", help="allow an http:// --controller (the token crosses in clear; isolated labs only)")
-    g.add_argument("--sync-backoff-max", type=float, default=30.0, help="longest wait between attempts while partitioned (default 30)")
-
-
-def config_from_args(args: argparse.Namespace) -> ClientConfig:
-    if not getattr(args, "agent", None):
-        raise SystemExit("vaquero agent --controller: --agent NAME is needed (the agent's name in its Site document)")
-    try:
-        token = read_token(getattr(args, "controller_token_file", None), TOKEN_ENV)
-    except TokenError as exc:
-        raise SystemExit(f"vaquero agent: {exc}") from None
-    if not token:
-        raise SystemExit(f"vaquero agent --controller: give --controller-token-file or set ${TOKEN_ENV}")
-    return ClientConfig(
-        controller=args.controller,
-        agent=args.agent,
-        token=token,
-        state_dir=Path(args.state_dir),
-        ca_file=getattr(args, "ca_file", None),
-        interval=getattr(args, "sync_interval", 10.0),
-        backoff_max=getattr(args, "sync_backoff_max", 30.0),
-        insecure_http=getattr(args, "insecure_http", False),
-    )
