@@ -8,29 +8,21 @@ with open_bmc(Endpoint("redfish", "10.0.0.5", "admin", "secret", host="node1")) 
 
 from __future__ import annotations
 
-from vaquero.bmc.base import (
-    DEFAULT_GUARD,
-    Bmc,
+from vaquero.bmc.base import Bmc
+from vaquero.bmc.errors import (
     BmcAuthError,
     BmcBusy,
     BmcCircuitOpen,
     BmcError,
+    BmcFenced,
     BmcProtocolError,
     BmcServerError,
     BmcTimeout,
     BmcUnreachable,
     BmcUnsupported,
-    BootDevice,
-    BootMode,
-    BootSetting,
-    Endpoint,
-    Guard,
-    GuardPolicy,
-    Inventory,
-    PowerAction,
-    PowerState,
-    Secret,
 )
+from vaquero.bmc.guard import DEFAULT_GUARD, FENCE_ENV, Guard, GuardPolicy
+from vaquero.bmc.values import BootDevice, BootMode, BootSetting, Endpoint, Inventory, PowerAction, PowerState, Secret
 
 
 def open_bmc(endpoint: Endpoint, guard: Guard | None = None, policy: GuardPolicy | None = None, **options: float) -> Bmc:
@@ -48,11 +40,13 @@ def open_bmc(endpoint: Endpoint, guard: Guard | None = None, policy: GuardPolicy
 
 __all__ = [
     "DEFAULT_GUARD",
+    "FENCE_ENV",
     "Bmc",
     "BmcAuthError",
     "BmcBusy",
     "BmcCircuitOpen",
     "BmcError",
+    "BmcFenced",
     "BmcProtocolError",
     "BmcServerError",
     "BmcTimeout",

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vaquero.bmc.base import Bmc, BootDevice, BootMode, BootSetting, PowerState
+from vaquero.bmc.base import Bmc
+from vaquero.bmc.values import BootDevice, BootMode, BootSetting, PowerState
 
 # "cycled" is the module's spelling (a state), "cycle" the CLI's (a verb): the same action.
 POWER_WANTS = ("on", "off", "cycle", "cycled", "reset", "status")

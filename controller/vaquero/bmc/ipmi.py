@@ -6,24 +6,10 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from vaquero.bmc.base import (
-    Bmc,
-    BmcAuthError,
-    BmcError,
-    BmcProtocolError,
-    BmcServerError,
-    BmcUnreachable,
-    BmcUnsupported,
-    BootDevice,
-    BootMode,
-    BootSetting,
-    Endpoint,
-    Guard,
-    GuardPolicy,
-    Inventory,
-    PowerAction,
-    PowerState,
-)
+from vaquero.bmc.base import Bmc
+from vaquero.bmc.errors import BmcAuthError, BmcError, BmcProtocolError, BmcServerError, BmcUnreachable, BmcUnsupported
+from vaquero.bmc.guard import Guard, GuardPolicy
+from vaquero.bmc.values import BootDevice, BootMode, BootSetting, Endpoint, Inventory, PowerAction, PowerState
 
 log = logging.getLogger("vaquero.bmc.ipmi")
 T = TypeVar("T")

@@ -12,25 +12,10 @@ import logging
 import time
 from typing import Any
 
-from vaquero.bmc.base import (
-    Bmc,
-    BmcAuthError,
-    BmcError,
-    BmcProtocolError,
-    BmcServerError,
-    BmcTimeout,
-    BmcUnreachable,
-    BmcUnsupported,
-    BootDevice,
-    BootMode,
-    BootSetting,
-    Endpoint,
-    Guard,
-    GuardPolicy,
-    Inventory,
-    PowerAction,
-    PowerState,
-)
+from vaquero.bmc.base import Bmc
+from vaquero.bmc.errors import BmcAuthError, BmcError, BmcProtocolError, BmcServerError, BmcTimeout, BmcUnreachable, BmcUnsupported
+from vaquero.bmc.guard import Guard, GuardPolicy
+from vaquero.bmc.values import BootDevice, BootMode, BootSetting, Endpoint, Inventory, PowerAction, PowerState
 
 log = logging.getLogger("vaquero.bmc.redfish")
 
