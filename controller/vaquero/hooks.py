@@ -25,7 +25,7 @@ from typing import Any
 import jinja2
 
 from vaquero.childenv import HOOK_ALLOW, ansible_env, child_env
-from vaquero.secrets import SECRETS_DIR_ENV
+from vaquero.secretref import SECRETS_DIR_ENV
 from vaquero.sot.loader import SoT
 from vaquero.sot.models import Cluster, Hook, Host
 from vaquero.sot.templates import BootUrls, environment, host_context, primary_network

@@ -36,8 +36,7 @@ from typing import Any
 import httpx
 import pytest
 
-from vaquero.bmc import Endpoint, Guard, open_bmc
-from vaquero.bmc.base import FENCE_ENV, BmcFenced
+from vaquero.bmc import FENCE_ENV, BmcFenced, Endpoint, Guard, open_bmc
 from vaquero.plan import make_plan
 from vaquero.runner import records as R
 from vaquero.runner.ansible import Launch, RunContext, record
@@ -554,7 +553,7 @@ def test_playbook_bmc_module_refuses_without_a_live_fence(tmp_path: Path, bmc_fl
     """The fence reaches the BMC modules of a real playbook: power.yml, launched as the worker launches it
     but with a fence whose deadline has passed, fails on the BMC task and sends the BMC nothing."""
     from vaquero.runner.ansible import launch
-    from vaquero.secrets import SecretsDir, env_references
+    from vaquero.secretref import SecretsDir, env_references
 
     bmc_port, ops_log, control = bmc_fleet
     monkeypatch.setenv("VAQUERO_LAB_BMC_PASSWORD", PASSWORD)

@@ -37,7 +37,7 @@ from vaquero.childenv import child_env
 from vaquero.hooks import run_hook
 from vaquero.lab.demo import StoreView, edit_cluster
 from vaquero.lab.netns import LabNetwork
-from vaquero.secrets import PREFIX, SecretsDir, sweep_stale
+from vaquero.secretref import PREFIX, SecretsDir, sweep_stale
 from vaquero.sot import load
 from vaquero.sot.source import resolve
 
@@ -298,7 +298,7 @@ def test_stale_sweep_spares_live_owners_foreign_names_and_symlinks(tmp_path: Pat
     code = textwrap.dedent(
         """
         import sys, time
-        from vaquero.secrets import SecretsDir
+        from vaquero.secretref import SecretsDir
         d = SecretsDir({"MY_DB_PASSWORD"}, base=sys.argv[1])
         print(d.path, flush=True)
         time.sleep(600)
@@ -323,7 +323,7 @@ def test_stale_sweep_spares_live_owners_foreign_names_and_symlinks(tmp_path: Pat
     assert not held.exists() and (victim / "keep").exists() and (base / f"{PREFIX}notapid").is_dir()
 
     # A process that ends normally with a folder still open (its run was under way) removes it on the way out.
-    leaver = "import sys\nfrom vaquero.secrets import SecretsDir\nprint(SecretsDir({'MY_DB_PASSWORD'}, base=sys.argv[1]).path)\nsys.exit(0)\n"
+    leaver = "import sys\nfrom vaquero.secretref import SecretsDir\nprint(SecretsDir({'MY_DB_PASSWORD'}, base=sys.argv[1]).path)\nsys.exit(0)\n"
     res = subprocess.run([sys.executable, "-c", leaver, str(base)], capture_output=True, text=True, env=env, timeout=60)
     assert res.returncode == 0 and res.stdout.strip().startswith(str(base / PREFIX)), res.stderr
     assert not Path(res.stdout.strip()).exists()

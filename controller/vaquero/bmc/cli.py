@@ -136,7 +136,7 @@ def endpoint_from_args(args: argparse.Namespace) -> Endpoint:
 
 def endpoint_from_sot(args: argparse.Namespace) -> Endpoint:
     """HOST's BMC from the SoT (``--sot`` or $VAQUERO_SOT); the password is read from its reference now."""
-    from ..secrets import SecretMissing, resolve_secret
+    from ..secretref import SecretMissing, resolve_secret
     from ..sot import load_spec
 
     sot = load_spec(args.sot)

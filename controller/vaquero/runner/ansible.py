@@ -6,7 +6,7 @@ plan's SHA. Each launch is one runner *ident* inside it (``artifacts/<ident>/``)
 attempt's artifacts are kept.
 
 What goes to Ansible: the playbook, ``--limit``, the inventory file and non-secret extravars
-(plan id, run id, SHA). Secrets never do: see :mod:`vaquero.secrets`. ansible-runner seeds
+(plan id, run id, SHA). Secrets never do: see :mod:`vaquero.secretref`. ansible-runner seeds
 the job's environment with the whole ``os.environ``; :func:`job_env` replaces it with the
 allow-listed one (:mod:`vaquero.childenv`) before the job starts, so neither ansible-playbook,
 nor the modules and hook commands under it, nor ``artifacts/<ident>/command`` see the
@@ -32,7 +32,7 @@ from typing import Any
 
 from vaquero.childenv import ansible_env
 from vaquero.content import content_dir
-from vaquero.secrets import SECRETS_DIR_ENV
+from vaquero.secretref import SECRETS_DIR_ENV
 from vaquero.state.machine import Event, State, TransitionRefused, current, transition
 from vaquero.state.store import Store
 

@@ -20,7 +20,7 @@ each wave, each launch and each write it checks the elector (a local check of th
 no store round trip, so a controller cut off from the store stops by itself); every write is a
 fenced transaction (:class:`vaquero.state.store.FencedStore`); a running playbook is cancelled
 as soon as the leadership is lost, and its BMC calls are refused past the lease deadline through
-the fence file (``$VAQUERO_FENCE_FILE``, see :mod:`vaquero.bmc.base`). A run whose fencing token
+the fence file (``$VAQUERO_FENCE_FILE``, see :mod:`vaquero.bmc.guard`). A run whose fencing token
 is older than ours belonged to a deposed leader: it is resumed at once, without waiting for its
 heartbeat to go stale.
 """
@@ -40,10 +40,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vaquero.bmc.base import FENCE_ENV
+from vaquero.bmc.guard import FENCE_ENV
 from vaquero.callback import AGENT_TOKEN_ENV
 from vaquero.policy import runtime
-from vaquero.secrets import SecretsDir, env_references, sweep_stale
+from vaquero.secretref import SecretsDir, env_references, sweep_stale
 from vaquero.sot.loader import SoT, load
 from vaquero.state.leader import LeaderElector, NotLeader
 from vaquero.state.machine import State, current

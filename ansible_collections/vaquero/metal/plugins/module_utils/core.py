@@ -27,7 +27,7 @@ try:
 
     from vaquero.callback import AGENT_TOKEN_ENV, CallbackError, agent_url, set_boot_mode, status_url, wait_for_callback
     from vaquero.hooks import HookError, run_hook
-    from vaquero.secrets import SecretMissing, resolve_secret
+    from vaquero.secretref import SecretMissing, resolve_secret
 
     HAS_VAQUERO = True
     VAQUERO_IMPORT_ERROR = None
