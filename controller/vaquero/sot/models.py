@@ -280,6 +280,16 @@ class Agent(Model):
     url: HttpUrl
 
 
+# How a host reaches its installer. pxe: DHCP hands out iPXE. virtual_media: the BMC (Redfish) attaches a
+# per-host ISO served by the agent, which sets the host's static address itself (no DHCP on the wire).
+# http: the BMC's UEFI HTTP boot target (Redfish UefiHttp), where the BMC offers it.
+BootMethod = Literal["pxe", "virtual_media", "http"]
+
+
+class Boot(Model):
+    method: BootMethod = Field("pxe", description="pxe (DHCP + iPXE), virtual_media (Redfish VirtualMedia ISO, static address) or http (UEFI HTTP boot)")
+
+
 class Site(Model):
     apiVersion: Literal["vaquero/v1"]
     kind: Literal["Site"]
@@ -288,6 +298,7 @@ class Site(Model):
     agents: list[Agent] = []
     networks: list[Network] = Field(min_length=1)
     credentials: dict[Key, Credential] = {}
+    boot: Boot | None = Field(None, description="how the site's hosts boot their installer (default pxe); a host's own boot overrides it")
 
 
 # --- Profile ------------------------------------------------------------------------------
@@ -457,6 +468,7 @@ class Host(Model):
     ips: dict[str, IPv4Address] = Field({}, description="address per network name")
     profile: Name | None = Field(None, description="overrides the cluster's profile")
     firmware: Literal["bios", "uefi"] = "bios"
+    boot: Boot | None = Field(None, description="overrides the site's boot method for this host")
     power: Literal["on", "off"] = "on"
     reinstall: int = Field(0, ge=0, description="bump to reinstall the host")
     vars: Vars = {}
@@ -503,6 +515,12 @@ class Cluster(Model):
 
 KINDS: dict[str, type[Model]] = {"Site": Site, "Profile": Profile, "Cluster": Cluster, "Hook": Hook}
 Document = Annotated[Site | Profile | Cluster | Hook, Field(discriminator="kind")]
+
+
+def boot_method(site: Site | None, host: Host) -> BootMethod:
+    """The host's own boot method, else its site's, else pxe."""
+    chosen = host.boot or (site.boot if site is not None else None)
+    return chosen.method if chosen is not None else "pxe"
 
 
 def json_schema() -> dict[str, Any]:

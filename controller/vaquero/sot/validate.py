@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from .errors import SoTError
-from .models import PHASES, Cluster, Host, Policy, cloud_config_error, cmdline_error, normalize_cmdline
-from .templates import config_source, environment, host_context
+from .models import PHASES, Cluster, Host, Policy, Site, boot_method, cloud_config_error, cmdline_error, normalize_cmdline
+from .templates import config_source, environment, host_context, primary_network
 
 if TYPE_CHECKING:  # annotations only: the loader runs these checks, so it is the one that imports
     from .loader import SoT
@@ -212,7 +212,23 @@ def _check_host(sot: SoT, cluster: Cluster, at: tuple[str | int, ...], host: Hos
             errors.append(sot.error("Cluster", cluster.name, path, f"unknown network {net_name!r} in site {site.name}"))
             continue
         errors += _check_ip(sot, cluster, path, ip, net)
+    errors += _check_boot(sot, cluster, at, host, site)
     return errors
+
+
+def _check_boot(sot: SoT, cluster: Cluster, at: tuple[str | int, ...], host: Host, site: Site) -> list[SoTError]:
+    """virtual_media and http are set through a Redfish BMC; virtual_media boots with no DHCP, so it needs a static address."""
+    method = boot_method(site, host)
+    if method == "pxe":
+        return []
+    path = (*at, "boot") if host.boot is not None else (*at, "bmc")
+    if host.bmc is None or host.bmc.type != "redfish":
+        return [sot.error("Cluster", cluster.name, path, f"boot method {method} is set through a Redfish BMC: host {host.name} has none")]
+    if method == "http" and host.firmware != "uefi":
+        return [sot.error("Cluster", cluster.name, (*at, "firmware"), "boot method http (UEFI HTTP boot) needs firmware: uefi")]
+    if method == "virtual_media" and primary_network(site, host).name not in host.ips:
+        return [sot.error("Cluster", cluster.name, (*at, "ips"), f"virtual_media boots without DHCP: host {host.name} needs a static address in ips")]
+    return []
 
 
 def _check_ip(sot: SoT, cluster: Cluster, path: tuple[str | int, ...], ip: IPv4Address, net: Any) -> list[SoTError]:
