@@ -87,6 +87,31 @@ def agent_url(sot: SoT, host: str) -> str:
     return status_url(sot, host).rsplit("/v1/boot/status/", 1)[0]
 
 
+def read_status(url: str, timeout: float = 10) -> dict[str, Any]:
+    """One read of a boot status URL (no token needed); CallbackError when the agent does not answer
+    with a JSON object. For read-before-write and for a check-mode look without waiting."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            body = resp.read(65536).decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(2048).decode(errors="replace")
+        raise CallbackError(f"no boot status at {url}: HTTP {exc.code}: {detail[:300]}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise CallbackError(f"agent unreachable at {url}: {getattr(exc, 'reason', exc)}") from None
+    try:
+        value = json.loads(body)
+    except ValueError:
+        raise CallbackError(f"the boot status at {url} is not JSON: {body[:200]!r}") from None
+    if not isinstance(value, dict):
+        raise CallbackError(f"the boot status at {url} is not an object: {body[:200]!r}")
+    return value
+
+
+def boot_status(base: str, host: str, timeout: float = 10) -> dict[str, Any]:
+    """The agent's boot state of ``host`` (GET /v1/boot/status/<host>)."""
+    return read_status(f"{base.rstrip('/')}/v1/boot/status/{host}", timeout)
+
+
 def set_boot_mode(base: str, host: str, mode: str, token: str | None, timeout: float = 10) -> dict[str, Any]:
     """Arm a host for install (``install``) or serve it ``localboot``, through the agent's admin API."""
     if mode not in ("install", "localboot"):

@@ -54,7 +54,7 @@ def test_dhcp_config_idempotent_check_diff(tmp_path):
     sot = str(REPO / "inventories" / "lab")
     task = {"name": "dhcp", "vaquero.metal.dhcp_config": {"sot": sot, "dest": str(tmp_path / "dnsmasq.conf"), "hosts_file": str(tmp_path / "hosts")}}
     r = play(tmp_path, [task], "--check", "--diff")["dhcp"]
-    assert r["changed"] and not (tmp_path / "dnsmasq.conf").exists() and "dhcp-range" in r["diff"]["after"]
+    assert r["changed"] and not (tmp_path / "dnsmasq.conf").exists() and "dhcp-range" in r["diff"][0]["after"]
     r = play(tmp_path, [task])["dhcp"]
     assert r["changed"] and r["hosts"] == 4 and r["flavor"] == "dnsmasq"
     assert "dhcp-hostsfile=" in (tmp_path / "dnsmasq.conf").read_text()

@@ -25,7 +25,7 @@ try:
     from vaquero.sot import SoTError, SoTInvalid, load
     from vaquero.sot.templates import primary_network
 
-    from vaquero.callback import AGENT_TOKEN_ENV, CallbackError, agent_url, set_boot_mode, status_url, wait_for_callback
+    from vaquero.callback import AGENT_TOKEN_ENV, CallbackError, agent_url, boot_status, installed, read_status, set_boot_mode, status_url, wait_for_callback
     from vaquero.hooks import HookError, run_hook
     from vaquero.secretref import SecretMissing, resolve_secret
 
@@ -93,6 +93,9 @@ except ImportError:
     primary_network = None
     AGENT_TOKEN_ENV = None
     agent_url = None
+    boot_status = None
+    installed = None
+    read_status = None
     set_boot_mode = None
     status_url = None
     wait_for_callback = None
@@ -120,14 +123,17 @@ __all__ = [
     "VAQUERO_IMPORT_ERROR",
     "agent_url",
     "asset_relpath",
+    "boot_status",
     "check_dhcp_config",
     "ensure_asset",
     "ensure_boot",
     "ensure_power",
+    "installed",
     "load",
     "mac_key",
     "open_bmc",
     "primary_network",
+    "read_status",
     "profile_assets",
     "render_dhcp",
     "render_dnsmasq",

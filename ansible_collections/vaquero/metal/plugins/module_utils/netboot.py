@@ -20,11 +20,12 @@ def netboot_argument_spec():
     )
 
 
-def netboot_module(extra_spec):
-    """The prologue of a netboot module: the shared SoT options plus ``extra_spec``."""
+def netboot_module(extra_spec, **kwargs):
+    """The prologue of a netboot module: the shared SoT options plus ``extra_spec``; ``kwargs`` go
+    to AnsibleModule (``add_file_common_args=True`` for modules that take file attributes)."""
     argument_spec = netboot_argument_spec()
     argument_spec.update(extra_spec)
-    return vaquero_module(argument_spec, supports_check_mode=True)
+    return vaquero_module(argument_spec, supports_check_mode=True, **kwargs)
 
 
 def load_sot(module):

@@ -35,7 +35,7 @@ options:
     elements: str
   timeout:
     description:
-      - Seconds to wait for each download to make progress.
+      - Seconds to wait for each download to make progress, from 1 to 3600.
     type: int
     default: 60
 attributes:
@@ -96,6 +96,8 @@ def main():
         )
     )
     p = module.params
+    if not 0 < p["timeout"] <= 3600:
+        module.fail_json(msg="timeout must be between 1 and 3600 seconds, not %s" % p["timeout"])
     sot = load_sot(module)
     b = bundle(module, sot)
     names = p["profiles"] if p["profiles"] is not None else sorted({h.profile for h in b.hosts.values() if h.profile})

@@ -36,17 +36,28 @@ options:
     required: true
     choices: [install, localboot]
   url:
-    description: The agent's base URL; defaults to the first agent of the host's site.
+    description: The agent's base URL (C(http://) or C(https://)); defaults to the first agent of the host's site.
     type: str
+  rearm:
+    description:
+      - With O(mode=install), arm a host that is already armed again - a fresh install token and
+        the next attempt number - and report a change. By default an armed host is left as it is
+        and nothing changes.
+    type: bool
+    default: false
 requirements:
   - vaquero
+notes:
+  - The agent's boot state of the host is read first (C(GET /v1/boot/status/<host>), no token);
+    the module asks for a change only when the host is not already in O(mode), and reports
+    success only after reading back that the agent now serves O(mode).
 attributes:
   check_mode:
     support: full
-    description: Reports the change without asking the agent.
+    description: Reads the agent's boot state and reports whether a real run would change it; changes nothing.
   diff_mode:
-    support: none
-    description: No diff.
+    support: full
+    description: Shows the boot mode (and the agent's state) before and after.
 """
 
 EXAMPLES = r"""
@@ -59,22 +70,54 @@ EXAMPLES = r"""
 
 RETURN = r"""
 status:
-  description: The agent's boot state of the host after the change.
+  description: The agent's boot state of the host after the run (before it, in check mode).
   returned: success
   type: dict
-  sample: {"host": "node1", "state": "install", "attempt": 2, "script": "install"}
+  sample: {"host": "node1", "state": "install", "attempt": 2, "script": "install", "since": 1764712345.2}
+previous_mode:
+  description: What the agent served the host before the run.
+  returned: success
+  type: str
+  sample: localboot
+mode:
+  description: What the agent serves the host after the run (what it would serve, in check mode).
+  returned: success
+  type: str
+  sample: install
 """
+
+import re
 
 from ansible_collections.vaquero.metal.plugins.module_utils.core import (
     AGENT_TOKEN_ENV,
     CallbackError,
     SecretMissing,
     agent_url,
+    boot_status,
     load,
     resolve_secret,
     set_boot_mode,
     vaquero_module,
 )
+
+# The SoT's name rule: the host goes into URL paths, so nothing else gets that far.
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_URL = re.compile(r"^https?://[A-Za-z0-9._:\[\]-]+(/[A-Za-z0-9._~/-]*)?$")
+
+
+def mode_of(status):
+    """What the agent serves the host: its ``script``, or what its state means (agent/state.py)."""
+    script = status.get("script")
+    if script in ("install", "localboot"):
+        return script
+    return "install" if status.get("state") == "install" else "localboot"
+
+
+def read(module, base, host):
+    try:
+        return boot_status(base, host)
+    except CallbackError as exc:
+        module.fail_json(msg=str(exc))
 
 
 def main():
@@ -84,25 +127,47 @@ def main():
             sot=dict(type="path", required=True),
             mode=dict(type="str", required=True, choices=["install", "localboot"]),
             url=dict(type="str"),
+            rearm=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
     p = module.params
+    if not _NAME.match(p["host"]):
+        module.fail_json(msg="host must be a SoT host name (a-z, 0-9, -), not %r" % p["host"][:64])
+    if p["url"] is not None and not _URL.match(p["url"]):
+        module.fail_json(msg="url must be an http:// or https:// base URL without query or spaces")
+    if p["rearm"] and p["mode"] != "install":
+        module.fail_json(msg="rearm is for mode=install only")
     try:
         base = p["url"] or agent_url(load(p["sot"], semantic=False), p["host"])
     except Exception as exc:  # the SoT could not be read, or the host has no agent
         module.fail_json(msg="%s: %s" % (type(exc).__name__, exc))
+
+    before = read(module, base, p["host"])
+    previous = mode_of(before)
+    out = dict(previous_mode=previous, mode=p["mode"])
+    wanted = previous != p["mode"] or p["rearm"]
+    if module._diff:
+        out["diff"] = dict(before=dict(mode=previous, state=before.get("state"), attempt=before.get("attempt")), after=dict(mode=p["mode"]))
+    if not wanted:
+        module.exit_json(changed=False, status=before, msg="%s: already %s" % (p["host"], previous), **out)
     if module.check_mode:
-        module.exit_json(changed=True, status={}, msg="would set %s to %s at %s" % (p["host"], p["mode"], base))
+        module.exit_json(changed=True, status=before, msg="would set %s from %s to %s at %s" % (p["host"], previous, p["mode"], base), **out)
     try:
         token = resolve_secret(env=AGENT_TOKEN_ENV)
     except SecretMissing:
         token = None
     try:
-        status = set_boot_mode(base, p["host"], p["mode"], token)
+        set_boot_mode(base, p["host"], p["mode"], token)
     except CallbackError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(changed=True, status=status, msg="%s: %s" % (p["host"], p["mode"]))
+        module.fail_json(msg=str(exc), **out)
+    # Success is what the agent reports afterwards, not what the POST answered.
+    after = read(module, base, p["host"])
+    if mode_of(after) != p["mode"] or (p["rearm"] and after.get("attempt") == before.get("attempt")):
+        module.fail_json(msg="the agent accepted %s for %s but reports %s" % (p["mode"], p["host"], mode_of(after)), status=after, **out)
+    if module._diff:
+        out["diff"]["after"].update(state=after.get("state"), attempt=after.get("attempt"))
+    module.exit_json(changed=True, status=after, msg="%s: %s" % (p["host"], p["mode"]), **out)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,15 @@ description:
   - The candidate is checked by the real daemon (C(dnsmasq --test) or C(kea-dhcp4 -t)) before it
     replaces O(dest); the file is only written when its bytes change, through a temporary file
     and a rename.
+  - O(mode), O(owner), O(group) and the other file attributes are applied to O(dest) and
+    O(hosts_file) the way M(ansible.builtin.copy) applies them (Ansible's own file-attribute code),
+    so an unquoted C(mode: 0644) means C(0644). Without O(mode), a new file gets C(0644) and an
+    existing file keeps its mode.
 author:
   - Vaquero developers (@vaquero)
 extends_documentation_fragment:
   - vaquero.metal.netboot
+  - ansible.builtin.files
 options:
   dest:
     description:
@@ -57,18 +62,13 @@ options:
         needs the interfaces to exist on the node running the module.
     type: bool
     default: true
-  mode:
-    description:
-      - Permissions of the written files.
-    type: raw
-    default: '0644'
 attributes:
   check_mode:
     support: full
-    description: Renders and validates, reports whether the files would change, writes nothing.
+    description: Renders and validates, reports whether the files or their attributes would change, writes nothing.
   diff_mode:
     support: full
-    description: Shows the configuration before and after.
+    description: Shows the configuration before and after, and each changed file attribute (mode, owner, group).
 seealso:
   - module: vaquero.metal.ipxe_config
   - module: vaquero.metal.assets
@@ -90,6 +90,9 @@ EXAMPLES = r"""
     flavor: kea
     efi_file: snponly.efi
     dest: /etc/kea/kea-dhcp4.conf
+    owner: root
+    group: _kea
+    mode: "0640"
 """
 
 RETURN = r"""
@@ -113,9 +116,16 @@ sha256:
   returned: always
   type: str
   sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+mode:
+  description: Permissions of O(dest) after the run (added by Ansible for a result naming a file).
+  returned: when O(dest) exists
+  type: str
+  sample: "0644"
 """
 
 import hashlib
+import os
+import re
 from dataclasses import replace
 
 from ansible_collections.vaquero.metal.plugins.module_utils.core import (
@@ -128,7 +138,29 @@ from ansible_collections.vaquero.metal.plugins.module_utils.core import (
     site_hosts,
     write_file,
 )
-from ansible_collections.vaquero.metal.plugins.module_utils.netboot import bundle, load_sot, merge_diffs, netboot_module
+from ansible_collections.vaquero.metal.plugins.module_utils.netboot import bundle, load_sot, netboot_module
+
+NEW_FILE_MODE = 0o644
+_OCTAL = re.compile(r"^0?[0-7]{3,4}$")
+_SYMBOLIC = re.compile(r"^[ugoa]*[-+=][rwxXstugo]*(,[ugoa]*[-+=][rwxXstugo]*)*$")
+
+
+def numeric_mode(module, mode):
+    """The permission bits ``mode`` asks for, None for a symbolic mode (applied after the write).
+
+    Checked before anything is written, so a bad mode loses nothing. An int is already the bits
+    (YAML reads an unquoted 0644 as 420 == 0o644): re-reading its digits as octal was the bug."""
+    if mode is None:
+        return None
+    if isinstance(mode, int) and not isinstance(mode, bool):
+        if 0 <= mode <= 0o7777:
+            return mode
+    elif isinstance(mode, str):
+        if _OCTAL.match(mode):
+            return int(mode, 8)
+        if _SYMBOLIC.match(mode):
+            return None
+    module.fail_json(msg="mode must be octal (0644, '0644') or symbolic (u=rw,g=r,o=r), not %r" % (mode,))
 
 
 def check_with_daemon(module, flavor, text, hosts_text):
@@ -143,6 +175,29 @@ def check_with_daemon(module, flavor, text, hosts_text):
         module.fail_json(msg="%s rejected the rendered configuration" % exc.binary, stderr=exc.output, rc=exc.rc)
 
 
+def put(module, path, text, wanted):
+    """Write ``text`` to ``path`` (content only when it differs), then its attributes the Ansible way.
+
+    Returns (changed, diffs). A new file is created with the wanted mode already, so it never
+    exists with looser permissions; an existing one keeps its mode until Ansible's attribute code
+    changes it (and records the change in the diff)."""
+    try:
+        current = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        current = None
+    first = current if current is not None else (wanted if wanted is not None else NEW_FILE_MODE)
+    r = write_file(path, text, mode=first, check=module.check_mode)
+    diffs = []
+    if r.changed and r.diff:
+        diffs.append(r.diff)
+    attrs = dict(before=dict(path=path), after=dict(path=path))
+    file_args = module.load_file_common_arguments(module.params, path=path)
+    changed = module.set_fs_attributes_if_different(file_args, r.changed, diff=attrs, expand=False)
+    if set(attrs["before"]) != {"path"} or set(attrs["after"]) != {"path"}:
+        diffs.append(attrs)
+    return changed, diffs
+
+
 def main():
     module = netboot_module(
         dict(
@@ -152,16 +207,13 @@ def main():
             interface=dict(type="str"),
             efi_file=dict(type="str", default="ipxe.efi", choices=["ipxe.efi", "snponly.efi"]),
             validate=dict(type="bool", default=True),
-            mode=dict(type="raw", default="0644"),
-        )
+        ),
+        add_file_common_args=True,
     )
     p = module.params
     if p["hosts_file"] and p["flavor"] != "dnsmasq":
         module.fail_json(msg="hosts_file is for flavor=dnsmasq only")
-    try:
-        mode = int(str(p["mode"]), 8)
-    except ValueError:
-        module.fail_json(msg="mode must be an octal string such as '0644'")
+    wanted = numeric_mode(module, p["mode"])
 
     sot = load_sot(module)
     b = bundle(module, sot)
@@ -180,13 +232,13 @@ def main():
     if p["validate"]:
         check_with_daemon(module, p["flavor"], text, hosts_text)
 
-    results = [write_file(p["dest"], text, mode=mode, check=module.check_mode)]
+    changed, diffs = put(module, p["dest"], text, wanted)
     if hosts_text is not None:
-        results.append(write_file(p["hosts_file"], hosts_text, mode=mode, check=module.check_mode))
-    changed = any(r.changed for r in results)
+        hosts_changed, hosts_diffs = put(module, p["hosts_file"], hosts_text, wanted)
+        changed, diffs = changed or hosts_changed, diffs + hosts_diffs
     out = dict(changed=changed, dest=p["dest"], flavor=p["flavor"], hosts=len(hosts), sha256=hashlib.sha256(text.encode()).hexdigest())
     if module._diff:
-        out["diff"] = merge_diffs(results)
+        out["diff"] = diffs
     module.exit_json(**out)
 
 

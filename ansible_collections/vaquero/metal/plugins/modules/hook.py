@@ -41,12 +41,19 @@ options:
 requirements:
   - vaquero
 notes:
-  - In check mode the hook is not run.
+  - C(command), C(playbook), C(kubernetes_drain) and C(kubernetes_uncordon) hooks report a change;
+    C(http_check) and C(wait_for_ssh) only look, and C(tasks) hooks leave the changes to the tasks
+    the role includes, so those report none.
 attributes:
   check_mode:
     support: partial
-    description: The hook is not run.
-    details: In check mode the hook is not run; the result names the hook that would run.
+    description: The hook is not run; the result predicts what a real run reports.
+    details:
+      - In check mode the hook is not run. The hook and the host are looked up in the SoT as in a
+        real run (an unknown hook or host fails the same way), and C(changed) is what a
+        passing real run reports for that hook type.
+      - A C(tasks) hook returns its task file in RV(include) in both modes, so the role includes
+        it and its tasks run in check mode.
   diff_mode:
     support: none
     description: No diff.
@@ -69,12 +76,21 @@ vaquero_hook:
   sample: {"name": "drain", "type": "command", "phase": "pre_shutdown", "host": "node1", "ok": true,
            "attempts": [{"number": 1, "ok": true, "output": "drained", "seconds": 0.1, "rc": 0}], "include": null}
 include:
-  description: For a C(tasks) hook, the task file to include.
+  description: For a C(tasks) hook, the task file to include; null for the other types.
   returned: always
   type: str
+  sample: /srv/sot/tasks/flush-cache.yml
 """
 
 from ansible_collections.vaquero.metal.plugins.module_utils.core import HookError, SoTError, load, run_hook, vaquero_module
+
+# The hook types that only look; the others act on the host (a tasks hook's tasks report for it).
+LOOKING = ("http_check", "wait_for_ssh", "tasks")
+
+
+def changes(hook_type):
+    """What a passing run of a ``hook_type`` hook reports as changed: one answer for both modes."""
+    return hook_type not in LOOKING
 
 
 def main():
@@ -92,16 +108,25 @@ def main():
         sot = load(p["sot"], semantic=False)
     except (SoTError, Exception) as exc:  # SoTInvalid, SourceError: the SoT tree is unusable
         module.fail_json(msg="cannot load the SoT at %s: %s" % (p["sot"], exc))
-    if module.check_mode:
-        module.exit_json(changed=False, vaquero_hook=dict(name=p["name"], host=p["host"], phase=p["phase"], ok=True, attempts=[]), include=None)
+    empty = dict(name=p["name"], host=p["host"], phase=p["phase"], ok=False, attempts=[])
+    hook = sot.hooks.get(p["name"])
+    if module.check_mode and (hook is None or hook.type != "tasks"):
+        # Nothing runs; the same lookups as run_hook, so a real run's failures are predicted too.
+        if hook is None:
+            module.fail_json(msg="hook %r is not defined in the SoT" % p["name"], vaquero_hook=empty, include=None)
+        if sot.host(p["host"]) is None:
+            module.fail_json(msg="host %s is not in the SoT at %s" % (p["host"], sot.root), vaquero_hook=empty, include=None)
+        predicted = dict(empty, type=hook.type, ok=True, include=None)
+        module.exit_json(changed=changes(hook.type), msg="would run hook %s (%s)" % (p["name"], hook.type), vaquero_hook=predicted, include=None)
+    # A tasks hook runs nothing here (run_hook only finds its file), so check mode takes this path too.
     try:
         result = run_hook(sot, p["name"], p["host"], p["phase"])
     except HookError as exc:
-        module.fail_json(msg=str(exc), vaquero_hook=dict(name=p["name"], host=p["host"], phase=p["phase"], ok=False, attempts=[]), include=None)
+        module.fail_json(msg=str(exc), vaquero_hook=empty, include=None)
     data = result.to_dict()
     if not result.ok:
         module.fail_json(msg=result.message, vaquero_hook=data, include=None)
-    module.exit_json(changed=result.type not in ("http_check", "wait_for_ssh"), msg=result.message, vaquero_hook=data, include=result.include)
+    module.exit_json(changed=changes(result.type), msg=result.message, vaquero_hook=data, include=result.include)
 
 
 if __name__ == "__main__":
