@@ -17,12 +17,12 @@ options:
     choices: [ipmi, redfish]
   bmc_address:
     description:
-      - Address (IP or name) of the BMC.
+      - Address (IP or name) of the BMC. Letters, digits, C(.), C(:), C(-) and brackets only.
     type: str
     required: true
   bmc_port:
     description:
-      - Port of the BMC. Defaults to 623/udp for IPMI and 443/tcp (HTTPS) for Redfish.
+      - Port of the BMC (1 to 65535). Defaults to 623/udp for IPMI and 443/tcp (HTTPS) for Redfish.
     type: int
   bmc_username:
     description:
@@ -36,23 +36,26 @@ options:
     required: true
   bmc_scheme:
     description:
-      - Redfish only. V(http) is for lab emulators; real BMCs speak V(https).
+      - Redfish only (refused with O(bmc_type=ipmi)). V(http) is for lab emulators; real BMCs speak
+        V(https), the scheme used when this is not set.
     type: str
-    default: https
     choices: [https, http]
   validate_certs:
     description:
       - Redfish only. Verify the BMC's TLS certificate (against O(ca_path), else the bundle
         C(requests) trusts). V(false) skips the check and logs a warning.
+      - V(false) with O(bmc_type=ipmi) is refused (IPMI has no TLS to skip).
     type: bool
     default: true
   ca_path:
     description:
-      - Redfish only. A PEM file with the CA certificate(s) that signed the BMC's certificate.
+      - Redfish only (refused with O(bmc_type=ipmi)). A PEM file with the CA certificate(s) that
+        signed the BMC's certificate.
     type: path
   system_id:
     description:
-      - Redfish only. The C(Id) of the System to drive when the BMC manages several.
+      - Redfish only (refused with O(bmc_type=ipmi)). The C(Id) of the System to drive when the BMC
+        manages several (letters, digits, C(.), C(_), C(-)).
     type: str
   host_name:
     description:
@@ -62,11 +65,15 @@ options:
   timeout:
     description:
       - Deadline in seconds for one BMC operation, retries and waits included. Every fault (no
-        answer, slow answers, HTTP 5xx) ends in an error within this time.
+        answer, slow answers, HTTP 5xx) ends in an error within this time. From 1 to 3600; zero or
+        a negative value is refused.
     type: int
     default: 60
 requirements:
   - vaquero (the Vaquero Python package, with pyghmi and redfish)
 notes:
   - Calls are retried with backoff (bounded), one operation at a time per BMC.
+  - The options are checked before the BMC is contacted - an option of the other protocol, a
+    timeout or port out of range, control characters in a name - and the module fails naming each
+    fault.
 """
