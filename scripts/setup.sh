@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine: Debian packages (when missing), a venv in .venv with
-# the pinned Python dependencies, and the offline stand-in ansible-test needs. Safe to run twice.
+# the Python dependencies at the versions of constraints.txt, and the offline stand-in
+# ansible-test needs. Safe to run twice. The extra venvs some CI stages use (ansible-core 2.16,
+# galaxy-importer) are made on demand by scripts/toolvenv.sh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -43,18 +45,27 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   .venv/bin/pip install -q --upgrade pip
 fi
-# Reinstall only when the dependency list changed.
+# Reinstall only when the dependency ranges or the exact pins changed. pyproject.toml declares
+# ranges; constraints.txt holds the exact versions that install here and in CI.
 stamp=".venv/.vaquero-deps"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/pip install -q -e ".[test]"
+  # The core was once distributed as "vaquero" (a name PyPI gives to another project): drop that
+  # editable install so only vaquero-metal-controller owns the package and the `vaquero` script.
+  if .venv/bin/pip show -q vaquero >/dev/null 2>&1; then
+    .venv/bin/pip uninstall -q -y vaquero
+  fi
+  .venv/bin/pip install -q -c constraints.txt -e ".[test]"
+  .venv/bin/pip check
   echo "$want" > "$stamp"
 fi
 
 # ansible-test sanity downloads get-pip.py from a host that is unreachable here; a stand-in
-# that uses ensurepip and then pip itself lets every sanity test run offline.
-GETPIP="$HOME/.ansible/test/cache/get_pip_24_2.py"
-if [ ! -f "$GETPIP" ]; then
+# that uses ensurepip and then pip itself lets every sanity test run offline. One file per pip
+# version ansible-test asks for: 24.2 (ansible-core 2.19) and 23.1.2 (2.16, the oldest supported).
+for pipver in 24_2 23_1_2; do
+  GETPIP="$HOME/.ansible/test/cache/get_pip_${pipver}.py"
+  if [ -f "$GETPIP" ]; then continue; fi
   mkdir -p "$(dirname "$GETPIP")"
   cat > "$GETPIP" <<'PYEOF'
 """Offline stand-in for get-pip.py (written by Vaquero's scripts/setup.sh)."""
@@ -66,5 +77,5 @@ subprocess.check_call([sys.executable, "-m", "ensurepip", "--default-pip"])
 if args:
     subprocess.check_call([sys.executable, "-m", "pip", "install", *args])
 PYEOF
-fi
+done
 echo "setup: ready (.venv/bin/vaquero)"

@@ -80,7 +80,11 @@ def test_manifest_has_namespace_name_and_version(tarball: Path, galaxy_meta: dic
     assert info["namespace"] == "vaquero"
     assert info["name"] == "metal"
     assert info["version"] == galaxy_meta["version"]
-    assert info["license"] == ["GPL-3.0-or-later"]
+    # galaxy.yml names the licence by its full text (license_file), which excludes SPDX ids.
+    assert info["license_file"] == "COPYING" and info["license"] == []
+    with tarfile.open(tarball) as tar:
+        f = tar.extractfile("COPYING")
+        assert f is not None and b"GNU GENERAL PUBLIC LICENSE\n                       Version 3, 29 June 2007" in f.read(4096)
     assert info["dependencies"] == {}
     assert info["repository"], "production ansible-lint profile needs a repository key"
 
