@@ -52,3 +52,76 @@ class ImageServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+# --- a real `vaquero agent` serving the lab SoT with one virtual_media host ---------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def vmedia_sot(tmp: Path, bmc_port: int, host: str = "node1") -> Path:
+    """A copy of the lab SoT where ``host`` boots by virtual media through a Redfish BMC on loopback."""
+    import shutil
+
+    import yaml
+
+    dest = tmp / "sot"
+    shutil.copytree(REPO / "inventories" / "lab", dest)
+    cluster_file = dest / "clusters" / "lab.yaml"
+    cluster = yaml.safe_load(cluster_file.read_text())
+    for h in cluster["hosts"]:
+        if h["name"] == host:
+            h["boot"] = {"method": "virtual_media"}
+            h["bmc"] = {"type": "redfish", "address": "127.0.0.1", "port": bmc_port, "credential": "lab-bmc"}
+    cluster_file.write_text(yaml.safe_dump(cluster, sort_keys=False))
+    return dest
+
+
+class VmediaAgent:
+    """`python -m vaquero.agent` on 127.0.0.1 with no DHCP and no TFTP, ``host`` armed for install."""
+
+    def __init__(self, tmp: Path, sot: Path, host: str = "node1") -> None:
+        import json
+        import os
+        import socket
+        import subprocess
+        import sys
+
+        from waiting import wait_until
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.state_dir = tmp / "agent-state"
+        self.log = tmp / "agent.log"
+        self.base = f"http://127.0.0.1:{self.port}"
+        (tmp / "assets").mkdir(exist_ok=True)
+        cmd = [
+            sys.executable, "-m", "vaquero.agent", "--sot", str(sot), "--listen", "127.0.0.1", "--http-port", str(self.port),
+            "--tftp-port", "0", "--no-dhcp", "--no-fetch-assets", "--asset-root", str(tmp / "assets"), "--state-dir", str(self.state_dir),
+            "--base-url", self.base, "--install", host,
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VAQUERO_")}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the agent exited; its log:\n{self.log.read_text(errors='replace')[-3000:]}")
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+
+        wait_until(up, timeout=60, what="the agent")
+        self.token = json.loads((self.state_dir / "boot-states.json").read_text())["hosts"][host]["token"]
+
+    def iso_url(self, host: str = "node1", token: str | None = None) -> str:
+        return f"{self.base}/v1/boot/iso/{host}.iso?token={token or self.token}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(10)

@@ -11,6 +11,7 @@ through a small dispatcher. Routes:
          (or /v1/boot/nocloud/<host>/<file>?token=T)
     GET  /assets/<profile>/<file>            OS assets (Range, HEAD, no listings)
     GET  /ipxe/<file>                        iPXE binaries over HTTP (UEFI HTTP boot)
+    GET  /v1/boot/iso/<host>.iso?token=T     the host's boot ISO, virtual_media hosts only (install token, not bound)
     POST /v1/boot/callback/<host>?token=T    the installer is done: host -> localboot (install token, once)
     GET  /v1/boot/status/<host>              JSON state of a host (no token values)
     POST /v1/boot/install/<host>             arm a host for install      (admin token)
@@ -24,6 +25,7 @@ are never on the pre-rendered fast path, because that path does not see query st
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from vaquero.render.boot_iso import BASE_ISO, IsoError, build_iso
 from vaquero.render.bundle import SiteBundle
 from vaquero.render.ipxe import mac_key, unknown_script
 from vaquero.render.site import RenderError
@@ -143,8 +146,12 @@ class BootApp:
         admin_token: str | None = None,
         on_change: Callable[[str], None] | None = None,
         access_log: bool = False,
+        iso_dir: Path | None = None,
+        iso_base: Path = BASE_ISO,
     ) -> None:
         self.bundle = bundle
+        self.iso_dir = iso_dir  # None: no boot ISOs served (virtual_media needs the agent to give one)
+        self.iso_base = iso_base
         self.states = states
         self.asset_root = asset_root
         self.ipxe_root = ipxe_root
@@ -249,6 +256,8 @@ class BootApp:
                 if name not in self.bundle.hosts:
                     return await self._reply(send, 404, {"error": f"unknown host {name!r}"}, method)
                 return await self._reply(send, 200, self.states.to_dict(name), method)
+            if path.startswith("/v1/boot/iso/"):
+                return await self._iso(path[len("/v1/boot/iso/") :], query_token(scope), scope, send, method, client)
             if path.startswith("/v1/boot/config/"):
                 return await self._config(path[len("/v1/boot/config/") :], "config", query_token(scope), send, method, client)
             if path.startswith("/v1/boot/nocloud/"):
@@ -370,6 +379,25 @@ class BootApp:
             status, headers, body, _, _, _ = _prepared(200, data)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body if method == "GET" else b""})
+
+    async def _iso(self, file: str, token: str | None, scope: Scope, send: Send, method: str, client: str) -> None:
+        name = file[: -len(".iso")] if file.endswith(".iso") else ""
+        try:
+            # The token first, as for configs. Not bound, nor checked against a bound address: the BMC
+            # fetches the ISO from its own address, maybe in ranges while the host already booted from it.
+            self.states.authorize(name, token, client, bind=False, check_address=False)
+        except TokenRefused as exc:
+            return await self._refused(send, "boot ISO", name, token, client, exc, method)
+        hb = self.bundle.hosts.get(name)
+        if hb is None or hb.iso_script is None or self.iso_dir is None:
+            return await self._reply(send, 404, b"not found\n", method)
+        try:
+            # Built once per content and cached: a thread, so a first build never stalls the boot scripts.
+            iso = await asyncio.to_thread(build_iso, name, hb.iso_script, self.iso_dir, base_iso=self.iso_base)
+        except IsoError as exc:
+            log.error("boot ISO of %s cannot be built: %s", name, exc, extra={"host": name})
+            return await self._reply(send, 503, {"error": f"boot ISO of {name} cannot be built"}, method)
+        return await self._file(self.iso_dir, iso.name, scope, send, method, client)
 
     async def _callback(self, name: str, scope: Scope, receive: Receive, send: Send, client: str) -> None:
         token = query_token(scope)

@@ -112,7 +112,13 @@ class Agent:
             self.states.arm(name)
         ipxe_root = default_root(cfg.tftp_root)
         self.app = BootApp(
-            self.bundle, self.states, asset_root=cfg.asset_root, ipxe_root=ipxe_root, admin_token=admin_token(cfg), access_log=cfg.access_log
+            self.bundle,
+            self.states,
+            asset_root=cfg.asset_root,
+            ipxe_root=ipxe_root,
+            admin_token=admin_token(cfg),
+            access_log=cfg.access_log,
+            iso_dir=cfg.state_dir / "iso",
         )
         self.app.unready = self.unready
         log.info("site %s: %d hosts, %d assets, serving %s", site, len(self.bundle.hosts), len(self.bundle.assets), self.bundle.base_url, extra={"site": site})

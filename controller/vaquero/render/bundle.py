@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vaquero.sot import SoT
-from vaquero.sot.models import Asset, Site
+from vaquero.sot.models import Asset, Site, boot_method
 from vaquero.sot.templates import BootUrls, host_context
 
+from .boot_iso import static_net, static_script
 from .config import meta_data, render_config
 from .dhcp import BootServer, Flavor, render_dhcp, render_dnsmasq, render_dnsmasq_hosts
 from .ipxe import chain_script, install_script, localboot_script, mac_key
@@ -28,6 +29,8 @@ class HostBoot:
     config: bytes | None = None
     meta_data: bytes = b""
     context: dict[str, Any] = field(default_factory=dict, repr=False)
+    boot_method: str = "pxe"
+    iso_script: str | None = None  # virtual_media: the script of the host's boot ISO (render.boot_iso)
 
 
 @dataclass
@@ -84,6 +87,8 @@ def render_site(
                 if rel in assets and assets[rel].sha256 != a.sha256:
                     raise RenderError(f"asset {rel} is given twice with different sha256")
                 assets[rel] = a
+        method = boot_method(site, h.host)
+        iso_script = static_script(static_net(h, base)) if method == "virtual_media" else None
         out[h.name] = HostBoot(
             name=h.name,
             cluster=h.cluster.name,
@@ -96,6 +101,8 @@ def render_site(
             config=cfg[1] if cfg else None,
             meta_data=meta_data(h.name, f"{h.name}-{h.host.reinstall}-{(sot.sha or 'local')[:12]}"),
             context=ctx,
+            boot_method=method,
+            iso_script=iso_script,
         )
         for mac in h.host.macs:
             by_mac[mac_key(mac)] = h.name
