@@ -84,7 +84,9 @@ class IpmiFleet:
         return self.state()[str(self.port + i)]
 
 
-def start_ipmi_fleet(tmp: Path, count: int = 1, acpi_delay: float | None = 0.3, delay: float = 0.0, port: int | None = None) -> IpmiFleet:
+def start_ipmi_fleet(
+    tmp: Path, count: int = 1, acpi_delay: float | None = 0.3, delay: float = 0.0, port: int | None = None, extra: tuple[str, ...] = ()
+) -> IpmiFleet:
     pwfile = tmp / "ipmi-pw.txt"
     pwfile.write_text(PASSWORD)
     port = port or free_port(socket.SOCK_DGRAM, count)
@@ -93,6 +95,7 @@ def start_ipmi_fleet(tmp: Path, count: int = 1, acpi_delay: float | None = 0.3, 
     cmd += ["--username", USERNAME, "--password-file", str(pwfile), "--control-port", str(cport), "--delay", str(delay)]
     if acpi_delay is not None:
         cmd += ["--acpi-delay", str(acpi_delay)]
+    cmd += list(extra)  # e.g. --stuck, --power-delay N
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     fleet = IpmiFleet(port, count, cport, proc)
     try:
@@ -168,7 +171,8 @@ class Sushy:
         return Endpoint(**args)
 
 
-def start_sushy(tmp: Path) -> Sushy:
+def start_sushy(tmp: Path, power_delay: int = 0) -> Sushy:
+    """sushy-emulator; a power request shows in its state ``power_delay`` s later (0: at once)."""
     import bcrypt
 
     cert, key = make_cert(tmp)
@@ -187,7 +191,8 @@ def start_sushy(tmp: Path) -> Sushy:
         f"SUSHY_EMULATOR_FAKE_DRIVER = True\nSUSHY_EMULATOR_FAKE_SYSTEMS = {systems!r}\n"
     )
     log = open(tmp / "sushy.log", "w")
-    proc = subprocess.Popen([sys.executable, str(HERE / "sushy_launcher.py"), "--config", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+    env = {**os.environ, "VQ_SUSHY_POWER_DELAY": str(power_delay)}
+    proc = subprocess.Popen([sys.executable, str(HERE / "sushy_launcher.py"), "--config", str(conf)], stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def up() -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from vaquero.bmc import BmcError, BootDevice, BootMode, Endpoint, GuardPolicy, Secret, open_bmc
-from vaquero.bmc.actions import ensure_boot, ensure_power
+from vaquero.bmc.actions import BOOT_WAIT, POWER_WAIT, ensure_boot, ensure_power
+from vaquero.bmc.errors import BmcSettingNotApplied, BmcStateNotReached
 
 PASSWORD_ENV = "VAQUERO_BMC_PASSWORD"
 POWER_ACTIONS = ("on", "off", "cycle", "reset", "status")
@@ -32,7 +33,13 @@ def _emit(out: TextIO, as_json: bool, data: dict[str, Any], text: str) -> None:
 
 def _error(err: TextIO, as_json: bool, exc: BmcError) -> int:
     if as_json:
-        err.write(json.dumps({"host": exc.host, "error": exc.kind, "message": exc.message}) + "\n")
+        data: dict[str, Any] = {"host": exc.host, "error": exc.kind, "message": exc.message}
+        # what the BMC reads back, so a script sees the state the host is really in
+        if isinstance(exc, BmcStateNotReached):
+            data.update(requested=exc.target.value, power_state=exc.observed.value)
+        elif isinstance(exc, BmcSettingNotApplied):
+            data.update(requested=exc.requested.as_dict(), boot=exc.observed.as_dict())
+        err.write(json.dumps(data) + "\n")
     else:
         err.write(f"error: {exc.host}: {exc.kind}: {exc.message}\n")
     return 1
@@ -45,6 +52,7 @@ def power_command(
     force: bool = False,
     soft_timeout: float = 60.0,
     timeout: float = 60.0,
+    wait_timeout: float = POWER_WAIT,
     as_json: bool = False,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
@@ -53,14 +61,15 @@ def power_command(
 
     ``on`` and ``off`` do nothing when the host is already there; ``off`` is soft (ACPI) then hard
     after ``soft_timeout`` seconds, or hard at once with ``force``; ``cycle`` and ``reset`` power on
-    a host that is off.
+    a host that is off. Success only once the BMC reads the asked state back (within
+    ``wait_timeout`` s); otherwise exit code 1 with the state it reads.
     """
     if action not in POWER_ACTIONS:
         raise ValueError(f"unknown power action {action!r}")
     host = endpoint.host
     try:
         with open_bmc(endpoint, policy=GuardPolicy(attempt_timeout=min(20.0, timeout), deadline=timeout)) as bmc:
-            res = ensure_power(bmc, action, force=force, soft_timeout=soft_timeout)
+            res = ensure_power(bmc, action, force=force, soft_timeout=soft_timeout, wait_timeout=wait_timeout)
     except BmcError as exc:
         return _error(err, as_json, exc)
     before, after, changed, forced = res.before.value, res.after.value, res.changed, res.forced
@@ -81,21 +90,24 @@ def boot_command(
     persistent: bool = False,
     uefi: bool | None = None,
     timeout: float = 60.0,
+    wait_timeout: float = BOOT_WAIT,
     as_json: bool = False,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
     """Set the boot device (``device`` one of pxe, disk, cdrom, http, bios, none), or show it
-    (``device="status"``); nothing is sent when the BMC already holds that setting."""
+    (``device="status"``); nothing is sent when the BMC already holds that setting. Success only
+    once the BMC reads the setting back as asked (within ``wait_timeout`` s); otherwise exit code 1
+    naming what it reads."""
     host = endpoint.host
     mode = None if uefi is None else (BootMode.UEFI if uefi else BootMode.BIOS)
     try:
         with open_bmc(endpoint, policy=GuardPolicy(attempt_timeout=min(20.0, timeout), deadline=timeout)) as bmc:
-            res = ensure_boot(bmc, device, persistent=persistent, mode=mode)
+            res = ensure_boot(bmc, device, persistent=persistent, mode=mode, wait_timeout=wait_timeout)
     except BmcError as exc:
         return _error(err, as_json, exc)
     before, after, changed = res.before, res.after, res.changed
-    desc = f"{after.device.value} ({'persistent' if after.persistent else 'next boot only'}{', ' + after.mode.value if after.mode else ''})"
+    desc = after.describe()
     if device == "status":
         text = f"{host}: boot {desc}"
     elif changed:
@@ -137,9 +149,14 @@ def endpoint_from_args(args: argparse.Namespace) -> Endpoint:
 def endpoint_from_sot(args: argparse.Namespace) -> Endpoint:
     """HOST's BMC from the SoT (``--sot`` or $VAQUERO_SOT); the password is read from its reference now."""
     from ..secretref import SecretMissing, resolve_secret
-    from ..sot import load_spec
+    from ..sot import SoTInvalid, SourceError, load_spec
 
-    sot = load_spec(args.sot)
+    try:
+        sot = load_spec(args.sot)
+    except SoTInvalid as exc:
+        raise SystemExit(_sot_errors(exc.errors, args.sot, args.json)) from None
+    except SourceError as exc:
+        raise SystemExit(_sot_errors([], args.sot, args.json, str(exc))) from None
     found = sot.host(args.host)
     if found is None:
         raise SystemExit(f"vaquero: no host {args.host!r} in the SoT {args.sot}")
@@ -164,6 +181,20 @@ def endpoint_from_sot(args: argparse.Namespace) -> Endpoint:
     )
 
 
+def _sot_errors(errors: list[Any], source: str, as_json: bool, message: str | None = None) -> int:
+    """Print what is wrong with the SoT as ``vaquero validate`` does (``file:line: field: message``); exit code 1."""
+    if as_json:
+        found = [e.to_dict() for e in errors] or [{"file": None, "line": None, "field": None, "message": message}]
+        print(json.dumps({"valid": False, "source": source, "errors": found}, indent=2 if errors else None))
+    elif message is not None:
+        print(f"error: {message}", file=sys.stderr)
+    else:
+        for e in errors:
+            print(f"error: {e}", file=sys.stderr)
+        print(f"{source}: invalid, {len(errors)} error(s)", file=sys.stderr)
+    return 1
+
+
 def sot_or_args(args: argparse.Namespace) -> Endpoint:
     return endpoint_from_sot(args) if args.sot else endpoint_from_args(args)
 
@@ -184,6 +215,16 @@ def _bmc_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} is out of range (0 to 3600 seconds)")
+    return value
+
+
 def add_parser(subparsers: Any, resolve: Resolver | None = None) -> None:
     """Add ``power`` and ``boot`` to ``subparsers`` (from ``ArgumentParser.add_subparsers()``).
 
@@ -197,8 +238,18 @@ def add_parser(subparsers: Any, resolve: Resolver | None = None) -> None:
     p.add_argument("action", choices=POWER_ACTIONS)
     p.add_argument("--force", action="store_true", help="off: cut the power at once (no ACPI shutdown)")
     p.add_argument("--soft-timeout", type=float, default=60.0, help="off: seconds to wait for the OS before forcing (default 60)")
+    p.add_argument(
+        "--wait-timeout",
+        type=_seconds,
+        default=POWER_WAIT,
+        help=f"seconds to wait for the BMC to read back the asked power state before failing (default {POWER_WAIT:g})",
+    )
     _bmc_options(p)
-    p.set_defaults(func=lambda a: power_command(get_endpoint(a), a.action, force=a.force, soft_timeout=a.soft_timeout, timeout=a.timeout, as_json=a.json))
+    p.set_defaults(
+        func=lambda a: power_command(
+            get_endpoint(a), a.action, force=a.force, soft_timeout=a.soft_timeout, timeout=a.timeout, wait_timeout=a.wait_timeout, as_json=a.json
+        )
+    )
 
     b = subparsers.add_parser("boot", help="set a host's boot device (pxe, disk, cdrom, http, bios, none) or show it (status)")
     b.add_argument("host", metavar="HOST")
@@ -207,8 +258,18 @@ def add_parser(subparsers: Any, resolve: Resolver | None = None) -> None:
     mode = b.add_mutually_exclusive_group()
     mode.add_argument("--uefi", dest="uefi", action="store_const", const=True, default=None, help="boot in UEFI mode")
     mode.add_argument("--bios", dest="uefi", action="store_const", const=False, help="boot in legacy BIOS mode")
+    b.add_argument(
+        "--wait-timeout",
+        type=_seconds,
+        default=BOOT_WAIT,
+        help=f"seconds to wait for the BMC to read back the asked boot override before failing (default {BOOT_WAIT:g})",
+    )
     _bmc_options(b)
-    b.set_defaults(func=lambda a: boot_command(get_endpoint(a), a.device, persistent=a.persistent, uefi=a.uefi, timeout=a.timeout, as_json=a.json))
+    b.set_defaults(
+        func=lambda a: boot_command(
+            get_endpoint(a), a.device, persistent=a.persistent, uefi=a.uefi, timeout=a.timeout, wait_timeout=a.wait_timeout, as_json=a.json
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,10 +63,22 @@ pserver.ServerSession = _Suite3Session
 
 
 class EmulatedBmc(pbmc.Bmc):  # type: ignore[misc]
-    """One BMC. ``acpi_delay``: seconds a soft off takes (None: the OS ignores ACPI)."""
+    """One BMC. ``acpi_delay``: seconds a soft off takes (None: the OS ignores ACPI).
+    ``power_delay``: seconds a power request takes to show in the state; ``stuck``: power requests
+    are acknowledged and counted but the state never changes (a BMC that lies about its chassis)."""
 
     def __init__(
-        self, authdata: dict[str, str], port: int, address: str, *, system_uuid: uuid.UUID, acpi_delay: float | None, delay: float, latency: float = 0.0
+        self,
+        authdata: dict[str, str],
+        port: int,
+        address: str,
+        *,
+        system_uuid: uuid.UUID,
+        acpi_delay: float | None,
+        delay: float,
+        latency: float = 0.0,
+        power_delay: float = 0.0,
+        stuck: bool = False,
     ) -> None:
         super().__init__(authdata, port=port, address=address, bmcuuid=system_uuid)
         self.mfgid = 0xA2F1  # an unassigned-looking IANA number for "Vaquero emulated"
@@ -78,13 +90,28 @@ class EmulatedBmc(pbmc.Bmc):  # type: ignore[misc]
         self.acpi_delay = acpi_delay
         self.delay = delay
         self.latency = latency
+        self.power_delay = power_delay
+        self.stuck = stuck
         self._off_at: float | None = None
+        self._pending: tuple[str, float] | None = None
 
     # state --------------------------------------------------------------------------------
     def _tick(self) -> None:
         if self._off_at is not None and time.monotonic() >= self._off_at:
             self.powerstate = "off"
             self._off_at = None
+        if self._pending is not None and time.monotonic() >= self._pending[1]:
+            self.powerstate = self._pending[0]
+            self._pending = None
+
+    def _set_power(self, state: str) -> None:
+        self._off_at = None
+        if self.stuck:
+            return
+        if self.power_delay:
+            self._pending = (state, time.monotonic() + self.power_delay)
+        else:
+            self.powerstate = state
 
     def get_power_state(self) -> str:
         self._tick()
@@ -92,31 +119,28 @@ class EmulatedBmc(pbmc.Bmc):  # type: ignore[misc]
 
     def power_on(self) -> int:
         self.counts["power_on"] += 1
-        self.powerstate = "on"
-        self._off_at = None
+        self._set_power("on")
         return 0
 
     def power_off(self) -> int:
         self.counts["power_off"] += 1
-        self.powerstate = "off"
-        self._off_at = None
+        self._set_power("off")
         return 0
 
     def power_shutdown(self) -> int:
         self.counts["power_shutdown"] += 1
-        if self.powerstate == "on" and self.acpi_delay is not None:
+        if self.powerstate == "on" and self.acpi_delay is not None and not self.stuck:
             self._off_at = time.monotonic() + self.acpi_delay
         return 0
 
     def power_cycle(self) -> int:
         self.counts["power_cycle"] += 1
-        self.powerstate = "on"
-        self._off_at = None
+        self._set_power("on")
         return 0
 
     def power_reset(self) -> int:
         self.counts["power_reset"] += 1
-        self.powerstate = "on"
+        self._set_power("on")
         return 0
 
     def get_system_guid(self) -> uuid.UUID:
@@ -181,7 +205,15 @@ def serve(args: argparse.Namespace) -> None:
     for i in range(args.count):
         port = args.port + i
         bmcs[port] = EmulatedBmc(
-            {args.username: password}, port, args.address, system_uuid=system_uuid_for(port), acpi_delay=args.acpi_delay, delay=args.delay, latency=args.latency
+            {args.username: password},
+            port,
+            args.address,
+            system_uuid=system_uuid_for(port),
+            acpi_delay=args.acpi_delay,
+            delay=args.delay,
+            latency=args.latency,
+            power_delay=args.power_delay,
+            stuck=args.stuck,
         )
 
     if args.control_port:
@@ -219,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--acpi-delay", type=float, default=None, help="seconds a soft off takes; omit: the OS ignores ACPI")
     ap.add_argument("--delay", type=float, default=0.0, help="seconds every answer is delayed, blocking the process (a slow BMC)")
     ap.add_argument("--latency", type=float, default=0.0, help="seconds each BMC takes to process a command (does not block the others)")
+    ap.add_argument("--power-delay", type=float, default=0.0, help="seconds a power request takes to change the power state")
+    ap.add_argument("--stuck", action="store_true", help="acknowledge power requests but never change the power state")
     serve(ap.parse_args(argv))
     return 0
 

@@ -40,6 +40,19 @@ class Secret:
 class PowerState(enum.StrEnum):
     ON = "on"
     OFF = "off"
+    # A BMC carrying out a power request (Redfish PoweringOn/PoweringOff): the host is in neither
+    # state yet, so callers wait instead of taking it for where it came from.
+    POWERING_ON = "powering_on"
+    POWERING_OFF = "powering_off"
+
+    @property
+    def settled(self) -> bool:
+        return self in (PowerState.ON, PowerState.OFF)
+
+    @property
+    def heading_to(self) -> PowerState:
+        """The state this one ends in: itself when settled."""
+        return {PowerState.POWERING_ON: PowerState.ON, PowerState.POWERING_OFF: PowerState.OFF}.get(self, self)
 
 
 class PowerAction(enum.StrEnum):
@@ -72,6 +85,12 @@ class BootSetting:
 
     def as_dict(self) -> dict[str, Any]:
         return {"device": self.device.value, "persistent": self.persistent, "mode": self.mode.value if self.mode else None}
+
+    def describe(self) -> str:
+        """``pxe (next boot only, uefi)``: how the CLI and the errors show a setting."""
+        if self.device == BootDevice.NONE:
+            return "none (no override)"
+        return f"{self.device.value} ({'persistent' if self.persistent else 'next boot only'}{', ' + self.mode.value if self.mode else ''})"
 
 
 @dataclass(frozen=True)

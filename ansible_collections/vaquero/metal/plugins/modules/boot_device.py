@@ -12,6 +12,12 @@ version_added: 0.1.0
 description:
   - Reads the boot override the BMC holds and sets O(device) when it differs in device,
     persistence or (when O(uefi) is given) boot mode; reports the override read back afterwards.
+  - After a change the override is read back until it is the one asked for, for up to
+    O(wait_timeout) seconds. A BMC that accepts the request but keeps another setting (ignores it,
+    keeps a one-time override as persistent, stores V(http) as V(pxe), drops a flag) fails the
+    module with C(error_kind=setting_not_applied), a message naming the requested and the observed
+    setting, and RV(boot) set to what the BMC reads back. No difference is forgiven, since the host would
+    not boot as asked.
   - V(http) is UEFI HTTP boot, Redfish only; it needs O(uefi=true) or O(uefi) unset.
   - Redfish values are checked against the BMC's C(@Redfish.AllowableValues); a value the BMC does
     not offer fails the module with C(error_kind=unsupported) instead of being sent.
@@ -35,6 +41,12 @@ options:
     description:
       - Boot in UEFI mode (V(true)) or legacy BIOS mode (V(false)). Unset leaves the mode as it is.
     type: bool
+  wait_timeout:
+    description:
+      - Seconds to wait, after the change, for the BMC to read back the requested override before
+        failing. From 0 (read back once) to 3600.
+    type: int
+    default: 10
 attributes:
   check_mode:
     support: full
@@ -43,8 +55,10 @@ attributes:
     support: full
     description: Shows the boot override before and after.
 notes:
-  - sushy-emulator reads a V(Once) override back as V(Continuous); a one-time override set on it is
-    reported as changed on every run.
+  - sushy-emulator keeps every override as V(Continuous), so a one-time override (O(persistent=false))
+    fails there with C(error_kind=setting_not_applied), and so does V(http), which it stores as
+    V(pxe). OpenIPMI's C(ipmi_sim) answers the boot flags as not valid after a set (read as V(none)),
+    which fails in the same way.
 """
 
 EXAMPLES = r"""
@@ -69,8 +83,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 boot:
-  description: The boot override read back from the BMC after the change (before, in check mode).
-  returned: success
+  description:
+    - The boot override read back from the BMC after the change (before, in check mode).
+    - On a failure with C(error_kind=setting_not_applied), the override the BMC reads back.
+  returned: success, or failure with C(error_kind=setting_not_applied)
   type: dict
   contains:
     device:
@@ -92,8 +108,8 @@ previous_boot:
   sample: {"device": "disk", "persistent": true, "mode": "uefi"}
 """
 
-from ansible_collections.vaquero.metal.plugins.module_utils.bmc import bmc_module, open_module_bmc, run
-from ansible_collections.vaquero.metal.plugins.module_utils.core import ensure_boot
+from ansible_collections.vaquero.metal.plugins.module_utils.bmc import bmc_module, fail, open_module_bmc, run
+from ansible_collections.vaquero.metal.plugins.module_utils.core import BmcError, ensure_boot
 
 
 def main():
@@ -102,14 +118,23 @@ def main():
             device=dict(type="str", required=True, choices=["pxe", "disk", "cdrom", "http", "bios", "none"]),
             persistent=dict(type="bool", default=False),
             uefi=dict(type="bool"),
+            wait_timeout=dict(type="int", default=10),
         )
     )
     p = module.params
+    if not 0 <= p["wait_timeout"] <= 3600:
+        module.fail_json(msg="wait_timeout must be between 0 and 3600 seconds, not %s" % p["wait_timeout"])
     mode = None if p["uefi"] is None else ("uefi" if p["uefi"] else "bios")
     bmc = open_module_bmc(module)
 
     def act(bmc):
-        r = ensure_boot(bmc, p["device"], persistent=p["persistent"], mode=mode, check=module.check_mode)
+        try:
+            r = ensure_boot(bmc, p["device"], persistent=p["persistent"], mode=mode, check=module.check_mode, wait_timeout=float(p["wait_timeout"]))
+        except BmcError as exc:
+            if getattr(exc, "kind", None) != "setting_not_applied":
+                raise
+            # the request went out: say so, and what the BMC holds now
+            fail(module, exc, changed=True, boot=exc.observed.as_dict(), requested_boot=exc.requested.as_dict())
         before, after = r.before.as_dict(), r.after.as_dict()
         return dict(
             changed=r.changed,

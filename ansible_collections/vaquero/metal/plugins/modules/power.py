@@ -16,6 +16,13 @@ description:
   - V(off) asks the operating system to shut down (ACPI soft off) and waits up to O(soft_timeout)
     seconds, then forces the power off. O(force=true) forces it at once. A Redfish BMC that offers
     no C(GracefulShutdown) makes a soft off fail with C(error_kind=unsupported); use O(force=true).
+  - After every request the module reads the power state back until it is the one asked for
+    (V(on) after V(cycled) and V(reset)), for up to O(wait_timeout) seconds. A BMC reporting a
+    transition (Redfish C(PoweringOn), C(PoweringOff)) is still in progress. When the state is not
+    reached the module fails with C(error_kind=state_not_reached), a message naming the host, the
+    requested and the observed state, and RV(power_state) set to the observed state.
+  - A host already on its way to O(state) (C(PoweringOn) when V(on) is asked) gets no second
+    request; the module only waits.
 author:
   - Vaquero developers (@vaquero)
 extends_documentation_fragment:
@@ -37,6 +44,12 @@ options:
       - With O(state=off), seconds to wait for the operating system to power off before forcing it.
     type: int
     default: 60
+  wait_timeout:
+    description:
+      - Seconds to wait, after the request, for the BMC to report the requested power state before
+        failing. From 0 (read back once) to 3600.
+    type: int
+    default: 120
 attributes:
   check_mode:
     support: full
@@ -77,8 +90,11 @@ EXAMPLES = r"""
 
 RETURN = r"""
 power_state:
-  description: The power state read from the BMC after the module ran (before, in check mode).
-  returned: success
+  description:
+    - The power state read from the BMC after the module ran (before, in check mode).
+    - On a failure with C(error_kind=state_not_reached), the state the BMC reported last, which can
+      be V(powering_on) or V(powering_off).
+  returned: success, or failure with C(error_kind=state_not_reached)
   type: str
   sample: "on"
 previous_power_state:
@@ -93,8 +109,8 @@ forced:
   sample: false
 """
 
-from ansible_collections.vaquero.metal.plugins.module_utils.bmc import bmc_module, open_module_bmc, run
-from ansible_collections.vaquero.metal.plugins.module_utils.core import ensure_power
+from ansible_collections.vaquero.metal.plugins.module_utils.bmc import bmc_module, fail, open_module_bmc, run
+from ansible_collections.vaquero.metal.plugins.module_utils.core import BmcError, ensure_power
 
 
 def main():
@@ -103,13 +119,24 @@ def main():
             state=dict(type="str", required=True, choices=["on", "off", "cycled", "reset"]),
             force=dict(type="bool", default=False),
             soft_timeout=dict(type="int", default=60),
+            wait_timeout=dict(type="int", default=120),
         )
     )
     p = module.params
+    if not 0 <= p["wait_timeout"] <= 3600:
+        module.fail_json(msg="wait_timeout must be between 0 and 3600 seconds, not %s" % p["wait_timeout"])
     bmc = open_module_bmc(module)
 
     def act(bmc):
-        r = ensure_power(bmc, p["state"], force=p["force"], soft_timeout=float(p["soft_timeout"]), check=module.check_mode)
+        try:
+            r = ensure_power(
+                bmc, p["state"], force=p["force"], soft_timeout=float(p["soft_timeout"]), check=module.check_mode, wait_timeout=float(p["wait_timeout"])
+            )
+        except BmcError as exc:
+            if getattr(exc, "kind", None) != "state_not_reached":
+                raise
+            # the request went out: say so, and what the BMC reports now
+            fail(module, exc, changed=True, power_state=exc.observed.value)
         return dict(
             changed=r.changed,
             power_state=r.after.value,
