@@ -1,0 +1,2 @@
+# required to be a module
+from .version import __version__

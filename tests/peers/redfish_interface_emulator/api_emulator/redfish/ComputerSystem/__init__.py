@@ -1,0 +1,1 @@
+# required to be a module
