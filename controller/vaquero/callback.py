@@ -132,3 +132,28 @@ def set_boot_mode(base: str, host: str, mode: str, token: str | None, timeout: f
     except ValueError:
         value = {"raw": body[:200]}
     return value if isinstance(value, dict) else {"value": value}
+
+
+def boot_iso_url(base: str, host: str, token: str | None, timeout: float = 10) -> str:
+    """The URL of an armed virtual_media host's boot ISO, as its BMC must fetch it (admin API).
+
+    The URL carries the ISO's own token (a capability for the ISO only): callers mask it in output."""
+    req = urllib.request.Request(f"{base.rstrip('/')}/v1/boot/iso-url/{host}", method="GET")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body = resp.read(65536).decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(2048).decode(errors="replace")
+        raise CallbackError(f"agent gave no boot ISO for {host}: HTTP {exc.code}: {detail[:300]}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise CallbackError(f"agent {base} unreachable: {getattr(exc, 'reason', exc)}") from None
+    try:
+        value = json.loads(body)
+    except ValueError:
+        value = None
+    url = value.get("url") if isinstance(value, dict) else None
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise CallbackError(f"agent answered no boot ISO URL for {host}")
+    return url

@@ -12,6 +12,7 @@ from vmedia_helpers import VmediaAgent, vmedia_sot
 
 from vaquero.bmc import open_bmc
 from vaquero.bmc.virtual_media import VirtualMedia, VirtualMediaError
+from vaquero.callback import CallbackError
 
 
 @pytest.fixture
@@ -37,7 +38,9 @@ def test_iso_needs_the_install_token_and_holds_the_static_script(agent, tmp_path
     with httpx.Client(timeout=30) as c:
         assert c.get(f"{agent.base}/v1/boot/iso/node1.iso").status_code == 401
         assert c.get(agent.iso_url(token="x" * 43)).status_code == 401
-        assert c.get(agent.iso_url(host="node2")).status_code == 403  # node1's token, node2's ISO
+        assert c.get(agent.iso_url(host="node2")).status_code == 401  # node1's ISO token, node2's ISO
+        assert c.get(agent.iso_url(token=agent.token)).status_code == 401  # the install token itself is not the ISO's
+        assert c.get(f"{agent.base}/v1/boot/iso-url/node1").status_code == 401  # the admin API wants its token
         r = c.get(agent.iso_url())
         assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
         again = c.get(agent.iso_url())
@@ -51,7 +54,8 @@ def test_iso_needs_the_install_token_and_holds_the_static_script(agent, tmp_path
     assert "iseq ${net0/mac} 52:54:00:00:10:01 && set vq-nic net0 ||" in script
     assert f"chain --autofree {agent.base}/v1/boot/ipxe/${{${{vq-nic}}/mac:hexhyp}}" in script
     assert "dhcp" not in script.lower()
-    assert agent.token not in script  # the ISO holds no secret: the token lives in the chained script
+    assert agent.token not in script  # the ISO holds no secret: the install token lives in the chained script
+    assert agent.token not in agent.iso_url()  # nor does its URL, which sits in the BMC for any BMC reader
     assert "INITRD host.ipx" in iso_file(r.content, "/ISOLINUX.CFG;1")
     assert len(list((agent.state_dir / "iso").glob("*.iso"))) == 1
     assert agent.token not in agent.log.read_text()
@@ -60,10 +64,20 @@ def test_iso_needs_the_install_token_and_holds_the_static_script(agent, tmp_path
 def test_a_pxe_host_has_no_iso(tmp_path, sushy):
     a = VmediaAgent(tmp_path, vmedia_sot(tmp_path, sushy.port), host="node2")  # node2 stays pxe
     try:
-        with httpx.Client(timeout=30) as c:
-            assert c.get(a.iso_url(host="node2")).status_code == 404
+        with pytest.raises(CallbackError, match="HTTP 404"):
+            a.iso_url()
     finally:
         a.stop()
+
+
+def test_the_iso_url_goes_stale_once_the_host_called_back(agent):
+    url = agent.iso_url()
+    with httpx.Client(timeout=30) as c:
+        assert c.get(url).status_code == 200
+        cb = c.post(f"{agent.base}/v1/boot/callback/node1?token={agent.token}", json={"mac": "52:54:00:00:10:01"})
+        assert cb.status_code == 200
+        assert c.get(url).status_code == 401
+        assert c.get(f"{agent.base}/v1/boot/iso-url/node1", headers={"Authorization": f"Bearer {agent.admin_token}"}).status_code == 409
 
 
 def test_sushy_inserts_the_iso_the_agent_serves(agent, sushy):

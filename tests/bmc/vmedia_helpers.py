@@ -112,10 +112,20 @@ class VmediaAgent:
                 return True
 
         wait_until(up, timeout=60, what="the agent")
-        self.token = json.loads((self.state_dir / "boot-states.json").read_text())["hosts"][host]["token"]
+        self.host = host
+        self.token = json.loads((self.state_dir / "boot-states.json").read_text())["hosts"][host]["token"]  # the install token
+        self.admin_token = (self.state_dir / "admin-token").read_text().strip()
 
-    def iso_url(self, host: str = "node1", token: str | None = None) -> str:
-        return f"{self.base}/v1/boot/iso/{host}.iso?token={token or self.token}"
+    def iso_url(self, host: str | None = None, token: str | None = None) -> str:
+        """The boot ISO URL the agent hands out (admin API); ``token`` replaces its ISO token."""
+        from vaquero.callback import boot_iso_url
+
+        url = boot_iso_url(self.base, self.host, self.admin_token)
+        if host is not None:
+            url = url.replace(f"/iso/{self.host}.iso", f"/iso/{host}.iso")
+        if token is not None:
+            url = url.split("?token=")[0] + f"?token={token}"
+        return url
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -11,7 +11,8 @@ through a small dispatcher. Routes:
          (or /v1/boot/nocloud/<host>/<file>?token=T)
     GET  /assets/<profile>/<file>            OS assets (Range, HEAD, no listings)
     GET  /ipxe/<file>                        iPXE binaries over HTTP (UEFI HTTP boot)
-    GET  /v1/boot/iso/<host>.iso?token=T     the host's boot ISO, virtual_media hosts only (install token, not bound)
+    GET  /v1/boot/iso/<host>.iso?token=I     the host's boot ISO, virtual_media hosts only (ISO token, see iso_token)
+    GET  /v1/boot/iso-url/<host>             that URL, with the ISO token of the current install   (admin token)
     POST /v1/boot/callback/<host>?token=T    the installer is done: host -> localboot (install token, once)
     GET  /v1/boot/status/<host>              JSON state of a host (no token values)
     POST /v1/boot/install/<host>             arm a host for install      (admin token)
@@ -26,6 +27,8 @@ are never on the pre-rendered fast path, because that path does not see query st
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import hmac
 import json
 import logging
@@ -44,7 +47,7 @@ from vaquero.render.ipxe import mac_key, unknown_script
 from vaquero.render.site import RenderError
 from vaquero.sot.templates import TOKEN_PLACEHOLDER
 
-from .state import BootStates, StateError, TokenRefused, token_hint
+from .state import TOKEN_RE, BootStates, StateError, TokenRefused, token_hint
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +122,17 @@ def query_token(scope: Scope) -> str | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return next((v for k, v in pairs if k == "token"), None)
+
+
+def iso_token(install_token: str, host: str) -> str:
+    """The token of a host's boot ISO URL, derived from its install token (HMAC-SHA256, URL-safe).
+
+    The ISO URL sits in the BMC's VirtualMedia ``Image`` for anyone who can read the BMC, and the
+    BMC fetches it from its own address: it carries a capability for the ISO only (which holds
+    nothing secret), valid while the host is armed, never the install token itself, which fetches
+    the host's config and makes its callback."""
+    mac = hmac.new(install_token.encode(), f"vaquero-boot-iso:{host}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
 def loggable(path: str) -> str:
@@ -256,6 +270,8 @@ class BootApp:
                 if name not in self.bundle.hosts:
                     return await self._reply(send, 404, {"error": f"unknown host {name!r}"}, method)
                 return await self._reply(send, 200, self.states.to_dict(name), method)
+            if path.startswith("/v1/boot/iso-url/"):
+                return await self._iso_url(path[len("/v1/boot/iso-url/") :], scope, send, method, client)
             if path.startswith("/v1/boot/iso/"):
                 return await self._iso(path[len("/v1/boot/iso/") :], query_token(scope), scope, send, method, client)
             if path.startswith("/v1/boot/config/"):
@@ -380,14 +396,29 @@ class BootApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body if method == "GET" else b""})
 
+    async def _iso_url(self, name: str, scope: Scope, send: Send, method: str, client: str) -> None:
+        given = bearer(scope)
+        if self.admin_token is None or given is None or not hmac.compare_digest(given, self.admin_token.encode()):
+            log.warning("boot ISO URL of %r from %s refused: bad or missing token", name[:64], client, extra={"host": name[:64]})
+            return await self._reply(send, 401, {"error": "missing or wrong bearer token"}, method)
+        hb = self.bundle.hosts.get(name)
+        if hb is None or hb.iso_script is None or self.iso_dir is None:
+            return await self._reply(send, 404, {"error": f"host {name[:64]!r} has no boot ISO here (boot method virtual_media)"}, method)
+        st = self.states.get(name)
+        if st.state != "install" or not st.token:
+            return await self._reply(send, 409, {"error": f"host {name} is not armed for install: its boot ISO is not served"}, method)
+        url = f"{self.bundle.base_url}/v1/boot/iso/{name}.iso?token={iso_token(st.token, name)}"
+        return await self._reply(send, 200, {"host": name, "url": url}, method)
+
     async def _iso(self, file: str, token: str | None, scope: Scope, send: Send, method: str, client: str) -> None:
         name = file[: -len(".iso")] if file.endswith(".iso") else ""
-        try:
-            # The token first, as for configs. Not bound, nor checked against a bound address: the BMC
-            # fetches the ISO from its own address, maybe in ranges while the host already booted from it.
-            self.states.authorize(name, token, client, bind=False, check_address=False)
-        except TokenRefused as exc:
-            return await self._refused(send, "boot ISO", name, token, client, exc, method)
+        # The token first, as for configs. Not bound to an address: the BMC fetches the ISO from its
+        # own, maybe in ranges while the host already boots from it.
+        st = self.states.hosts.get(name)
+        armed = st.token if st is not None and st.state == "install" else None
+        if not token or not TOKEN_RE.fullmatch(token) or armed is None or not hmac.compare_digest(token, iso_token(armed, name)):
+            refused = TokenRefused(401, "missing, malformed or stale boot ISO token")
+            return await self._refused(send, "boot ISO", name, token, client, refused, method)
         hb = self.bundle.hosts.get(name)
         if hb is None or hb.iso_script is None or self.iso_dir is None:
             return await self._reply(send, 404, b"not found\n", method)

@@ -141,7 +141,7 @@ class BootStates:
             self._by_digest[_digest(new.token)] = host
         self._save()
 
-    def _check(self, host: str, token: str | None, client: str, *, check_address: bool = True) -> HostState:
+    def _check(self, host: str, token: str | None, client: str) -> HostState:
         if not token or not TOKEN_RE.fullmatch(token):
             raise TokenRefused(401, "missing or malformed install token")
         # A dict lookup by SHA-256 leaks nothing usable about the tokens; compare_digest then confirms.
@@ -151,17 +151,14 @@ class BootStates:
             raise TokenRefused(401, "unknown or already used install token")
         if owner != host:
             raise TokenRefused(403, "install token of another host")
-        if check_address and st.token_ip is not None and st.token_ip != client:
+        if st.token_ip is not None and st.token_ip != client:
             raise TokenRefused(403, "install token bound to another address")
         return st
 
-    def authorize(self, host: str, token: str | None, client: str, *, bind: bool = True, check_address: bool = True) -> HostState:
-        """Check an install token for `host`; its first use (with `bind`) binds it to `client`. Raises TokenRefused.
-
-        `check_address=False` (with `bind=False`) is for the boot ISO, which the BMC fetches from its own
-        address, possibly in pieces while the host already uses the token: it holds nothing secret."""
+    def authorize(self, host: str, token: str | None, client: str, *, bind: bool = True) -> HostState:
+        """Check an install token for `host`; its first use (with `bind`) binds it to `client`. Raises TokenRefused."""
         with self._lock:
-            st = self._check(host, token, client, check_address=check_address)
+            st = self._check(host, token, client)
             if bind and st.token_ip is None:
                 st.token_ip = client
                 self._save()
