@@ -18,6 +18,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 try:
     from vaquero.bmc import BmcError, BmcUnsupported, Endpoint, GuardPolicy, Secret, open_bmc
     from vaquero.bmc.actions import ensure_boot, ensure_power
+    from vaquero.bmc.virtual_media import VirtualMedia, VirtualMediaError, mask_url
     from vaquero.render import AssetError, RenderError, asset_relpath, ensure_asset, mac_key, render_dhcp, render_site, site_hosts, unknown_script, write_file
     from vaquero.render.dhcp import render_dnsmasq, render_dnsmasq_hosts
     from vaquero.render.dhcp_check import DhcpConfigError, DhcpDaemonMissing, check_dhcp_config
@@ -25,7 +26,18 @@ try:
     from vaquero.sot import SoTError, SoTInvalid, load
     from vaquero.sot.templates import primary_network
 
-    from vaquero.callback import AGENT_TOKEN_ENV, CallbackError, agent_url, boot_status, installed, read_status, set_boot_mode, status_url, wait_for_callback
+    from vaquero.callback import (
+        AGENT_TOKEN_ENV,
+        CallbackError,
+        agent_url,
+        boot_iso_url,
+        boot_status,
+        installed,
+        read_status,
+        set_boot_mode,
+        status_url,
+        wait_for_callback,
+    )
     from vaquero.hooks import HookError, run_hook
     from vaquero.secretref import SecretMissing, resolve_secret
 
@@ -41,6 +53,9 @@ except ImportError:
         pass
 
     class BmcUnsupported(BmcError):
+        pass
+
+    class VirtualMediaError(BmcError):
         pass
 
     class RenderError(Exception):
@@ -77,6 +92,8 @@ except ImportError:
     open_bmc = None
     ensure_boot = None
     ensure_power = None
+    VirtualMedia = None
+    mask_url = None
     asset_relpath = None
     ensure_asset = None
     mac_key = None
@@ -93,6 +110,7 @@ except ImportError:
     primary_network = None
     AGENT_TOKEN_ENV = None
     agent_url = None
+    boot_iso_url = None
     boot_status = None
     installed = None
     read_status = None
@@ -121,8 +139,11 @@ __all__ = [
     "SoTError",
     "SoTInvalid",
     "VAQUERO_IMPORT_ERROR",
+    "VirtualMedia",
+    "VirtualMediaError",
     "agent_url",
     "asset_relpath",
+    "boot_iso_url",
     "boot_status",
     "check_dhcp_config",
     "ensure_asset",
@@ -131,6 +152,7 @@ __all__ = [
     "installed",
     "load",
     "mac_key",
+    "mask_url",
     "open_bmc",
     "primary_network",
     "read_status",
