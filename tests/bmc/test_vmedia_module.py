@@ -22,6 +22,7 @@ def test_insert_boot_cd_eject_with_check_mode_and_diff(tmp_path, sushy, agent):
     bmc.update(ca_path=str(sushy.ca_file), host_name="node1", timeout=30)
     iso = {"iso_host": "node1", "sot": str(tmp_path / "sot"), "agent_url": agent.base}
     iso_url = agent.iso_url()
+    unfetchable = iso_url.split("?")[0] + "?token=" + "z" * 43
     tasks = [
         {"name": "insert, check mode", "vaquero.metal.virtual_media": {"state": "inserted", **iso}, "check_mode": True, "diff": True},
         {"name": "insert", "vaquero.metal.virtual_media": {"state": "inserted", **iso}, "diff": True},
@@ -30,7 +31,7 @@ def test_insert_boot_cd_eject_with_check_mode_and_diff(tmp_path, sushy, agent):
         {"name": "eject, check mode", "vaquero.metal.virtual_media": {"state": "ejected"}, "check_mode": True},
         {"name": "eject", "vaquero.metal.virtual_media": {"state": "ejected"}},
         {"name": "eject again", "vaquero.metal.virtual_media": {"state": "ejected"}},
-        {"name": "an image the BMC cannot fetch", "vaquero.metal.virtual_media": {"state": "inserted", "image_url": iso_url.split("?")[0] + "?token=" + "z" * 43}},
+        {"name": "an image the BMC cannot fetch", "vaquero.metal.virtual_media": {"state": "inserted", "image_url": unfetchable}},
         {"name": "ipmi has no virtual media", "vaquero.metal.virtual_media": {"state": "ejected", "bmc_type": "ipmi", "ca_path": None}},
         {"name": "no image", "vaquero.metal.virtual_media": {"state": "inserted"}},
     ]
