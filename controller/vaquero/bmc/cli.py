@@ -178,6 +178,7 @@ def endpoint_from_sot(args: argparse.Namespace) -> Endpoint:
         verify=not host.bmc.insecure,
         ca_file=host.bmc.ca_file,
         system_id=host.bmc.system,
+        system_uuid=host.uuid,
     )
 
 

@@ -36,6 +36,15 @@ _TARGET = {
     BootDevice.NONE: "None",
 }
 _FROM_TARGET = {v: k for k, v in _TARGET.items()}
+# PoweringOn/PoweringOff: the request is being carried out, the host is in neither state yet (taking
+# PoweringOn for Off made "power on" report "off -> off")
+_POWER = {
+    "On": PowerState.ON,
+    "Paused": PowerState.ON,
+    "Off": PowerState.OFF,
+    "PoweringOn": PowerState.POWERING_ON,
+    "PoweringOff": PowerState.POWERING_OFF,
+}
 # preferred ResetType values per action, first allowed one wins
 _RESET = {
     PowerAction.ON: ("On", "ForceOn"),
@@ -86,23 +95,32 @@ class RedfishBmc(Bmc):
 
         return str(requests.certs.where())
 
+    def _timeouts(self) -> tuple[float, float]:
+        """(connect, read) as requests applies them to each request. Kept under the guard's attempt
+        budget (80% of it) so that a stuck request ends here, where connect and read are told apart,
+        and the error names the budget that really ran out, not the guard's cruder "no answer"."""
+        cap = 0.8 * (self.policy or self.guard.policy).attempt_timeout
+        return min(self.connect_timeout, cap), min(self.read_timeout, cap)
+
     def _map_transport(self, exc: BaseException, what: str) -> BmcError:
         import requests
 
-        cause: BaseException | None = exc
-        while cause is not None and not isinstance(cause, requests.RequestException):
-            cause = cause.__cause__ or cause.__context__
+        chain = _causes(exc)
+        cause = next((c for c in chain if isinstance(c, requests.RequestException)), None)
         where = f"{self.base_url} ({what})"
+        connect_t, read_t = self._timeouts()
         if isinstance(cause, requests.exceptions.SSLError):
             return BmcTlsError(self.host, f"TLS failure talking to {where}: {_short(cause)}")
         if isinstance(cause, requests.exceptions.ConnectTimeout):
-            return BmcUnreachable(self.host, f"connect to {where} timed out after {self.connect_timeout:.1f}s")
+            return BmcUnreachable(self.host, f"TCP connect to {where} timed out after {connect_t:.1f}s (connect timeout): nothing sent")
         if isinstance(cause, requests.exceptions.ReadTimeout):
-            return BmcTimeout(self.host, f"no answer from {where} within {self.read_timeout:.1f}s", maybe_applied=True)
+            return BmcTimeout(self.host, f"connected to {where}, request sent, no answer within {read_t:.1f}s (read timeout)", maybe_applied=True)
         if isinstance(cause, requests.exceptions.ConnectionError):
-            text = _short(cause)
-            applied = "refused" not in text.lower() and "connecterror" not in type(cause).__name__.lower()
-            return BmcUnreachable(self.host, f"cannot connect to {where}: {text}", maybe_applied=applied)
+            if any(isinstance(c, _not_connected()) for c in chain):
+                return BmcUnreachable(self.host, f"cannot connect to {where}: {_short(_innermost(chain))}")
+            # connected, then the peer went away: the request may have reached the BMC
+            text = f"{where}: the connection was closed after the request was sent, before an answer: {_short(_innermost(chain))}"
+            return BmcUnreachable(self.host, text, maybe_applied=True)
         return BmcProtocolError(self.host, f"{where}: {type(exc).__name__}: {_short(exc)}", maybe_applied=True)
 
     def _connect(self) -> Any:
@@ -112,7 +130,7 @@ class RedfishBmc(Bmc):
         from redfish.rest import v1 as rv1
 
         ep = self.endpoint
-        timeout = (self.connect_timeout, self.read_timeout)
+        timeout = self._timeouts()
         try:
             client = redfish.redfish_client(
                 base_url=self.base_url,
@@ -213,35 +231,49 @@ class RedfishBmc(Bmc):
             return r
 
     def _system(self) -> str:
+        """The path of this host's System: by the SoT's ``system`` (an Id or its ``@odata.id``), else the only one, else by UUID."""
         if self._system_path:
             return self._system_path
         root = _json(self._request("GET", "/redfish/v1/"))
         systems = (root.get("Systems") or {}).get("@odata.id")
         if not systems:
             raise BmcUnsupported(self.host, "the service root has no Systems collection")
-        members = [m["@odata.id"] for m in _json(self._request("GET", systems)).get("Members", []) if "@odata.id" in m]
+        members = [str(m["@odata.id"]) for m in _json(self._request("GET", systems)).get("Members", []) if isinstance(m, dict) and "@odata.id" in m]
+        ids = [_member_id(m) for m in members]
         want = self.endpoint.system_id
         if want:
-            chosen = [m for m in members if m.rstrip("/").rsplit("/", 1)[-1] == want]
+            # the SoT may name the System by its Id or by its @odata.id (the form the docs show)
+            key = want.rstrip("/")
+            chosen = [m for m in members if (m.rstrip("/") == key if key.startswith("/") else _member_id(m) == key)]
             if not chosen:
-                raise BmcProtocolError(self.host, f"no System {want!r} among {members}")
+                raise BmcProtocolError(self.host, f"no System {want!r} (the SoT's bmc `system`) on this BMC; its Systems' Ids: {ids}")
             self._system_path = chosen[0]
         elif len(members) == 1:
             self._system_path = members[0]
         elif not members:
             raise BmcProtocolError(self.host, "the Systems collection is empty")
         else:
-            raise BmcProtocolError(self.host, f"{len(members)} Systems on this BMC: set system_id (one of {members})")
+            self._system_path = self._system_by_uuid(members, ids)
         return self._system_path
+
+    def _system_by_uuid(self, members: list[str], ids: list[str]) -> str:
+        uuid = (self.endpoint.system_uuid or "").strip().lower()
+        hint = "set `system` in the host's bmc entry of the SoT to one of these Ids"
+        if not uuid:
+            raise BmcProtocolError(self.host, f"{len(members)} Systems on this BMC and the SoT gives neither `system` nor the host's `uuid`: {hint}: {ids}")
+        matches = [m for m in members if str(_json(self._request("GET", m)).get("UUID") or "").strip().lower() == uuid]
+        if len(matches) != 1:
+            found = "none of" if not matches else f"{len(matches)} of"
+            raise BmcProtocolError(self.host, f"{found} the {len(members)} Systems on this BMC have the SoT's UUID {uuid}: {hint}: {ids}")
+        return matches[0]
 
     # operations ----------------------------------------------------------------------------
     def _raw_get_power(self) -> PowerState:
         state = _json(self._request("GET", self._system())).get("PowerState")
-        if state in ("On", "PoweringOff", "Paused"):
-            return PowerState.ON
-        if state in ("Off", "PoweringOn"):
-            return PowerState.OFF
-        raise BmcProtocolError(self.host, f"unknown PowerState {state!r}")
+        power = _POWER.get(state) if isinstance(state, str) else None
+        if power is None:
+            raise BmcProtocolError(self.host, f"unknown PowerState {state!r}")
+        return power
 
     def _reset_action(self) -> tuple[str, list[str] | None]:
         system = _json(self._request("GET", self._system()))
@@ -271,7 +303,7 @@ class RedfishBmc(Bmc):
         path = self._system()
         resp = self._request("GET", path)
         system = _json(resp)
-        boot = system.get("Boot") or {}
+        boot = self._boot_object(system)
         value = _TARGET[device]
         allowed = boot.get("BootSourceOverrideTarget@Redfish.AllowableValues")
         if allowed is not None and value not in allowed:
@@ -297,7 +329,7 @@ class RedfishBmc(Bmc):
         self._request("PATCH", path, {"Boot": patch}, headers=headers or None)
 
     def _raw_get_boot(self) -> BootSetting:
-        boot = _json(self._request("GET", self._system())).get("Boot") or {}
+        boot = self._boot_object(_json(self._request("GET", self._system())))
         enabled = boot.get("BootSourceOverrideEnabled", "Disabled")
         target = boot.get("BootSourceOverrideTarget", "None")
         device = _FROM_TARGET.get(target)
@@ -308,6 +340,14 @@ class RedfishBmc(Bmc):
         mode_v = boot.get("BootSourceOverrideMode")
         mode = BootMode.UEFI if mode_v == "UEFI" else BootMode.BIOS if mode_v == "Legacy" else None
         return BootSetting(device, persistent=enabled == "Continuous", mode=mode)
+
+    def _boot_object(self, system: dict[str, Any]) -> dict[str, Any]:
+        # No Boot object means no boot override on this System (a SmartNIC SoC, some blades): reading
+        # "none" there and PATCHing anyway would report a setting the BMC never had.
+        boot = system.get("Boot")
+        if not isinstance(boot, dict):
+            raise BmcUnsupported(self.host, f"this System ({self._system()}) has no Boot object: its BMC offers no boot override")
+        return boot
 
     def _raw_inventory(self) -> Inventory:
         system = _json(self._request("GET", self._system()))
@@ -328,7 +368,7 @@ class RedfishBmc(Bmc):
             serial=system.get("SerialNumber"),
             uuid=system.get("UUID"),
             macs=tuple(macs),
-            power_state=PowerState.ON if ps in ("On", "PoweringOff") else PowerState.OFF if ps else None,
+            power_state=_POWER.get(ps) if isinstance(ps, str) else None,
             extra={"redfish_system": self._system(), "auth": self.auth_method},
         )
 
@@ -339,6 +379,37 @@ class RedfishBmc(Bmc):
                 client.logout()
             except Exception:  # best effort: the session times out on the BMC anyway
                 log.debug("redfish logout failed", extra={"host": self.host}, exc_info=True)
+        super().close()
+
+
+def _not_connected() -> tuple[type[BaseException], ...]:
+    import socket
+
+    from urllib3.exceptions import NameResolutionError, NewConnectionError
+
+    return (NewConnectionError, NameResolutionError, ConnectionRefusedError, socket.gaierror)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and everything it wraps: causes, contexts, urllib3's ``reason`` and exceptions passed as arguments."""
+    seen: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo and len(seen) < 32:
+        e = todo.pop(0)
+        if any(e is s for s in seen):
+            continue
+        seen.append(e)
+        nested = [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args]
+        todo.extend(n for n in nested if isinstance(n, BaseException))
+    return seen
+
+
+def _innermost(chain: list[BaseException]) -> BaseException:
+    return chain[-1]
+
+
+def _member_id(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _json(resp: Any) -> dict[str, Any]:

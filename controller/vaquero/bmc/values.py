@@ -145,6 +145,7 @@ class Endpoint:
     ca_file: str | None = None
     scheme: Literal["https", "http"] = "https"
     system_id: str | None = None  # Redfish: which System when the service has several
+    system_uuid: str | None = None  # Redfish: the host's SoT UUID, picks the System when several and no system_id
 
     def __post_init__(self) -> None:
         if not isinstance(self.password, Secret):

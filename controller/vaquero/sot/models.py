@@ -452,8 +452,12 @@ class Bmc(Model):
     credential: Key
     insecure: bool = Field(False, description="redfish: skip TLS verification (logged as a warning)")
     ca_file: AbsPath | None = None
-    system: Annotated[str, StringConstraints(max_length=512, pattern=r"^/[^\s]*$"), AfterValidator(_one_line)] | None = Field(
-        None, description="redfish: the System's path, when the BMC has several"
+    # An Id or the @odata.id Redfish gives every System (the form the docs show): both name one
+    # member of /redfish/v1/Systems, so anything else is refused here rather than at the BMC.
+    system: Annotated[str, StringConstraints(pattern=r"^(/redfish/v1/Systems/)?[A-Za-z0-9][A-Za-z0-9._-]{0,127}/?$"), AfterValidator(_one_line)] | None = Field(
+        None,
+        description="redfish: which System when the BMC has several, by Id (1, System.Embedded.1) or @odata.id (/redfish/v1/Systems/1);"
+        " unset: the only one, else the one whose UUID is the host's uuid",
     )
 
 

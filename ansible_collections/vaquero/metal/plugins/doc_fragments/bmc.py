@@ -54,8 +54,9 @@ options:
     type: path
   system_id:
     description:
-      - Redfish only (refused with O(bmc_type=ipmi)). The C(Id) of the System to drive when the BMC
-        manages several (letters, digits, C(.), C(_), C(-)).
+      - Redfish only (refused with O(bmc_type=ipmi)). The System to drive when the BMC manages several,
+        by its C(Id) (letters, digits, C(.), C(_), C(-)) or its C(@odata.id) (C(/redfish/v1/Systems/<Id>)),
+        as the SoT's C(bmc.system) gives it.
     type: str
   host_name:
     description:

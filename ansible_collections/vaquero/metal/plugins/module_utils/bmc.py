@@ -51,7 +51,8 @@ ONLY_FOR = {
 # Bounds of the typed options: hostile input stops here, before a driver or a socket sees it.
 MAX_TIMEOUT = 3600
 _ADDRESS = re.compile(r"^[A-Za-z0-9._:\[\]-]{1,253}$")  # a name, IPv4 or [IPv6]: the SoT's BMC address rule
-_SYSTEM_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")  # one path segment of /redfish/v1/Systems/<id>
+# an Id, or the @odata.id the SoT may give (/redfish/v1/Systems/<id>): the SoT's `system` rule
+_SYSTEM_ID = re.compile(r"^(/redfish/v1/Systems/)?[A-Za-z0-9][A-Za-z0-9._-]{0,127}/?$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -74,7 +75,7 @@ def bmc_option_errors(params):
         errors.append("bmc_address must be a host name or an IP address (letters, digits, . : - [ ])")
     system_id = params.get("system_id")
     if system_id is not None and not _SYSTEM_ID.match(system_id):
-        errors.append("system_id must be a Redfish System Id (letters, digits, . _ -, at most 128)")
+        errors.append("system_id must be a Redfish System Id (letters, digits, . _ -, at most 128) or /redfish/v1/Systems/<Id>")
     for name in ("bmc_username", "host_name"):
         value = params.get(name)
         if value is not None and (not value or len(value) > 253 or _CONTROL.search(value)):
