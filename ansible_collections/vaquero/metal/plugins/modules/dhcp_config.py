@@ -22,8 +22,8 @@ description:
     and a rename.
   - O(mode), O(owner), O(group) and the other file attributes are applied to O(dest) and
     O(hosts_file) the way M(ansible.builtin.copy) applies them (Ansible's own file-attribute code),
-    so an unquoted C(mode: 0644) means C(0644). Without O(mode), a new file gets C(0644) and an
-    existing file keeps its mode.
+    so O(mode) written unquoted in YAML as 0644 (read as the integer 420) means C(0644). Without
+    O(mode), a new file gets C(0644) and an existing file keeps its mode.
 author:
   - Vaquero developers (@vaquero)
 extends_documentation_fragment:
