@@ -55,6 +55,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   if .venv/bin/pip show -q vaquero >/dev/null 2>&1; then
     .venv/bin/pip uninstall -q -y vaquero
   fi
+  # Its build metadata left beside the sources would still answer to the old name.
+  rm -rf controller/vaquero.egg-info
   .venv/bin/pip install -q -c constraints.txt -e ".[test]"
   .venv/bin/pip check
   echo "$want" > "$stamp"
