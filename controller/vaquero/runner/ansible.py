@@ -167,6 +167,8 @@ def launch(
     envvars = {
         "ANSIBLE_COLLECTIONS_PATH": str(content),
         "ANSIBLE_INVENTORY_ENABLED": "vaquero.metal.sot,yaml,ini,host_list",
+        # A SoT the inventory plugin cannot read fails the launch instead of matching no hosts (rc 0).
+        "ANSIBLE_INVENTORY_UNPARSED_FAILED": "1",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),

@@ -11,17 +11,29 @@ version_added: 0.1.0
 description:
   - Reads a Vaquero SoT folder (sites, clusters, hosts, profiles) and turns it into an inventory.
   - Every host of every cluster becomes an inventory host, in the groups C(site_<site>),
-    C(cluster_<cluster>) and C(role_<role>) for each of its roles (dashes become underscores).
+    C(cluster_<cluster>), C(profile_<profile>) (the profile the host installs) and C(role_<role>)
+    for each of its roles (dashes become underscores).
   - Host variables carry the SoT view of the host under C(vaquero_host), its cluster, site, profile,
-    the cluster's policy (C(vaquero_policy)) and upgrade settings (C(vaquero_upgrade)), and BMC.
+    boot method (C(vaquero_boot_method)), the cluster's policy (C(vaquero_policy)) and upgrade
+    settings (C(vaquero_upgrade)), hook names per phase (C(vaquero_hooks)) and BMC (C(vaquero_bmc)).
     BMC credentials appear as references (environment variable or file name), never as the secret
     itself; modules resolve them when they run.
+  - An invalid SoT raises a parse error carrying every error with its file and line. Ansible turns
+    a failed inventory source into a warning unless C(unparsed_is_failed) is set (C([inventory])
+    section of C(ansible.cfg), or C(ANSIBLE_INVENTORY_UNPARSED_FAILED)); set it, as the
+    C(ansible.cfg) shipped with Vaquero does, so that a broken SoT stops the run instead of
+    matching no hosts.
+  - With O(cache=true) the hosts and groups read from the SoT are kept in the inventory cache
+    plugin chosen (O(cache_plugin)); later runs use them without reading the SoT until the cache
+    times out or is refreshed (C(--flush-cache)). The filters O(clusters) and O(sites) apply to
+    the cached data, so changing them needs no refresh.
   - The inventory file name must end with C(vaquero.yml) or C(vaquero.yaml).
   - Needs the C(vaquero) Python package on the controller.
 author:
   - Vaquero developers (@vaquero)
 extends_documentation_fragment:
   - constructed
+  - inventory_cache
 options:
   plugin:
     description: Marks this file as an inventory of this plugin.
@@ -34,7 +46,16 @@ options:
     type: str
     default: .
   clusters:
-    description: Only hosts of these clusters; all clusters when empty.
+    description:
+      - Only hosts of these clusters; all clusters when empty.
+      - A name the SoT does not have gives a warning, or fails the inventory with O(strict=true).
+    type: list
+    elements: str
+    default: []
+  sites:
+    description:
+      - Only hosts of clusters at these sites; all sites when empty.
+      - A name the SoT does not have gives a warning, or fails the inventory with O(strict=true).
     type: list
     elements: str
     default: []
@@ -55,13 +76,23 @@ keyed_groups:
     prefix: firmware
 compose:
   rack: vaquero_host.vars.rack | default('none')
+
+# Only one cluster, strict about names, cached in JSON files for an hour.
+plugin: vaquero.metal.sot
+path: /srv/sot
+clusters: [k8s-workers]
+strict: true
+cache: true
+cache_plugin: ansible.builtin.jsonfile
+cache_connection: /var/cache/vaquero/inventory
+cache_timeout: 3600
 """
 
 import os
 
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.module_utils.basic import missing_required_lib
-from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 from ansible_collections.vaquero.metal.plugins.module_utils.core import HAS_VAQUERO, SoTInvalid, load, primary_network
 
@@ -70,7 +101,7 @@ def _group(prefix, name):
     return prefix + "_" + name.replace("-", "_")
 
 
-class InventoryModule(BaseInventoryPlugin, Constructable):
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     NAME = "vaquero.metal.sot"
 
     def verify_file(self, path):
@@ -81,6 +112,23 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         if not HAS_VAQUERO:
             raise AnsibleError(missing_required_lib("vaquero"))
         self._read_config_data(path)
+        # cache=False is Ansible asking for a refresh (--flush-cache, or a meta: refresh_inventory).
+        use_cache = self.get_option("cache")
+        key = self.get_cache_key(path)
+        data = None
+        if use_cache and cache:
+            try:
+                data = self._cache[key]
+            except KeyError:
+                data = None
+        if data is None:
+            data = self._read(path)
+            if use_cache:
+                self._cache[key] = data
+        self._populate(data)
+
+    def _read(self, path):
+        """Everything the inventory needs from the SoT, as plain JSON-able data (what the cache keeps)."""
         root = self.get_option("path")
         if not os.path.isabs(root):
             root = os.path.join(os.path.dirname(path), root)
@@ -88,17 +136,37 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             sot = load(root, semantic=self.get_option("validate"))
         except SoTInvalid as exc:
             raise AnsibleParserError("invalid Vaquero SoT %s:\n%s" % (root, "\n".join(str(e) for e in exc.errors)))
-        wanted = set(self.get_option("clusters") or [])
-        strict = self.get_option("strict")
+        hosts = []
         for cluster, _index, host in sot.hosts():
-            if wanted and cluster.name not in wanted:
-                continue
             site = sot.sites.get(cluster.site)
-            name = self.inventory.add_host(host.name)
-            for group in [_group("site", cluster.site), _group("cluster", cluster.name)] + [_group("role", r) for r in host.roles]:
+            hostvars = self._hostvars(sot, site, cluster, host)
+            groups = [_group("site", cluster.site), _group("cluster", cluster.name), _group("profile", hostvars["vaquero_profile"])]
+            groups += [_group("role", r) for r in host.roles]
+            hosts.append({"name": host.name, "cluster": cluster.name, "site": cluster.site, "groups": groups, "vars": hostvars})
+        return {"clusters": sorted(sot.clusters), "sites": sorted(sot.sites), "hosts": hosts}
+
+    def _wanted(self, option, known):
+        wanted = set(self.get_option(option) or [])
+        unknown = sorted(wanted - set(known))
+        if unknown:
+            msg = "vaquero.metal.sot: %s %s not in the SoT (it has: %s)" % (option, ", ".join(unknown), ", ".join(known) or "none")
+            if self.get_option("strict"):
+                raise AnsibleParserError(msg)
+            self.display.warning(msg)
+        return wanted
+
+    def _populate(self, data):
+        clusters = self._wanted("clusters", data["clusters"])
+        sites = self._wanted("sites", data["sites"])
+        strict = self.get_option("strict")
+        for entry in data["hosts"]:
+            if (clusters and entry["cluster"] not in clusters) or (sites and entry["site"] not in sites):
+                continue
+            name = self.inventory.add_host(entry["name"])
+            for group in entry["groups"]:
                 self.inventory.add_group(group)
                 self.inventory.add_child(group, name)
-            hostvars = self._hostvars(sot, site, cluster, host)
+            hostvars = entry["vars"]
             for key, value in hostvars.items():
                 self.inventory.set_variable(name, key, value)
             self._set_composite_vars(self.get_option("compose"), hostvars, name, strict=strict)
@@ -108,11 +176,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
     def _hostvars(self, sot, site, cluster, host):
         data = host.model_dump(mode="json")
         profile = host.profile or cluster.profile
+        # The host's own boot method, else its site's, else pxe (read defensively: older cores have no boot field).
+        boot = getattr(host, "boot", None) or getattr(site, "boot", None)
         out = {
             "vaquero_host": data,
             "vaquero_cluster": cluster.name,
             "vaquero_site": cluster.site,
             "vaquero_profile": profile,
+            "vaquero_boot_method": boot.method if boot is not None else "pxe",
             "vaquero_sot_root": str(sot.root),
             "vaquero_sot_sha": sot.sha,
             "vaquero_policy": cluster.policy.model_dump(mode="json"),
@@ -128,8 +199,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             if net.name in host.ips:
                 out["ansible_host"] = str(host.ips[net.name])
         if host.bmc is not None and site is not None:
-            bmc = host.bmc.model_dump(mode="json")
-            cred = site.credentials.get(host.bmc.credential)
+            # Named fields only: vaquero.metal.bmc_connection's argument spec refuses keys it does not know.
+            b = host.bmc
+            bmc = {"type": b.type, "address": b.address, "port": b.port, "credential": b.credential, "insecure": b.insecure, "system": b.system}
+            bmc["ca_file"] = str(b.ca_file) if b.ca_file is not None else None
+            cred = site.credentials.get(b.credential)
             if cred is not None:
                 # References only: the secret is read where the module runs, at the moment of use.
                 bmc["username"] = cred.username
