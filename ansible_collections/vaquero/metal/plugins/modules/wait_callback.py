@@ -45,7 +45,7 @@ requirements:
   - vaquero
 attributes:
   check_mode:
-    support: full
+    support: partial
     description: Reads the host's boot status once and reports it, without waiting.
     details:
       - Check mode does not wait - the tasks before it did not power cycle the host, so no callback
