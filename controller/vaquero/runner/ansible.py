@@ -167,7 +167,7 @@ def launch(
     envvars = {
         "ANSIBLE_COLLECTIONS_PATH": str(content),
         "ANSIBLE_INVENTORY_ENABLED": "vaquero.metal.sot,yaml,ini,host_list",
-        # A SoT the inventory plugin cannot read fails the launch instead of matching no hosts (rc 0).
+        # A SoT the inventory plugin cannot read fails the launch with its file:line errors, not a bare "no hosts".
         "ANSIBLE_INVENTORY_UNPARSED_FAILED": "1",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
