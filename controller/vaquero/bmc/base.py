@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from vaquero.bmc.errors import BmcUnsupported
+from vaquero.bmc.errors import BmcTimeout, BmcUnreachable, BmcUnsupported
 from vaquero.bmc.guard import DEFAULT_GUARD, Guard, GuardPolicy
 from vaquero.bmc.values import BootDevice, BootMode, BootSetting, Endpoint, Inventory, PowerAction, PowerState
 
@@ -28,12 +28,35 @@ class Bmc:
         self.policy = policy
         self.soft_off_timeout = 60.0
         self.poll_interval = 1.0
+        # Set by a driver while it waits on the BMC: what it is waiting for ("cannot connect: ..."
+        # during a login, "... request sent, no answer" after a request), so an attempt the guard
+        # cuts at the deadline is reported as what it was.
+        self.phase: str | None = None
 
     @property
     def host(self) -> str:
         return self.endpoint.host
 
     def _run(self, name: str, fn: Callable[[], T], *, idempotent: bool = True, policy: GuardPolicy | None = None) -> T:
+        pol = policy or self.policy or self.guard.policy
+        started = time.monotonic()
+        try:
+            return self._run_guarded(name, fn, idempotent=idempotent, policy=policy)
+        except (BmcTimeout, BmcUnreachable) as exc:
+            if type(exc) not in (BmcTimeout, BmcUnreachable):  # busy, circuit open, TLS: already say why
+                raise
+            # The last attempt's message names that attempt's own wait, which after retries is only
+            # what was left of the deadline: name the operation's whole budget too.
+            budget = f"gave up after {time.monotonic() - started:.1f}s of the operation's {pol.deadline:.1f}s budget"
+            phase = self.phase
+            if phase is None:
+                raise type(exc)(self.host, f"{exc.message}; {budget}", maybe_applied=exc.maybe_applied) from None
+            # the guard cut an attempt still waiting inside the driver: say what it was waiting for
+            if phase.startswith("cannot connect"):
+                raise BmcUnreachable(self.host, f"{name}: {phase}; {budget}") from None
+            raise BmcTimeout(self.host, f"{name}: {phase}; {budget}", maybe_applied=True) from None
+
+    def _run_guarded(self, name: str, fn: Callable[[], T], *, idempotent: bool = True, policy: GuardPolicy | None = None) -> T:
         return self.guard.run(self.endpoint, name, lambda: self._wrap(fn), idempotent=idempotent, policy=policy or self.policy)
 
     def _wrap(self, fn: Callable[[], T]) -> T:

@@ -132,6 +132,12 @@ def endpoint_from_args(args: argparse.Namespace) -> Endpoint:
         password = os.environ.get(PASSWORD_ENV, "")
     if not password:
         raise SystemExit(f"error: no BMC password: set ${PASSWORD_ENV} or --bmc-password-file")
+    kg = None
+    if args.bmc_kg_file:
+        with open(args.bmc_kg_file, encoding="utf-8") as fh:
+            kg = fh.read().strip()
+        if args.bmc_type != "ipmi":
+            raise SystemExit("error: --bmc-kg-file is an IPMI option (the BMC key of a two-key login)")
     return Endpoint(
         kind=args.bmc_type,
         address=args.bmc_address,
@@ -143,6 +149,7 @@ def endpoint_from_args(args: argparse.Namespace) -> Endpoint:
         ca_file=args.ca_file,
         scheme=args.bmc_scheme,
         system_id=args.system_id,
+        kg=Secret(kg) if kg else None,
     )
 
 
@@ -208,6 +215,7 @@ def _bmc_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bmc-port", type=int)
     g.add_argument("--bmc-username", default="admin")
     g.add_argument("--bmc-password-file", help=f"file holding the password (else ${PASSWORD_ENV})")
+    g.add_argument("--bmc-kg-file", help="IPMI: file holding the BMC key (Kg) of a two-key login (default: none, the password is the key)")
     g.add_argument("--bmc-scheme", choices=["https", "http"], default="https")
     g.add_argument("--ca-file", help="Redfish: CA certificate(s) of the BMC (PEM)")
     g.add_argument("--insecure", action="store_true", help="Redfish: do not verify the BMC's TLS certificate (logs a warning)")

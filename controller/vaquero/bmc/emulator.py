@@ -201,6 +201,10 @@ def serve(args: argparse.Namespace) -> None:
     _patch_pyghmi()  # the server side shares pyghmi's I/O loop and its missed wake-ups
     with open(args.password_file, encoding="utf-8") as fh:
         password = fh.read().strip()
+    kg = None
+    if args.kg_file:  # the BMC key of IPMI 2.0 two-key logins; a file, so it never shows in ps
+        with open(args.kg_file, encoding="utf-8") as fh:
+            kg = fh.read().strip()
     bmcs: dict[int, EmulatedBmc] = {}
     for i in range(args.count):
         port = args.port + i
@@ -215,6 +219,8 @@ def serve(args: argparse.Namespace) -> None:
             power_delay=args.power_delay,
             stuck=args.stuck,
         )
+        if kg is not None:
+            bmcs[port].set_kg(kg)
 
     if args.control_port:
 
@@ -253,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency", type=float, default=0.0, help="seconds each BMC takes to process a command (does not block the others)")
     ap.add_argument("--power-delay", type=float, default=0.0, help="seconds a power request takes to change the power state")
     ap.add_argument("--stuck", action="store_true", help="acknowledge power requests but never change the power state")
+    ap.add_argument("--kg-file", help="file holding the BMC key (Kg) every BMC requires at login (default: none, Kg = the password)")
     serve(ap.parse_args(argv))
     return 0
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from vaquero.bmc.base import Bmc
-from vaquero.bmc.errors import BmcAuthError, BmcError, BmcProtocolError, BmcServerError, BmcUnreachable, BmcUnsupported
+from vaquero.bmc.errors import BmcAuthError, BmcError, BmcProtocolError, BmcServerError, BmcTimeout, BmcUnreachable, BmcUnsupported
 from vaquero.bmc.guard import Guard, GuardPolicy
 from vaquero.bmc.values import BootDevice, BootMode, BootSetting, Endpoint, Inventory, PowerAction, PowerState
 
@@ -59,6 +60,10 @@ class IpmiBmc(Bmc):
         super().__init__(endpoint, guard, policy)
         self._cmd: Any = None
 
+    @property
+    def _where(self) -> str:
+        return f"{self.endpoint.address}:{self.endpoint.port or 623}/udp"
+
     # connection ----------------------------------------------------------------------------
     def _wrap(self, fn: Callable[[], T]) -> T:
         """The IPMI session is kept between operations (pyghmi keeps it alive) and logged out by
@@ -94,29 +99,40 @@ class IpmiBmc(Bmc):
         # pyghmi 1.6 files a session as "initting" under str credentials but removes it under
         # bytes ones, so it never leaves, and the next login (after a success or a failure) picks
         # up that stale session. Remove it once the login attempt is over.
-        key = (ep.address, ep.username, ep.password.reveal(), ep.port or 623, None)
+        kg = ep.kg.reveal() if ep.kg is not None else None
+        if kg is not None and not 0 < len(kg.encode("utf-8")) <= 20:
+            # IPMI 2.0 keys are 20 bytes at most; never name the key itself
+            raise BmcAuthError(self.host, "the IPMI BMC key (Kg) must be 1 to 20 bytes")
+        key = (ep.address, ep.username, ep.password.reveal(), ep.port or 623, kg)
+        self.phase = f"cannot connect: no answer to the IPMI session set-up (RMCP+ open session, RAKP) from {self._where}"
+        started = time.monotonic()
         try:
-            self._cmd = command.Command(bmc=ep.address, userid=ep.username, password=ep.password.reveal(), port=ep.port or 623, keepalive=True)
+            self._cmd = command.Command(bmc=ep.address, userid=ep.username, password=ep.password.reveal(), port=ep.port or 623, kg=kg, keepalive=True)
         except pexc.IpmiException as exc:
             self._cmd = None
-            raise self._map(exc, connecting=True) from None
+            raise self._map(exc, connecting=True, waited=time.monotonic() - started) from None
         except OSError as exc:
             self._cmd = None
-            raise BmcUnreachable(self.host, f"cannot reach {ep.address}:{ep.port or 623}/udp: {exc.strerror or exc}") from None
+            raise BmcUnreachable(self.host, f"cannot connect to {self._where}: {exc.strerror or exc}") from None
         finally:
+            self.phase = None
             psession.Session.initting_sessions.pop(key, None)
         return self._cmd
 
-    def _map(self, exc: Exception, *, connecting: bool = False) -> BmcError:
+    def _map(self, exc: Exception, *, connecting: bool = False, waited: float = 0.0, what: str = "") -> BmcError:
         text = str(exc.args[0]) if getattr(exc, "args", None) and exc.args[0] is not None else ""
         low = text.lower()
         ep = self.endpoint
         if any(w in low for w in _AUTH_WORDS):
             return BmcAuthError(self.host, f"IPMI login refused by {ep.address}:{ep.port or 623}: {text}")
-        if connecting or not text or "timeout" in low or "session no longer connected" in low or "unable to" in low:
+        detail = f" ({text})" if text else ""
+        if connecting:
+            # nothing was asked of the chassis yet: the login itself got no (usable) answer
             return BmcUnreachable(
-                self.host, f"no IPMI answer from {ep.address}:{ep.port or 623}/udp{': ' + text if text else ''}", maybe_applied=not connecting
+                self.host, f"cannot connect: no answer to the IPMI session set-up (RMCP+ open session, RAKP) from {self._where} in {waited:.1f}s{detail}"
             )
+        if not text or "timeout" in low or "session no longer connected" in low or "unable to" in low:
+            return BmcTimeout(self.host, f"connected to {self._where}, {what or 'request'} sent, no answer in {waited:.1f}s{detail}", maybe_applied=True)
         code = getattr(exc, "ipmicode", None)
         if code in (0xC1, 0xCC, 0x80):
             return BmcUnsupported(self.host, f"IPMI command not supported: {text}")
@@ -126,17 +142,23 @@ class IpmiBmc(Bmc):
         from pyghmi import exceptions as pexc
 
         cmd = self._command()
+        what = f"request netfn {netfn:#x} cmd {command:#x}"
+        self.phase = f"connected to {self._where}, {what} sent, no answer"
+        started = time.monotonic()
         try:
             rsp: dict[str, Any] = cmd.raw_command(netfn=netfn, command=command, data=data)
         except pexc.IpmiException as exc:
             self._cmd = None
-            raise self._map(exc) from None
+            raise self._map(exc, waited=time.monotonic() - started, what=what) from None
+        finally:
+            self.phase = None
         if "error" in rsp:
             err = str(rsp["error"])
             code = rsp.get("code")
             if code is None or "timeout" in err.lower() or "session" in err.lower():
                 self._cmd = None
-                raise BmcUnreachable(self.host, f"no IPMI answer: {err}", maybe_applied=True)
+                waited = time.monotonic() - started
+                raise BmcTimeout(self.host, f"connected to {self._where}, {what} sent, no answer in {waited:.1f}s ({err})", maybe_applied=True)
             if code in (0xC1, 0xC2, 0xCC, 0x80):
                 raise BmcUnsupported(self.host, f"IPMI netfn {netfn:#x} cmd {command:#x} refused (code {code:#x}): {err}")
             raise BmcServerError(self.host, f"IPMI netfn {netfn:#x} cmd {command:#x} failed (code {code:#x}): {err}", maybe_applied=True)

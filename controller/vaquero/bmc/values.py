@@ -145,11 +145,14 @@ class Endpoint:
     ca_file: str | None = None
     scheme: Literal["https", "http"] = "https"
     system_id: str | None = None  # Redfish: which System when the service has several
-    system_uuid: str | None = None  # Redfish: the host's SoT UUID, picks the System when several and no system_id
+    # IPMI 2.0: the BMC key (Kg) of a two-key login; None: the BMC uses the password as Kg
+    kg: Secret | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.password, Secret):
             object.__setattr__(self, "password", Secret(self.password))
+        if self.kg is not None and not isinstance(self.kg, Secret):
+            object.__setattr__(self, "kg", Secret(self.kg))
         if not self.host:
             object.__setattr__(self, "host", self.address)
 

@@ -58,6 +58,13 @@ options:
         by its C(Id) (letters, digits, C(.), C(_), C(-)) or its C(@odata.id) (C(/redfish/v1/Systems/<Id>)),
         as the SoT's C(bmc.system) gives it.
     type: str
+  bmc_kg:
+    description:
+      - IPMI only (refused with O(bmc_type=redfish)). The BMC key (Kg) of an IPMI 2.0 two-key login,
+        1 to 20 bytes, for BMCs set to require one. Unset, the BMC uses the password as the key.
+      - A secret like O(bmc_password), never logged, never returned. A wrong or missing key fails
+        the login with C(error_kind=auth).
+    type: str
   host_name:
     description:
       - The host this BMC belongs to, as named in the SoT, used in logs and error messages.

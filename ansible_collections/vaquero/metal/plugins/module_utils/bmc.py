@@ -33,6 +33,7 @@ def bmc_argument_spec():
         validate_certs=dict(type="bool", default=True),
         ca_path=dict(type="path"),
         system_id=dict(type="str"),
+        bmc_kg=dict(type="str", no_log=True),
         host_name=dict(type="str"),
         timeout=dict(type="int", default=60),
     )
@@ -46,6 +47,7 @@ ONLY_FOR = {
     "validate_certs": ("redfish", True),
     "ca_path": ("redfish", None),
     "system_id": ("redfish", None),
+    "bmc_kg": ("ipmi", None),
 }
 
 # Bounds of the typed options: hostile input stops here, before a driver or a socket sees it.
@@ -112,6 +114,7 @@ def endpoint(module):
         ca_file=p["ca_path"],
         scheme=p["bmc_scheme"] or "https",
         system_id=p["system_id"],
+        kg=Secret(p["bmc_kg"]) if p.get("bmc_kg") is not None else None,
     )
 
 
