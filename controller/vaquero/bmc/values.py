@@ -145,6 +145,7 @@ class Endpoint:
     ca_file: str | None = None
     scheme: Literal["https", "http"] = "https"
     system_id: str | None = None  # Redfish: which System when the service has several
+    system_uuid: str | None = None  # Redfish: the host's SoT UUID, picks the System when several and no system_id
     # IPMI 2.0: the BMC key (Kg) of a two-key login; None: the BMC uses the password as Kg
     kg: Secret | None = None
 
