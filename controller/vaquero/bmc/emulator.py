@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -34,6 +34,8 @@ class _Suite3Session(pserver.ServerSession):  # type: ignore[misc]
     refuses the SHA-256 request, and the client falls back: do that."""
 
     def create_open_session_response(self, request: bytes) -> bytearray:
+        # a new RMCP+ session from this client replaces the one it had with this BMC (pyghmi keeps one per client address)
+        self.bmc.sessions_meter.closed(self.bmc, self.sockaddr)
         if len(request) > 12 and request[12] not in (0, 1):
             self.clientsessionid = request[4:8]
             self.managedsessionid = b"\0\0\0\0"
@@ -45,7 +47,17 @@ class _Suite3Session(pserver.ServerSession):  # type: ignore[misc]
         # re-running the handshake on this one's state (pyghmi would, and drop packets)
         _Suite3Session(self.authdata, self.kg, self.sockaddr, self.socket, data, self.uuid, bmc=self.bmc)
 
+    def _send_rakp4(self, tagvalue: int, statuscode: int) -> None:
+        super()._send_rakp4(tagvalue, statuscode)
+        if statuscode == 0:  # RAKP 3 checked out: the session is open from here to its logout
+            self.bmc.sessions_meter.opened(self.bmc, self.sockaddr)
+
+    def handle_client_request(self, request: dict[str, Any]) -> None:
+        self.bmc.sessions_meter.seen(self.bmc, self.sockaddr)
+        super().handle_client_request(request)
+
     def close_server_session(self) -> None:
+        self.bmc.sessions_meter.closed(self.bmc, self.sockaddr)
         # pyghmi leaves closed sessions registered; unregister, so the next session starts clean
         handlers = pserver.ipmisession.Session.bmc_handlers.get(self.sockaddr)
         if handlers is not None and handlers.get(self.bmc.port) is self:
@@ -62,10 +74,72 @@ class _Suite3Session(pserver.ServerSession):  # type: ignore[misc]
 pserver.ServerSession = _Suite3Session
 
 
+class SessionMeter:
+    """Open IPMI sessions of every BMC of this process, counted by the BMCs themselves: a session
+    opens when RAKP 3 is accepted and closes at its logout, when the same client opens a new one,
+    or after ``idle_timeout`` seconds without a packet (a client that died without logging out).
+
+    Every change is logged with its CLOCK_MONOTONIC time (one clock for the machine), so the
+    peaks of several emulator processes can be merged into one exact fleet-wide peak."""
+
+    def __init__(self, idle_timeout: float = 60.0, max_events: int = 200_000) -> None:
+        self.idle_timeout = idle_timeout
+        self._mu = threading.Lock()
+        self._open: dict[tuple[int, Any], float] = {}  # (bmc port, client address) -> last packet
+        self.peak = 0
+        self.bmc_peak: Counter[int] = Counter()
+        self.events: deque[tuple[float, int]] = deque(maxlen=max_events)
+
+    def _expire(self, now: float) -> None:
+        for k in [k for k, seen in self._open.items() if now - seen > self.idle_timeout]:
+            del self._open[k]
+            self.events.append((now, -1))
+
+    def opened(self, bmc: EmulatedBmc, addr: Any) -> None:
+        now = time.monotonic()
+        with self._mu:
+            self._expire(now)
+            if (bmc.port, addr) not in self._open:
+                self.events.append((now, +1))
+            self._open[(bmc.port, addr)] = now
+            self.peak = max(self.peak, len(self._open))
+            self.bmc_peak[bmc.port] = max(self.bmc_peak[bmc.port], sum(1 for p, _ in self._open if p == bmc.port))
+
+    def seen(self, bmc: EmulatedBmc, addr: Any) -> None:
+        with self._mu:
+            if (bmc.port, addr) in self._open:
+                self._open[(bmc.port, addr)] = time.monotonic()
+
+    def closed(self, bmc: EmulatedBmc, addr: Any) -> None:
+        with self._mu:
+            if self._open.pop((bmc.port, addr), None) is not None:
+                self.events.append((time.monotonic(), -1))
+
+    def open_for(self, port: int) -> int:
+        with self._mu:
+            self._expire(time.monotonic())
+            return sum(1 for p, _ in self._open if p == port)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._mu:
+            self._expire(time.monotonic())
+            return {"open": len(self._open), "peak": self.peak, "events": list(self.events)}
+
+    def reset(self) -> None:
+        """Start a new measurement: the peaks restart from what is open now, the log empties."""
+        with self._mu:
+            self._expire(time.monotonic())
+            self.peak = len(self._open)
+            self.bmc_peak = Counter(p for p, _ in self._open)
+            self.events.clear()
+
+
 class EmulatedBmc(pbmc.Bmc):  # type: ignore[misc]
     """One BMC. ``acpi_delay``: seconds a soft off takes (None: the OS ignores ACPI).
     ``power_delay``: seconds a power request takes to show in the state; ``stuck``: power requests
     are acknowledged and counted but the state never changes (a BMC that lies about its chassis)."""
+
+    sessions_meter = SessionMeter()  # one per process, shared by its BMCs
 
     def __init__(
         self,
@@ -187,7 +261,8 @@ class EmulatedBmc(pbmc.Bmc):  # type: ignore[misc]
 
     def state(self) -> dict[str, Any]:
         self._tick()
-        return {"power": self.powerstate, "boot": self.boot_state(), "counts": dict(self.counts), "uuid": str(self.system_uuid)}
+        sessions = {"open": self.sessions_meter.open_for(self.port), "peak": self.sessions_meter.bmc_peak[self.port]}
+        return {"power": self.powerstate, "boot": self.boot_state(), "counts": dict(self.counts), "uuid": str(self.system_uuid), "sessions": sessions}
 
 
 def system_uuid_for(port: int) -> uuid.UUID:
@@ -225,8 +300,23 @@ def serve(args: argparse.Namespace) -> None:
     if args.control_port:
 
         class Handler(BaseHTTPRequestHandler):
+            # GET /: every BMC's state; GET /sessions: open IPMI sessions of the fleet, their peak
+            # and the log of changes; POST /sessions/reset: a new measurement starts
+            def do_POST(self) -> None:
+                if self.path != "/sessions/reset":
+                    self.send_error(404)
+                    return
+                EmulatedBmc.sessions_meter.reset()
+                self._json({"ok": True})
+
             def do_GET(self) -> None:
-                body = json.dumps({str(p): b.state() for p, b in bmcs.items()}).encode()
+                if self.path == "/sessions":
+                    self._json(EmulatedBmc.sessions_meter.snapshot())
+                    return
+                self._json({str(p): b.state() for p, b in bmcs.items()})
+
+            def _json(self, data: object) -> None:
+                body = json.dumps(data).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
