@@ -221,3 +221,26 @@ def tarball_members(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
 @pytest.mark.parametrize("path", ["requirements.txt", "bindep.txt", "meta/execution-environment.yml", "COPYING", "CHANGELOG.rst", "docs/docsite/links.yml"])
 def test_the_tarball_ships_the_packaging_files(path: str, tarball_members: set[str]) -> None:
     assert path in tarball_members
+
+
+def _lock(path: Path) -> dict[str, Version]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"{path.name}: not an exact pin: {line!r}"
+            pins[canonicalize_name(name)] = Version(version)
+    return pins
+
+
+def test_ci_tool_venvs_pin_the_oldest_ansible_core_and_the_main_tools() -> None:
+    oldest = _lock(REPO / "scripts" / "venvs" / "ansible-core-2.16.txt")["ansible-core"]
+    runtime = yaml.safe_load((COLLECTION / "meta" / "runtime.yml").read_text())
+    lowest = next(Version(s.version) for s in SpecifierSet(runtime["requires_ansible"]) if s.operator == ">=")
+    assert (oldest.major, oldest.minor) == (lowest.major, lowest.minor), f"sanity runs on {oldest}, the collection supports {lowest}"
+    # galaxy-importer checks with the ansible-core and ansible-lint the main venv has.
+    importer, main = _lock(REPO / "scripts" / "venvs" / "galaxy-importer.txt"), _constraints()
+    assert "galaxy-importer" in importer
+    for name in ("ansible-core", "ansible-lint", "ansible-builder"):
+        assert importer[name] == main[name], f"{name}: {importer[name]} for galaxy-importer, {main[name]} in constraints.txt"
