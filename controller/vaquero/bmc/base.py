@@ -57,7 +57,8 @@ class Bmc:
             raise BmcTimeout(self.host, f"{name}: {phase}; {budget}", maybe_applied=True) from None
 
     def _run_guarded(self, name: str, fn: Callable[[], T], *, idempotent: bool = True, policy: GuardPolicy | None = None) -> T:
-        return self.guard.run(self.endpoint, name, lambda: self._wrap(fn), idempotent=idempotent, policy=policy or self.policy)
+        # owner=self: the BMC and a global slot stay held from the first operation to close(), the life of the login session
+        return self.guard.run(self.endpoint, name, lambda: self._wrap(fn), idempotent=idempotent, policy=policy or self.policy, owner=self)
 
     def _wrap(self, fn: Callable[[], T]) -> T:
         """Runs around every attempt, in the attempt's thread (drivers open/close sessions here)."""
@@ -126,7 +127,8 @@ class Bmc:
         return self._run("inventory", self._raw_inventory)
 
     def close(self) -> None:
-        """Release connections and sessions (best effort)."""
+        """Release connections and sessions (best effort); drivers log out first, then call this."""
+        self.guard.release(self)
 
     def __enter__(self) -> Bmc:
         return self

@@ -250,3 +250,4 @@ class IpmiBmc(Bmc):
                 cmd.ipmi_session.logout()
             except Exception:  # best effort
                 log.debug("ipmi logout failed", extra={"host": self.host}, exc_info=True)
+        super().close()

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vaquero.bmc.guard import DEFAULT_GUARD
 from vaquero.childenv import ansible_env
 from vaquero.content import content_dir
 from vaquero.secretref import SECRETS_DIR_ENV
@@ -172,6 +173,8 @@ def launch(
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+        # the modules' BMC calls share this controller's guard folder: one lock per BMC, one limit and one breaker for the fleet
+        **DEFAULT_GUARD.child_env(),
         **secrets_env,
     }
     variables = {"vaquero_run": ctx.run, "vaquero_plan": ctx.plan, "vaquero_run_sha": ctx.sha or "", "upgrade_serial": len(hosts)}
