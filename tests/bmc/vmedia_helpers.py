@@ -59,7 +59,7 @@ class ImageServer:
 REPO = Path(__file__).resolve().parents[2]
 
 
-def vmedia_sot(tmp: Path, bmc_port: int, host: str = "node1") -> Path:
+def vmedia_sot(tmp: Path, bmc_port: int, host: str = "node1", ca_file: Path | None = None) -> Path:
     """A copy of the lab SoT where ``host`` boots by virtual media through a Redfish BMC on loopback."""
     import shutil
 
@@ -73,6 +73,8 @@ def vmedia_sot(tmp: Path, bmc_port: int, host: str = "node1") -> Path:
         if h["name"] == host:
             h["boot"] = {"method": "virtual_media"}
             h["bmc"] = {"type": "redfish", "address": "127.0.0.1", "port": bmc_port, "credential": "lab-bmc"}
+            if ca_file is not None:
+                h["bmc"]["ca_file"] = str(ca_file)
     cluster_file.write_text(yaml.safe_dump(cluster, sort_keys=False))
     return dest
 
