@@ -54,8 +54,12 @@ def test_profile_groups_follow_the_profile_each_host_installs(tmp_path: Path) ->
 def test_cache_is_read_until_refreshed(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     inv = copy(tmp_path, "lab", cache=True, cache_plugin="ansible.builtin.jsonfile", cache_connection=str(cache), cache_timeout=3600)
-    assert groups(run("ansible-inventory", "-i", str(inv), "--list"))["cluster_lab"] == {"node1", "node2", "node3", "node4"}
-    assert [p.name for p in cache.iterdir()], "nothing written to the cache folder"
+    secret = "cache-never-holds-this-8c1f"
+    res = run("ansible-inventory", "-i", str(inv), "--list", env={"VAQUERO_LAB_BMC_PASSWORD": secret})
+    assert groups(res)["cluster_lab"] == {"node1", "node2", "node3", "node4"}
+    files = [p for p in cache.iterdir() if p.is_file()]
+    assert files, "nothing written to the cache folder"
+    assert all("VAQUERO_LAB_BMC_PASSWORD" in p.read_text() and secret not in p.read_text() for p in files)  # references only
     cluster = inv.parent / "clusters" / "lab.yaml"
     text = cluster.read_text()
     cluster.write_text(text[: text.index("  - name: node4\n")])  # node4 leaves the SoT

@@ -26,7 +26,8 @@ description:
   - With O(cache=true) the hosts and groups read from the SoT are kept in the inventory cache
     plugin chosen (O(cache_plugin)); later runs use them without reading the SoT until the cache
     times out or is refreshed (C(--flush-cache)). The filters O(clusters) and O(sites) apply to
-    the cached data, so changing them needs no refresh.
+    the cached data, so changing them needs no refresh. The cache holds what the inventory
+    shows (credential references, never a secret).
   - The inventory file name must end with C(vaquero.yml) or C(vaquero.yaml).
   - Needs the C(vaquero) Python package on the controller.
 author:
