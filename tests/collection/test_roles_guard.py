@@ -188,3 +188,12 @@ def test_one_action_group_and_one_connection_block() -> None:
     for path in content:
         for task in re.findall(r"vaquero\.metal\.(?:power|boot_device|bmc_info):\n((?:\s{4,}.*\n)*)", path.read_text()):
             assert not re.search(r"\bbmc_(type|address|username|port)\b", task), (path, task)
+
+
+@pytest.mark.parametrize("name", ["upgrade.yml", "power.yml"])
+def test_host_without_bmc_fails_before_it_is_drained(sot: Path, agent: tuple[str, list[str]], name: str) -> None:
+    res = playbook(sot, name, "--limit", "node1")
+    assert res.returncode == 2, res.stdout[-3000:]
+    assert failed_task(res.stdout, "node1").startswith("vaquero.metal.bmc_connection : Validating arguments against arg spec"), res.stdout[-3000:]
+    assert recap(res.stdout)["node1"]["ok"] == 0  # not one task ran: no draining report, no hook
+    assert "draining" not in res.stdout and agent[1] == []
