@@ -190,7 +190,10 @@ def test_the_sot_system_key_takes_an_id_or_its_odata_id(value):
     assert Bmc(type="redfish", address="10.0.0.5", credential="c", system=value).system == value
 
 
-@pytest.mark.parametrize("value", ["/etc/passwd", "/redfish/v1/Systems/../Managers/1", "a b", "1\n2", "", "/redfish/v1/Systems/", "/redfish/v1/Systems/..", "..", "x" * 129])
+REFUSED_SYSTEMS = ["/etc/passwd", "/redfish/v1/Systems/../Managers/1", "a b", "1\n2", "", "/redfish/v1/Systems/", "/redfish/v1/Systems/..", "..", "x" * 129]
+
+
+@pytest.mark.parametrize("value", REFUSED_SYSTEMS)
 def test_the_sot_system_key_refuses_anything_else(value):
     from pydantic import ValidationError
 
@@ -198,3 +201,32 @@ def test_the_sot_system_key_refuses_anything_else(value):
 
     with pytest.raises(ValidationError):
         Bmc(type="redfish", address="10.0.0.5", credential="c", system=value)
+
+
+def test_the_modules_pick_the_system_by_uuid_or_odata_id(mockup, tmp_path):
+    """vaquero.metal.bmc_info through real ansible-playbook: the SoT's UUID (system_uuid, which the
+    bmc_connection role passes) and the @odata.id form of system_id both pick a System."""
+    import yaml
+
+    server = mockup("public-bladed-partitions")
+    bmc = {"bmc_type": "redfish", "bmc_address": "127.0.0.1", "bmc_port": server.port, "bmc_username": USERNAME}
+    bmc |= {"bmc_password": "{{ bmc_password }}", "ca_path": str(server.ca_file), "host_name": "blade", "timeout": 30}
+    cases = [{"system_uuid": PARTITION2_UUID}, {"system_id": "/redfish/v1/Systems/ComposedPartition3"}, {}, {"system_uuid": "not-a-uuid"}]
+    tasks = [{"vaquero.metal.bmc_info": {**bmc, **c}, "register": f"r{i}", "ignore_errors": True} for i, c in enumerate(cases)]
+    dump = tmp_path / "results.json"
+    content = "{{ [" + ", ".join(f"r{i}" for i in range(len(cases))) + "] | to_json }}"
+    tasks.append({"name": "collect", "ansible.builtin.copy": {"content": content, "dest": str(dump), "mode": "0600"}})
+    (tmp_path / "play.yml").write_text(yaml.safe_dump([{"name": "bmc", "hosts": "localhost", "gather_facts": False, "tasks": tasks}], sort_keys=False))
+    (tmp_path / "secrets.yml").write_text(yaml.safe_dump({"bmc_password": PASSWORD}))
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "ANSIBLE_LOCALHOST_WARNING": "false", "PATH": f"{bindir}:{os.environ.get('PATH', '')}"}
+    cmd = [str(bindir / "ansible-playbook"), "-i", "localhost,", "-c", "local", "-e", f"@{tmp_path / 'secrets.yml'}"]
+    cmd += ["-e", f"ansible_python_interpreter={sys.executable}", str(tmp_path / "play.yml")]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert dump.exists(), proc.stdout + proc.stderr
+    by_uuid, by_path, neither, bad = json.loads(dump.read_text())
+    assert not by_uuid.get("failed") and by_uuid["bmc"]["uuid"] == PARTITION2_UUID, by_uuid.get("msg")
+    assert not by_path.get("failed") and by_path["bmc"]["uuid"] == "92384634-2938-2342-8820-489239905445", by_path.get("msg")
+    assert neither["failed"] and "`system`" in neither["msg"] and all(i in neither["msg"] for i in PARTITIONS)
+    assert bad["failed"] and "system_uuid must be a UUID" in bad["msg"]
+    assert PASSWORD not in proc.stdout + proc.stderr

@@ -58,6 +58,12 @@ options:
         by its C(Id) (letters, digits, C(.), C(_), C(-)) or its C(@odata.id) (C(/redfish/v1/Systems/<Id>)),
         as the SoT's C(bmc.system) gives it.
     type: str
+  system_uuid:
+    description:
+      - The host's SMBIOS UUID, as the SoT's C(uuid) gives it. Redfish uses it to pick the System
+        whose C(UUID) it is when the BMC manages several and O(system_id) is not set; no such
+        System, or several, fails the module. IPMI has one system per BMC and ignores it.
+    type: str
   bmc_kg:
     description:
       - IPMI only (refused with O(bmc_type=redfish)). The BMC key (Kg) of an IPMI 2.0 two-key login,

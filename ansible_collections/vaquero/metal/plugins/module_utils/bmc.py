@@ -33,6 +33,7 @@ def bmc_argument_spec():
         validate_certs=dict(type="bool", default=True),
         ca_path=dict(type="path"),
         system_id=dict(type="str"),
+        system_uuid=dict(type="str"),
         bmc_kg=dict(type="str", no_log=True),
         host_name=dict(type="str"),
         timeout=dict(type="int", default=60),
@@ -55,6 +56,7 @@ MAX_TIMEOUT = 3600
 _ADDRESS = re.compile(r"^[A-Za-z0-9._:\[\]-]{1,253}$")  # a name, IPv4 or [IPv6]: the SoT's BMC address rule
 # an Id, or the @odata.id the SoT may give (/redfish/v1/Systems/<id>): the SoT's `system` rule
 _SYSTEM_ID = re.compile(r"^(/redfish/v1/Systems/)?[A-Za-z0-9][A-Za-z0-9._-]{0,127}/?$")
+_UUID = re.compile(r"^[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -78,6 +80,9 @@ def bmc_option_errors(params):
     system_id = params.get("system_id")
     if system_id is not None and not _SYSTEM_ID.match(system_id):
         errors.append("system_id must be a Redfish System Id (letters, digits, . _ -, at most 128) or /redfish/v1/Systems/<Id>")
+    system_uuid = params.get("system_uuid")
+    if system_uuid is not None and not _UUID.match(system_uuid):
+        errors.append("system_uuid must be a UUID (32 hex digits, dashes allowed)")
     for name in ("bmc_username", "host_name"):
         value = params.get(name)
         if value is not None and (not value or len(value) > 253 or _CONTROL.search(value)):
@@ -114,6 +119,7 @@ def endpoint(module):
         ca_file=p["ca_path"],
         scheme=p["bmc_scheme"] or "https",
         system_id=p["system_id"],
+        system_uuid=p.get("system_uuid"),
         kg=Secret(p["bmc_kg"]) if p.get("bmc_kg") is not None else None,
     )
 
