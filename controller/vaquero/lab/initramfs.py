@@ -27,7 +27,7 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 mkdir -p /run /tmp
 for m in $(cat /etc/modules); do insmod "/lib/modules/$m" || echo "vaquero-lab: insmod $m failed"; done
-CB=""; CFG=""; HOST=""
+CB=""; CFG=""; HOST=""; SIP=""; SGW=""
 # no globbing of the words: the URLs carry "?token=..."
 set -f
 for w in $(cat /proc/cmdline); do
@@ -35,6 +35,8 @@ for w in $(cat /proc/cmdline); do
     vaquero.callback=*) CB="${w#*=}" ;;
     vaquero.config=*) CFG="${w#*=}" ;;
     vaquero.host=*) HOST="${w#*=}" ;;
+    vaquero.ip=*) SIP="${w#*=}" ;;
+    vaquero.gw=*) SGW="${w#*=}" ;;
   esac
 done
 set +f
@@ -49,7 +51,16 @@ echo "vaquero-lab: host=$HOST iface=$IF"
 # What the kernel really got, for tests that check a cmdline survives iPXE verbatim (one-time
 # tokens masked: the console log is kept).
 echo "vaquero-lab: cmdline [$(sed 's/token=[^ &]*/token=REDACTED/g' /proc/cmdline)]"
-udhcpc -i "$IF" -f -q -n -t 20 -T 1 -O ntpsrv -O domain -O hostname -s /etc/udhcpc.script
+if [ -n "$SIP" ]; then
+  # A static address from the cmdline (vaquero.ip=A/P vaquero.gw=G): networks without DHCP.
+  ip link set "$IF" up
+  ip addr add "$SIP" dev "$IF"
+  [ -n "$SGW" ] && ip route add default via "$SGW" dev "$IF"
+  echo "ip='${SIP%/*}'" > /run/lease.env; echo "router='$SGW'" >> /run/lease.env
+  echo "vaquero-lab: static address $SIP"
+else
+  udhcpc -i "$IF" -f -q -n -t 20 -T 1 -O ntpsrv -O domain -O hostname -s /etc/udhcpc.script
+fi
 [ -f /run/lease.env ] && . /run/lease.env
 MAC="$(cat /sys/class/net/$IF/address)"
 CSUM=""

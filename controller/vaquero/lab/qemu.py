@@ -30,6 +30,7 @@ class Vm:
     kernel: Path | None = None
     initrd: Path | None = None
     append: str = ""
+    cdrom: Path | None = None  # boot this ISO from the CD drive (virtual media) instead of the network
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     started: float = 0.0
 
@@ -48,7 +49,9 @@ class Vm:
             if ovmf is None:
                 raise LabError("OVMF is not installed (Debian package ovmf)")
             cmd += ["-bios", ovmf]
-        if self.kernel is not None:
+        if self.cdrom is not None:
+            cmd += ["-cdrom", str(self.cdrom), "-boot", "d"]
+        elif self.kernel is not None:
             cmd += ["-kernel", str(self.kernel), "-append", self.append]
             if self.initrd is not None:
                 cmd += ["-initrd", str(self.initrd)]
