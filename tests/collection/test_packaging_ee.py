@@ -76,6 +76,9 @@ def test_ee_requirements_install_the_core_and_a_module_runs(tmp_path: Path) -> N
     core = [r for r in reqs if r.name == CORE]
     assert core, f"the EE's introspected requirements lack {CORE}: {pip_req.read_text()}"
     assert "dnsmasq-base [platform:dpkg]" in bindep_req.read_text(), bindep_req.read_text()
+    # The same answer from the command collection authors run.
+    shown = _run([str(VENV_BIN / "ansible-builder"), "introspect", "--sanitize", str(share)], cwd=tmp_path, env=env).stdout
+    assert CORE in shown and "dnsmasq-base" in shown, shown
 
     # 3. The core as a wheel of this checkout (copied: a build writes egg-info and build/ beside the source).
     src = tmp_path / "src"
