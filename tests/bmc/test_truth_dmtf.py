@@ -60,3 +60,22 @@ def test_boot_overrides_these_services_keep_read_back_as_kept(request, peer):
         r = ensure_boot(bmc, "pxe", persistent=False, wait_timeout=10)
         assert r.changed and (r.after.device, r.after.persistent) == (BootDevice.PXE, False)
         assert not ensure_boot(bmc, "pxe", persistent=False).changed
+
+
+def test_a_host_already_powering_on_gets_no_second_request(interface_emulator):
+    """A BMC that reports PoweringOn is carrying out a request: `on` only waits. The patched state
+    never moves on this peer, so the wait ends in an error naming the transition it saw."""
+    from vaquero.bmc import PowerState
+    from vaquero.bmc.actions import ensure_power
+    from vaquero.bmc.errors import BmcStateNotReached
+
+    system = "/redfish/v1/Systems/System-1"
+    interface_emulator.patch(system, {"PowerState": "PoweringOn"})
+    ep = Endpoint("redfish", "127.0.0.1", USERNAME, PASSWORD, host="emu2", port=interface_emulator.port, ca_file=str(interface_emulator.ca_file))
+    with open_bmc(ep) as bmc:
+        r = ensure_power(bmc, "on", check=True)
+        assert (r.before, r.changed) == (PowerState.POWERING_ON, False)
+        with pytest.raises(BmcStateNotReached) as ei:
+            ensure_power(bmc, "on", wait_timeout=1.0, poll_interval=0.2)
+    assert ei.value.observed == PowerState.POWERING_ON and "still reports powering_on" in str(ei.value)
+    assert interface_emulator.requests("POST", f"{system}/Actions/ComputerSystem.Reset") == []
