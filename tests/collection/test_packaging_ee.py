@@ -80,14 +80,8 @@ def test_ee_requirements_install_the_core_and_a_module_runs(tmp_path: Path) -> N
     shown = _run([str(VENV_BIN / "ansible-builder"), "introspect", "--sanitize", str(share)], cwd=tmp_path, env=env).stdout
     assert CORE in shown and "dnsmasq-base" in shown, shown
 
-    # 3. The core as a wheel of this checkout (copied: a build writes egg-info and build/ beside the source).
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md", "COPYING"):
-        shutil.copy(REPO / name, src / name)
-    shutil.copytree(REPO / "controller", src / "controller", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    wheels = tmp_path / "wheels"
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(src)], cwd=tmp_path, env=env)
+    # 3. The core as a wheel of this checkout.
+    wheels = _core_wheel(tmp_path, env)
     assert list(wheels.glob("vaquero_metal_controller-*.whl")), sorted(p.name for p in wheels.iterdir())
 
     # 4. A clean venv gets exactly the introspected requirements (pip's cache makes this quick).
@@ -118,3 +112,32 @@ def test_ee_requirements_install_the_core_and_a_module_runs(tmp_path: Path) -> N
     scripts = {p.name: p.read_text() for p in dest.iterdir()}
     assert "52-54-00-00-10-01" in scripts, sorted(scripts)
     assert scripts["52-54-00-00-10-01"].startswith("#!ipxe") and "kernel " in scripts["52-54-00-00-10-01"]
+
+
+def _core_wheel(tmp: Path, env: dict[str, str]) -> Path:
+    """A wheel of this checkout, built from a copy (a build writes egg-info and build/ beside the source)."""
+    src = tmp / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "COPYING"):
+        shutil.copy(REPO / name, src / name)
+    shutil.copytree(REPO / "controller", src / "controller", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    wheels = tmp / "wheels"
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(src)], cwd=tmp, env=env)
+    return wheels
+
+
+def test_the_core_installs_beside_the_oldest_ansible_core_without_replacing_it(tmp_path: Path) -> None:
+    env = _clean_env(tmp_path)
+    # The venv CI runs ansible-core 2.16's sanity from (scripts/venvs/ansible-core-2.16.txt), cached.
+    venv = Path(_run(["bash", str(REPO / "scripts" / "toolvenv.sh"), "ansible-core-2.16"], cwd=REPO, env={**env, "PATH": os.environ["PATH"]}).stdout.strip())
+    have = {ln.split("==")[0].lower() for ln in (REPO / "scripts" / "venvs" / "ansible-core-2.16.txt").read_text().splitlines() if "==" in ln}
+    # The usual pins, except for what that venv already has: pip must keep those.
+    pins = [ln for ln in (REPO / "constraints.txt").read_text().splitlines() if "==" in ln and ln.split("==")[0].lower() not in have]
+    (tmp_path / "pins.txt").write_text("\n".join(pins) + "\n")
+    wheels = _core_wheel(tmp_path, env)
+    report = tmp_path / "report.json"
+    _run([str(venv / "bin" / "pip"), "install", "--dry-run", "--quiet", "--report", str(report), "-c", str(tmp_path / "pins.txt"),
+          "--find-links", str(wheels), CORE], cwd=tmp_path, env=env)  # fmt: skip
+    planned = {item["metadata"]["name"].lower(): item["metadata"]["version"] for item in json.loads(report.read_text())["install"]}
+    assert CORE in planned, sorted(planned)
+    assert "ansible-core" not in planned, f"installing the core would replace ansible-core 2.16 with {planned.get('ansible-core')}"
