@@ -124,3 +124,14 @@ def test_uefi_http_boot_where_offered_and_the_emulator_quirk_reported(sushy):
         else:
             assert result.after.device == BootDevice.PXE and result.target.device == BootDevice.HTTP
         assert bmc.get_boot_device().device == BootDevice.PXE  # the truth: what the emulator kept
+
+
+def test_a_token_the_process_never_inserted_is_masked_in_the_client_log(sushy, image, caplog):
+    """Another process inserted the image: reading the slot back logs the BMC's answer (redfish client, debug)."""
+    url = image.url(token="other-process-token-0123456789")
+    image.token = "other-process-token-0123456789"
+    with open_bmc(sushy.endpoint()) as bmc:
+        bmc._request("POST", VirtualMedia(bmc)._find_slot() + "/Actions/VirtualMedia.InsertMedia", {"Image": url, "Inserted": True})
+        caplog.clear()
+        assert VirtualMedia(bmc).status().image == url
+    assert "token=***" in caplog.text and "other-process-token" not in caplog.text
