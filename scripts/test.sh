@@ -224,7 +224,7 @@ stage_importer() {
   # when Galaxy would refuse the import; some findings (a module whose docs do not parse) are only
   # logged as ERROR while the import succeeds: those fail this stage too.
   (cd "$tmp" && PATH="$venv/bin:$PATH" GALAXY_IMPORTER_CONFIG="$ROOT/scripts/galaxy-importer.cfg" \
-    TMPDIR="$tmp" "$venv/bin/python" -m galaxy_importer.main "$tmp"/vaquero-metal-*.tar.gz) | tee "$tmp/importer.log"
+    TMPDIR="$tmp" "$venv/bin/python" -m galaxy_importer.main "$tmp"/vaquero-metal-*.tar.gz) 2>&1 | tee "$tmp/importer.log"
   if grep -E '^(ERROR|WARNING):' "$tmp/importer.log" >/dev/null; then
     echo "galaxy-importer: the import logged errors or warnings (above)" >&2
     return 1
