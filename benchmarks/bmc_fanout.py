@@ -230,6 +230,7 @@ def main() -> int:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="vq-bmc-bench-"))
+    print(f"# emulator logs, inventory and guard folder in {tmp}")
     pwfile = tmp / "pw"
     pwfile.write_text(PASSWORD)
     base = free_udp_range(args.bmcs)
@@ -245,7 +246,9 @@ def main() -> int:
             control.append(cp)
             cmd = [sys.executable, "-m", "vaquero.bmc.emulator", "--port", str(first), "--count", str(n), "--password-file", str(pwfile)]
             cmd += ["--control-port", str(cp), "--latency", str(args.latency), "--acpi-delay", "0"]
-            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            log = open(tmp / f"emulator-{i}.log", "wb")
+            procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+            log.close()  # the child keeps its own descriptor
         end = time.monotonic() + 20
         while True:
             try:

@@ -53,7 +53,11 @@ class _Suite3Session(pserver.ServerSession):  # type: ignore[misc]
             self.bmc.sessions_meter.opened(self.bmc, self.sockaddr)
 
     def handle_client_request(self, request: dict[str, Any]) -> None:
-        self.bmc.sessions_meter.seen(self.bmc, self.sockaddr)
+        if request["netfn"] == 6 and request["command"] == 0x3C:
+            # logout: closed before the answer leaves, as the client counts it closed once answered
+            self.bmc.sessions_meter.closed(self.bmc, self.sockaddr)
+        else:
+            self.bmc.sessions_meter.seen(self.bmc, self.sockaddr)
         super().handle_client_request(request)
 
     def close_server_session(self) -> None:
