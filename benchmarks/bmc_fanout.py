@@ -11,8 +11,9 @@ Each BMC counts what it executed; the script checks that nothing was lost or don
 
 Each BMC gets its own IPMI session (login, the operations, logout) in each run. The floor of the
 concurrent run is CPU: 100 logins and 300 commands of pure-Python RMCP+ crypto, on the client
-and on the emulated BMCs sharing two cores, take ~0.6 s (--latency 0: 1.2x). Measured here:
---latency 0.025 ~9x, the default 0.05 ~11x; real BMCs answer slower than either. The
+and on the emulated BMCs sharing two cores, take ~0.6 s (--latency 0: 1.2x). The limit counts
+sessions (a BMC's slot is held from its login to its logout), so at most 16 are open at once at
+the BMCs; figures in docs/benchmarks.md. Real BMCs answer slower than the default 0.05 s. The
 concurrent p99 includes the wait for the c=16 limit (all 100 BMCs are submitted at once).
 
 Then the cross-process case: the same BMCs power-cycled (``vaquero.metal.power`` with
