@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from vaquero.bmc import Endpoint, open_bmc
+from vaquero.bmc import DEFAULT_GUARD, Endpoint, open_bmc
 from vaquero.plan import make_plan
 from vaquero.runner import records as R
 from vaquero.runner.worker import RunWorker
@@ -109,3 +109,6 @@ def test_power_off_step_drains_then_cuts_power(tmp_path, lab_sot, bmcs, monkeypa
     assert drain and drain[0]["detail"]["hook"]["name"] == "announce-drain"
     assert events[-1]["reason"] == "powered off as the SoT says"
     assert store.get("/hosts/node1").value["sha"] == "a" * 40  # other hosts untouched
+    # the playbook's modules shared this process's BMC guard folder (ansible-runner records the job's environment)
+    commands = list((tmp_path / "data").glob("runs/p1/**/artifacts/*/command"))
+    assert commands and all(json.loads(c.read_text())["env"].get("VAQUERO_BMC_GUARD_DIR") == str(DEFAULT_GUARD.fleet().path) for c in commands)
