@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -387,3 +388,56 @@ def test_wave_without_the_shared_guard_does_exceed_the_limit(tmp_path: Path, fle
     out = run_power_playbook(tmp_path, inv, forks=50, env_extra={GUARD_DIR_ENV: str(loose)})
     assert out.returncode == 0, out.stdout[-5000:]
     assert fleet.get("/sessions")["peak"] > 16
+
+
+_HOLDER_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from vaquero.bmc import Endpoint, Guard, GuardPolicy
+    guard_dir, address, mark = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    g = Guard(concurrency=1, policy=GuardPolicy(attempt_timeout=3600, deadline=3600, retries=0), guard_dir=guard_dir)
+
+    def hold():
+        mark.write_text("holding")
+        while True:  # holds the BMC and the only slot until it is killed
+            time.sleep(1)
+
+    g.run(Endpoint("ipmi", address, "u", "p", port=623), "hold", hold)
+    """
+)
+
+
+def test_a_killed_process_frees_its_bmc_its_slot_and_its_place_in_the_queue(tmp_path: Path) -> None:
+    d = tmp_path / "guard"
+    fleet = FleetDir(d)
+    script = tmp_path / "holder.py"
+    script.write_text(_HOLDER_SCRIPT)
+    mark = tmp_path / "holding"
+    holder = subprocess.Popen([sys.executable, str(script), str(d), "10.0.0.1", str(mark)], env=child_env())
+    waiter = None
+    try:
+        wait_until(mark.exists, timeout=LONG, what="the holder took the BMC and the slot")
+        key = Endpoint("ipmi", "10.0.0.1", "u", "p", port=623).key
+        now = time.monotonic
+        assert fleet.lock_bmc(key, now()) is None  # held by the other process
+        assert fleet.take_slot(1, now()) is None
+        # a second process queues for the only slot (tickets 0: the holder, 1: this process's try above, 2: it), then dies in the queue
+        waiter = subprocess.Popen([sys.executable, str(script), str(d), "10.0.0.2", str(tmp_path / "never")], env=child_env())
+        wait_until(lambda: json.loads((d / "queue.json").read_text())["next"] >= 3, timeout=LONG, what="the waiter took a ticket")
+        waiter.kill()
+        waiter.wait(LONG)
+        holder.kill()
+        holder.wait(LONG)
+        # the kernel dropped both processes' locks: the BMC and the slot are free, and the queue
+        # skips the dead waiter's ticket instead of waiting for it
+        bmc = fleet.lock_bmc(key, now() + LONG)
+        slot = fleet.take_slot(1, now() + LONG)
+        assert bmc is not None and slot is not None
+        bmc.release()
+        slot.release()
+    finally:
+        for p in (holder, waiter):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait(LONG)
