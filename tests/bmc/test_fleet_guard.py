@@ -282,8 +282,10 @@ def test_breaker_counts_failures_of_separate_processes(tmp_path: Path, guard_dir
     assert call() == "circuit_open"
     assert dead_redfish.count() == touched  # the fourth process never reached the BMC
 
-    # and this process, sharing the folder, sees the same open circuit
-    with pytest.raises(BmcCircuitOpen), open_bmc(dead_redfish.endpoint(), policy=GuardPolicy(retries=0)) as bmc:
+    # and this process, sharing the folder, sees the same open circuit. Its own guard: the process-wide
+    # default resolves its folder once, at whichever earlier test first used it.
+    mine = Guard(guard_dir=guard_dir)
+    with pytest.raises(BmcCircuitOpen), open_bmc(dead_redfish.endpoint(), guard=mine, policy=GuardPolicy(retries=0)) as bmc:
         bmc.get_power_state()
     assert dead_redfish.count() == touched
 
