@@ -138,6 +138,17 @@ CASES = [
         "cmdline:",
     ),
     Case(
+        "template-undefined-in-tojson",
+        "lab",
+        "templates/user-data.j2",
+        "{{ network.ntp | tojson }}",
+        "{{ [network.ntpp] | tojson }}",
+        "config",
+        "does not render",
+        "config:",
+        "profiles/lab-linux.yaml",
+    ),
+    Case(
         "template-syntax",
         "lab",
         "profiles/lab-linux.yaml",

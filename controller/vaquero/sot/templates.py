@@ -139,6 +139,14 @@ class _LimitedTemplate(jinja2.Template):
 _YAML_UNSAFE = re.compile("[\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb]")
 
 
+def _undefined_is_an_error(obj: Any) -> Any:
+    """json.dumps's fallback: an undefined variable inside a value raises Jinja's own error (which
+    validation reports with file and line), not a TypeError about serialising StrictUndefined."""
+    if isinstance(obj, jinja2.Undefined):
+        obj._fail_with_undefined_error()
+    raise TypeError(f"{type(obj).__name__} cannot be written as JSON")
+
+
 def _json_for_yaml(obj: Any, **kwargs: Any) -> str:
     """`tojson`, valid as JSON (Ignition) and as a YAML flow scalar (cloud-init) with the same value.
 
@@ -146,7 +154,7 @@ def _json_for_yaml(obj: Any, **kwargs: Any) -> str:
     back as two lone surrogates; so non-ASCII text stays itself, except what YAML would read as a
     line break or refuse, which is escaped as \\uXXXX (the same in both languages).
     """
-    text = json.dumps(obj, **{**kwargs, "ensure_ascii": False})
+    text = json.dumps(obj, **{**kwargs, "ensure_ascii": False, "default": _undefined_is_an_error})
     return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
