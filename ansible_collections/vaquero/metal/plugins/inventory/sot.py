@@ -78,6 +78,7 @@ keyed_groups:
 compose:
   rack: vaquero_host.vars.rack | default('none')
 
+---
 # Only one cluster, strict about names, cached in JSON files for an hour.
 plugin: vaquero.metal.sot
 path: /srv/sot
