@@ -88,8 +88,11 @@ bmc:
       elements: str
       sample: ["00:5c:52:31:3a:9c"]
     power_state:
-      description: V(on) or V(off).
+      description:
+        - V(on) or V(off); V(powering_on) or V(powering_off) while the BMC is carrying out a power
+          request (Redfish C(PoweringOn)/C(PoweringOff)).
       type: str
+      choices: ["on", "off", powering_on, powering_off]
       sample: "off"
     boot:
       description: The boot override (device, persistent, mode).
