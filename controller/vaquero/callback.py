@@ -112,11 +112,11 @@ def boot_status(base: str, host: str, timeout: float = 10) -> dict[str, Any]:
     return read_status(f"{base.rstrip('/')}/v1/boot/status/{host}", timeout)
 
 
-def set_boot_mode(base: str, host: str, mode: str, token: str | None, timeout: float = 10) -> dict[str, Any]:
-    """Arm a host for install (``install``) or serve it ``localboot``, through the agent's admin API."""
-    if mode not in ("install", "localboot"):
-        raise CallbackError(f"unknown boot mode {mode!r} (install or localboot)")
-    req = urllib.request.Request(f"{base.rstrip('/')}/v1/boot/{mode}/{host}", data=b"", method="POST")
+def _admin_json(base: str, path: str, method: str, token: str | None, timeout: float, refused: str) -> Any:
+    """One call of the agent's admin API: the answer's JSON (None when it is not JSON).
+
+    ``refused`` starts the error when the agent answers with an HTTP error."""
+    req = urllib.request.Request(f"{base.rstrip('/')}{path}", data=b"" if method == "POST" else None, method=method)
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     try:
@@ -124,13 +124,20 @@ def set_boot_mode(base: str, host: str, mode: str, token: str | None, timeout: f
             body = resp.read(65536).decode(errors="replace")
     except urllib.error.HTTPError as exc:
         detail = exc.read(2048).decode(errors="replace")
-        raise CallbackError(f"agent refused {mode} for {host}: HTTP {exc.code}: {detail[:300]}") from None
+        raise CallbackError(f"{refused}: HTTP {exc.code}: {detail[:300]}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise CallbackError(f"agent {base} unreachable: {getattr(exc, 'reason', exc)}") from None
     try:
-        value = json.loads(body)
+        return json.loads(body)
     except ValueError:
-        value = {"raw": body[:200]}
+        return {"raw": body[:200]}
+
+
+def set_boot_mode(base: str, host: str, mode: str, token: str | None, timeout: float = 10) -> dict[str, Any]:
+    """Arm a host for install (``install``) or serve it ``localboot``, through the agent's admin API."""
+    if mode not in ("install", "localboot"):
+        raise CallbackError(f"unknown boot mode {mode!r} (install or localboot)")
+    value = _admin_json(base, f"/v1/boot/{mode}/{host}", "POST", token, timeout, f"agent refused {mode} for {host}")
     return value if isinstance(value, dict) else {"value": value}
 
 
@@ -138,21 +145,7 @@ def boot_iso_url(base: str, host: str, token: str | None, timeout: float = 10) -
     """The URL of an armed virtual_media host's boot ISO, as its BMC must fetch it (admin API).
 
     The URL carries the ISO's own token (a capability for the ISO only): callers mask it in output."""
-    req = urllib.request.Request(f"{base.rstrip('/')}/v1/boot/iso-url/{host}", method="GET")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            body = resp.read(65536).decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        detail = exc.read(2048).decode(errors="replace")
-        raise CallbackError(f"agent gave no boot ISO for {host}: HTTP {exc.code}: {detail[:300]}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise CallbackError(f"agent {base} unreachable: {getattr(exc, 'reason', exc)}") from None
-    try:
-        value = json.loads(body)
-    except ValueError:
-        value = None
+    value = _admin_json(base, f"/v1/boot/iso-url/{host}", "GET", token, timeout, f"agent gave no boot ISO for {host}")
     url = value.get("url") if isinstance(value, dict) else None
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise CallbackError(f"agent answered no boot ISO URL for {host}")

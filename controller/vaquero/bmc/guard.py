@@ -85,11 +85,12 @@ class _BmcSlot:
         self.mutex = threading.Lock()
 
 
-class _BmcHold:
-    """This process's hold on one BMC: the thread lock, then the shared file lock when there is one."""
+class _Hold:
+    """This process's hold on one BMC (its thread lock) or on one slot of the global limit (the
+    semaphore), then the shared file lock or slot file when there is one. Released once."""
 
-    def __init__(self, lock: threading.Lock, held: Held | None) -> None:
-        self._lock = lock
+    def __init__(self, local: threading.Lock | threading.BoundedSemaphore, held: Held | None) -> None:
+        self._local = local
         self._held = held
         self._done = False
 
@@ -99,30 +100,13 @@ class _BmcHold:
         self._done = True
         if self._held is not None:
             self._held.release()
-        self._lock.release()
-
-
-class _GlobalHold:
-    """One slot of the global limit: the in-process semaphore, then a shared slot file when there is one."""
-
-    def __init__(self, sem: threading.BoundedSemaphore, held: Held | None) -> None:
-        self._sem = sem
-        self._held = held
-        self._done = False
-
-    def release(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        if self._held is not None:
-            self._held.release()
-        self._sem.release()
+        self._local.release()
 
 
 class _Lease:
     """What a driver holds from its first operation to its close(): its BMC and one global slot."""
 
-    def __init__(self, bmc: _BmcHold, slot: _GlobalHold) -> None:
+    def __init__(self, bmc: _Hold, slot: _Hold) -> None:
         self.bmc = bmc
         self.slot = slot
         # an attempt cut at its deadline still runs and took the BMC hold over: it releases it
@@ -216,7 +200,7 @@ class Guard:
             return "half_open" if slot.open_until else "closed"
 
     # holds ---------------------------------------------------------------------------------
-    def _hold_bmc(self, slot: _BmcSlot, key: str, host: str, name: str, deadline: float, pol: GuardPolicy) -> _BmcHold:
+    def _hold_bmc(self, slot: _BmcSlot, key: str, host: str, name: str, deadline: float, pol: GuardPolicy) -> _Hold:
         # wait in slices: if the call ahead of us opens the breaker, fail fast
         while not slot.lock.acquire(timeout=min(0.1, max(0.0, deadline - time.monotonic()))):
             if time.monotonic() >= deadline:
@@ -224,7 +208,7 @@ class Guard:
             self._check_breaker(slot, key, host)
         fleet = self.fleet()
         if fleet is None:
-            return _BmcHold(slot.lock, None)
+            return _Hold(slot.lock, None)
         try:
             held = fleet.lock_bmc(key, deadline, lambda: self._check_breaker(slot, key, host))
         except BaseException:
@@ -233,15 +217,15 @@ class Guard:
         if held is None:
             slot.lock.release()
             raise BmcBusy(host, f"{name}: another process held the BMC for the whole deadline ({pol.deadline:.1f}s)")
-        return _BmcHold(slot.lock, held)
+        return _Hold(slot.lock, held)
 
-    def _hold_slot(self, host: str, name: str, deadline: float) -> _GlobalHold:
+    def _hold_slot(self, host: str, name: str, deadline: float) -> _Hold:
         sem = self._sem
         if not sem.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise BmcBusy(host, f"{name}: the global BMC concurrency limit stayed full for the whole deadline")
         fleet = self.fleet()
         if fleet is None:
-            return _GlobalHold(sem, None)
+            return _Hold(sem, None)
         try:
             held = fleet.take_slot(self._concurrency, deadline)
         except BaseException:
@@ -250,7 +234,7 @@ class Guard:
         if held is None:
             sem.release()
             raise BmcBusy(host, f"{name}: the fleet-wide BMC concurrency limit ({self._concurrency}) stayed full for the whole deadline")
-        return _GlobalHold(sem, held)
+        return _Hold(sem, held)
 
     def release(self, owner: object) -> None:
         """Give back what ``owner`` (a driver) holds since its first operation: its BMC and its slot."""
