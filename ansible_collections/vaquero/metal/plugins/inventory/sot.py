@@ -78,16 +78,16 @@ keyed_groups:
 compose:
   rack: vaquero_host.vars.rack | default('none')
 
----
-# Only one cluster, strict about names, cached in JSON files for an hour.
-plugin: vaquero.metal.sot
-path: /srv/sot
-clusters: [k8s-workers]
-strict: true
-cache: true
-cache_plugin: ansible.builtin.jsonfile
-cache_connection: /var/cache/vaquero/inventory
-cache_timeout: 3600
+# Another inventory file: only one cluster, strict about names, cached in JSON files for an hour.
+# (Commented out: EXAMPLES is one YAML document, and a second config would repeat its keys.)
+# plugin: vaquero.metal.sot
+# path: /srv/sot
+# clusters: [k8s-workers]
+# strict: true
+# cache: true
+# cache_plugin: ansible.builtin.jsonfile
+# cache_connection: /var/cache/vaquero/inventory
+# cache_timeout: 3600
 """
 
 import os
