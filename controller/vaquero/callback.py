@@ -29,12 +29,26 @@ def status_url(sot: SoT, host: str) -> str:
     return f"{site.agents[0].url.rstrip('/')}/v1/boot/status/{host}"
 
 
-def _get(url: str) -> tuple[int, str]:
+def _get(req: str | urllib.request.Request, timeout: float = 5) -> tuple[int, str]:
+    """(HTTP status, body) of one request; an error answer is returned too, not raised. URLError or
+    OSError when no answer came."""
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read(65536).decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(2048).decode(errors="replace")
+
+
+def _answer(req: str | urllib.request.Request, timeout: float, refused: str, unreachable: str) -> str:
+    """The body of a successful answer; CallbackError starting with ``refused`` for an HTTP error,
+    with ``unreachable`` when no answer came."""
+    try:
+        code, body = _get(req, timeout)
+    except (urllib.error.URLError, OSError) as exc:
+        raise CallbackError(f"{unreachable}: {getattr(exc, 'reason', exc)}") from None
+    if not 200 <= code < 300:
+        raise CallbackError(f"{refused}: HTTP {code}: {body[:300]}")
+    return body
 
 
 def installed(status: dict[str, Any], since: float) -> bool:
@@ -90,14 +104,7 @@ def agent_url(sot: SoT, host: str) -> str:
 def read_status(url: str, timeout: float = 10) -> dict[str, Any]:
     """One read of a boot status URL (no token needed); CallbackError when the agent does not answer
     with a JSON object. For read-before-write and for a check-mode look without waiting."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            body = resp.read(65536).decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        detail = exc.read(2048).decode(errors="replace")
-        raise CallbackError(f"no boot status at {url}: HTTP {exc.code}: {detail[:300]}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise CallbackError(f"agent unreachable at {url}: {getattr(exc, 'reason', exc)}") from None
+    body = _answer(url, timeout, f"no boot status at {url}", f"agent unreachable at {url}")
     try:
         value = json.loads(body)
     except ValueError:
@@ -113,20 +120,12 @@ def boot_status(base: str, host: str, timeout: float = 10) -> dict[str, Any]:
 
 
 def _admin_json(base: str, path: str, method: str, token: str | None, timeout: float, refused: str) -> Any:
-    """One call of the agent's admin API: the answer's JSON (None when it is not JSON).
-
-    ``refused`` starts the error when the agent answers with an HTTP error."""
+    """One call of the agent's admin API: the answer's JSON ({"raw": <start of the body>} when it is
+    not JSON). ``refused`` starts the error when the agent answers with an HTTP error."""
     req = urllib.request.Request(f"{base.rstrip('/')}{path}", data=b"" if method == "POST" else None, method=method)
     if token:
         req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            body = resp.read(65536).decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        detail = exc.read(2048).decode(errors="replace")
-        raise CallbackError(f"{refused}: HTTP {exc.code}: {detail[:300]}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise CallbackError(f"agent {base} unreachable: {getattr(exc, 'reason', exc)}") from None
+    body = _answer(req, timeout, refused, f"agent {base} unreachable")
     try:
         return json.loads(body)
     except ValueError:
