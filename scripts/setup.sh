@@ -8,7 +8,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 # Debian packages the lab and the tests use: real DHCP servers, QEMU + iPXE for netboot,
-# an IPMI simulator and ipmitool, etcd, nginx/wrk for benchmarks.
+# an IPMI simulator and ipmitool, etcd, nginx/wrk for benchmarks; mmdebstrap, GRUB's images,
+# GPT/FAT/ext4 tools and qemu-img to build and deploy real OS disk images (docs/install.md), and an
+# SSH client for validating the installed OS.
 APT_PACKAGES=(
   git ca-certificates iproute2 iptables procps
   dnsmasq-base kea-dhcp4-server
@@ -16,6 +18,8 @@ APT_PACKAGES=(
   openipmi ipmitool
   etcd-server etcd-client
   nginx-light wrk curl
+  mmdebstrap grub-pc-bin grub-efi-amd64-bin gdisk mtools dosfstools e2fsprogs qemu-utils
+  xz-utils zstd openssh-client
 )
 
 missing=()
