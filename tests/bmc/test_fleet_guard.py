@@ -28,7 +28,7 @@ from bmc_helpers import PASSWORD, USERNAME, free_port, stop
 from waiting import wait_until
 
 from vaquero.bmc import BmcCircuitOpen, BmcUnreachable, Endpoint, Guard, GuardPolicy, open_bmc
-from vaquero.bmc.fleetguard import GUARD_DIR_ENV, FleetDir, GuardDirError
+from vaquero.bmc.fleetguard import GUARD_DIR_ENV, MAX_SESSIONS_ENV, FleetDir, GuardConfigError, GuardDirError, configured_max_sessions
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -165,6 +165,19 @@ def test_guard_dir_is_created_private_and_untrusted_folders_are_refused(tmp_path
         FleetDir(open_parent / "guard")
 
 
+def test_the_session_limit_comes_from_the_environment_and_a_bad_value_is_refused(monkeypatch: pytest.MonkeyPatch, guard_dir: Path) -> None:
+    monkeypatch.delenv(MAX_SESSIONS_ENV, raising=False)
+    assert configured_max_sessions() == 16 and Guard(guard_dir=guard_dir).concurrency == 16
+    monkeypatch.setenv(MAX_SESSIONS_ENV, " 5 ")
+    g = Guard(guard_dir=guard_dir)
+    # children (ansible-playbook and its modules) get the folder and the same limit
+    assert g.concurrency == 5 and g.child_env() == {GUARD_DIR_ENV: str(guard_dir), MAX_SESSIONS_ENV: "5"}
+    for bad in ("0", "-3", "1025", "four", "1e3", "16 sessions"):
+        monkeypatch.setenv(MAX_SESSIONS_ENV, bad)
+        with pytest.raises(GuardConfigError, match=MAX_SESSIONS_ENV):
+            Guard(guard_dir=guard_dir)
+
+
 def test_unusable_folder_falls_back_to_the_in_process_guard_with_one_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     loose = tmp_path / "loose"
     loose.mkdir()
@@ -292,11 +305,15 @@ def test_breaker_counts_failures_of_separate_processes(tmp_path: Path, guard_dir
 
 # --- through ansible-playbook ----------------------------------------------------------------
 
-# A power-on shows after 5 s, as on real servers: the module's session (login, read, power on, read
-# back until on, logout) lasts that long, so 50 forks overlap far beyond 16 sessions without the
-# shared limit. Each command is answered in 50 ms, well inside pyghmi's 0.5 s retransmit timer (a
-# retransmitted request would be executed twice and spoil the count of operations).
-WAVE_BMCS = {"latency": 0.05, "power_delay": 5.0}
+# A power-on shows after 3 s, as on real servers: the module's session (login, read, power on, read
+# back until on, logout) lasts that long, so 12 forks overlap far beyond a limit of 4 sessions
+# without the shared limit. Each command is answered in 50 ms, well inside pyghmi's 0.5 s
+# retransmit timer (a retransmitted request would be executed twice and spoil the count of
+# operations). The wave is 24 hosts and 12 forks with the limit set to 4 through
+# $VAQUERO_BMC_MAX_SESSIONS: forks at three times the limit, as 50 forks against the default 16,
+# in a quarter of the module processes (the suite's time goes to starting them).
+WAVE_BMCS = {"latency": 0.05, "power_delay": 3.0}
+WAVE_HOSTS, WAVE_FORKS, WAVE_LIMIT = 24, 12, 4
 
 
 def _inventory(tmp: Path, hosts: dict[str, dict]) -> Path:
@@ -362,11 +379,11 @@ def test_module_breaker_survives_between_module_runs(tmp_path: Path, guard_dir: 
     assert dead_redfish.count() == touched  # the second module process failed fast without touching the BMC
 
 
-def test_wave_of_100_hosts_with_50_forks_never_opens_more_than_16_sessions(tmp_path: Path, guard_dir: Path, fleet_factory) -> None:
-    fleet = fleet_factory(100, **WAVE_BMCS)
-    inv = _inventory(tmp_path, {f"node{i:03d}": {"type": "ipmi", "address": "127.0.0.1", "port": fleet.port + i} for i in range(100)})
+def test_wave_with_more_forks_than_the_limit_never_opens_more_sessions_than_it(tmp_path: Path, guard_dir: Path, fleet_factory) -> None:
+    fleet = fleet_factory(WAVE_HOSTS, **WAVE_BMCS)
+    inv = _inventory(tmp_path, {f"node{i:03d}": {"type": "ipmi", "address": "127.0.0.1", "port": fleet.port + i} for i in range(WAVE_HOSTS)})
     fleet.reset_sessions()
-    out = run_power_playbook(tmp_path, inv, forks=50)
+    out = run_power_playbook(tmp_path, inv, forks=WAVE_FORKS, env_extra={MAX_SESSIONS_ENV: str(WAVE_LIMIT)})
     assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-2000:]
     state = fleet.get()
     assert all(s["power"] == "on" for s in state.values())
@@ -374,22 +391,24 @@ def test_wave_of_100_hosts_with_50_forks_never_opens_more_than_16_sessions(tmp_p
     odd = {p: s["counts"] for p, s in state.items() if s["counts"].get("power_on", 0) != 1}
     assert not odd, (odd, sessions["peak"])  # none lost, none done twice
     assert sessions["open"] == 0
-    assert 1 < sessions["peak"] <= 16, sessions["peak"]
+    assert 1 < sessions["peak"] <= WAVE_LIMIT, sessions["peak"]
     assert max(s["sessions"]["peak"] for s in state.values()) == 1
 
 
 def test_wave_without_the_shared_guard_does_exceed_the_limit(tmp_path: Path, fleet_factory) -> None:
     """The control of the test above: with the folder refused (world-writable), each module
-    process only guards itself, and the BMCs see more than 16 sessions at once."""
-    fleet = fleet_factory(100, **WAVE_BMCS)
+    process only guards itself, and the BMCs see more sessions at once than the limit."""
+    fleet = fleet_factory(WAVE_HOSTS, **WAVE_BMCS)
     loose = tmp_path / "loose"
     loose.mkdir()
     loose.chmod(0o777)
-    inv = _inventory(tmp_path, {f"node{i:03d}": {"type": "ipmi", "address": "127.0.0.1", "port": fleet.port + i} for i in range(100)})
+    inv = _inventory(tmp_path, {f"node{i:03d}": {"type": "ipmi", "address": "127.0.0.1", "port": fleet.port + i} for i in range(WAVE_HOSTS)})
     fleet.reset_sessions()
-    out = run_power_playbook(tmp_path, inv, forks=50, env_extra={GUARD_DIR_ENV: str(loose)})
+    out = run_power_playbook(tmp_path, inv, forks=WAVE_FORKS, env_extra={GUARD_DIR_ENV: str(loose), MAX_SESSIONS_ENV: str(WAVE_LIMIT)})
     assert out.returncode == 0, out.stdout[-5000:]
-    assert fleet.get("/sessions")["peak"] > 16
+    peak = fleet.get("/sessions")["peak"]
+    print(f"control wave: peak {peak} sessions at once")
+    assert peak > WAVE_LIMIT, peak
 
 
 _HOLDER_SCRIPT = textwrap.dedent(

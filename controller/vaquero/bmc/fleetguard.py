@@ -38,6 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 GUARD_DIR_ENV = "VAQUERO_BMC_GUARD_DIR"
+# The management network's limit of BMC sessions open at once, for every process sharing a folder.
+MAX_SESSIONS_ENV = "VAQUERO_BMC_MAX_SESSIONS"
+DEFAULT_MAX_SESSIONS = 16
+MAX_SESSIONS_CAP = 1024
 
 _FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 _BREAKER_MAX_BYTES = 4096
@@ -51,6 +55,10 @@ class GuardDirError(Exception):
     """The shared folder cannot be trusted or created; the message says why."""
 
 
+class GuardConfigError(ValueError):
+    """A guard setting from the environment is not valid; the message names it."""
+
+
 def default_guard_dir() -> Path:
     """Where the shared folder lives when ``$VAQUERO_BMC_GUARD_DIR`` is not set."""
     if os.geteuid() == 0:
@@ -59,6 +67,17 @@ def default_guard_dir() -> Path:
     if runtime and os.path.isabs(runtime):
         return Path(runtime) / "vaquero-bmc-guard"
     return Path(tempfile.gettempdir()) / f"vaquero-{os.geteuid()}" / "bmc-guard"
+
+
+def configured_max_sessions() -> int:
+    """``$VAQUERO_BMC_MAX_SESSIONS`` (1-1024), else 16. A value that is not such a number is an error:
+    guessing a limit for the management network would be worse than stopping."""
+    raw = os.environ.get(MAX_SESSIONS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_SESSIONS
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_SESSIONS_CAP:
+        raise GuardConfigError(f"${MAX_SESSIONS_ENV} must be a whole number from 1 to {MAX_SESSIONS_CAP}, not {raw[:40]!r}")
+    return int(raw)
 
 
 def configured_guard_dir() -> Path:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vaquero.bmc.errors import BmcBusy, BmcCircuitOpen, BmcError, BmcFenced, BmcProtocolError, BmcServerError, BmcTimeout, BmcUnreachable
-from vaquero.bmc.fleetguard import GUARD_DIR_ENV, BreakerState, FleetDir, GuardDirError, Held, configured_guard_dir
+from vaquero.bmc.fleetguard import GUARD_DIR_ENV, MAX_SESSIONS_ENV, BreakerState, FleetDir, GuardDirError, Held, configured_guard_dir, configured_max_sessions
 from vaquero.bmc.values import Endpoint
 
 log = logging.getLogger("vaquero.bmc")
@@ -125,10 +125,12 @@ class Guard:
     """Runs BMC calls under one policy: locks, breakers and a concurrency limit, shared by every
     process that opens the same guard folder."""
 
-    def __init__(self, concurrency: int = 16, policy: GuardPolicy | None = None, guard_dir: Path | str | None = None) -> None:
+    def __init__(self, concurrency: int | None = None, policy: GuardPolicy | None = None, guard_dir: Path | str | None = None) -> None:
         """``guard_dir``: the shared folder (``"auto"``: ``$VAQUERO_BMC_GUARD_DIR`` or the default,
-        resolved at the first call); None: this process only."""
+        resolved at the first call); None: this process only. ``concurrency``: the global limit of
+        sessions, by default ``$VAQUERO_BMC_MAX_SESSIONS`` or 16."""
         self.policy = policy or GuardPolicy()
+        concurrency = configured_max_sessions() if concurrency is None else concurrency
         self._concurrency = concurrency
         self._sem = threading.BoundedSemaphore(concurrency)
         self._slots: dict[str, _BmcSlot] = {}
@@ -160,9 +162,10 @@ class Guard:
         return self._fleet
 
     def child_env(self) -> dict[str, str]:
-        """The variable that makes a child process (ansible-playbook and its modules) share this guard."""
+        """The variables that make a child process (ansible-playbook and its modules) share this guard:
+        its folder and its limit (processes sharing a folder must count the same slots)."""
         fleet = self.fleet()
-        return {GUARD_DIR_ENV: str(fleet.path)} if fleet is not None else {}
+        return {GUARD_DIR_ENV: str(fleet.path), MAX_SESSIONS_ENV: str(self._concurrency)} if fleet is not None else {}
 
     def check_fence(self, host: str, name: str) -> None:
         """BmcFenced when the leader fence (in-process callable, or the fence file) refuses."""
