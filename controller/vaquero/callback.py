@@ -71,6 +71,19 @@ def installed(status: dict[str, Any], since: float) -> bool:
     return True  # no time reported: the install mode set before the power cycle makes it this install
 
 
+def failure(status: dict[str, Any], since: float) -> str | None:
+    """The reason when the status says the installer called back a failure at or after `since` (a
+    deploy ramdisk that could not write its image), else None."""
+    if status.get("state") != "failed":
+        return None
+    at = status.get("since")
+    if since and isinstance(at, int | float) and float(at) < since:
+        return None
+    report = status.get("report")
+    reason = str((report.get("reason") if isinstance(report, dict) else None) or "no reason given")[:500]
+    return f"the installer of {status.get('host', 'the host')} reported a failure: {reason}"
+
+
 def wait_for_callback(url: str, *, since: float = 0, timeout: float = 900, interval: float = 1) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     last = "no answer yet"
@@ -84,6 +97,8 @@ def wait_for_callback(url: str, *, since: float = 0, timeout: float = 900, inter
                     status = {"state": "installed"} if "installed" in body else {"raw": body[:200]}
                 if isinstance(status, dict) and installed(status, since):
                     return status
+                if isinstance(status, dict) and (why := failure(status, since)) is not None:
+                    raise CallbackError(why)
                 last = f"status {body[:200]}"
             else:
                 last = f"HTTP {code}"

@@ -13,7 +13,11 @@ through a small dispatcher. Routes:
     GET  /ipxe/<file>                        iPXE binaries over HTTP (UEFI HTTP boot)
     GET  /v1/boot/iso/<host>.iso?token=I     the host's boot ISO, virtual_media hosts only (ISO token, see iso_token)
     GET  /v1/boot/iso-url/<host>             that URL, with the ISO token of the current install   (admin token)
-    POST /v1/boot/callback/<host>?token=T    the installer is done: host -> localboot (install token, once)
+    GET  /v1/boot/deploy/<host>?token=T      image profiles: the deploy ramdisk's instructions    (install token)
+    POST /v1/boot/progress/<host>?token=T    the deploy ramdisk's progress report (install token; small, rate-limited)
+    POST /v1/boot/callback/<host>?token=T    the installer is done: host -> localboot (install token, once);
+                                             {"result": "failure", "reason": ...} -> host failed
+    POST /v1/boot/phone-home/<host>?token=P  the installed OS came up (its own one-time token, see phone_home_token)
     GET  /v1/boot/status/<host>              JSON state of a host (no token values)
     POST /v1/boot/install/<host>             arm a host for install      (admin token)
     POST /v1/boot/localboot/<host>           disarm a host               (admin token)
@@ -43,6 +47,7 @@ from urllib.parse import parse_qsl
 
 from vaquero.render.boot_iso import BASE_ISO, IsoError, build_iso
 from vaquero.render.bundle import SiteBundle
+from vaquero.render.deploy import PHONE_HOME_PLACEHOLDER
 from vaquero.render.ipxe import mac_key, unknown_script
 from vaquero.render.site import RenderError
 from vaquero.sot.templates import TOKEN_PLACEHOLDER
@@ -60,6 +65,14 @@ Prepared = tuple[int, Headers, bytes, str | None, str | None, bytes]
 
 CHUNK = 1 << 20
 MAX_CALLBACK = 64 << 10
+MAX_PROGRESS = 1024  # bytes of one progress report
+MAX_REASON = 2000  # characters of a failure callback's reason kept
+# At most PROGRESS_BURST reports per host within PROGRESS_WINDOW seconds (the ramdisk sends one every few
+# seconds): more are answered 429 and not kept, so a flood costs neither memory nor disk writes.
+PROGRESS_BURST = 4
+PROGRESS_WINDOW = 2.0
+PROGRESS_PHASES = frozenset({"started", "disk", "writing", "written", "resized", "seeded"})
+_DISK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # Bounds on what is parsed from a request: int() of thousands of digits raises (and costs CPU),
 # 19 digits already exceed any file size.
 MAX_RANGE_HEADER = 128
@@ -135,6 +148,38 @@ def iso_token(install_token: str, host: str) -> str:
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
+def phone_home_token(install_token: str, host: str) -> str:
+    """The installed OS's one-time phone-home token, derived from the install token (HMAC-SHA256,
+    URL-safe). The deploy ramdisk writes the URL carrying it to the disk; the agent keeps only its
+    digest once the ramdisk's callback has used the install token up."""
+    mac = hmac.new(install_token.encode(), f"vaquero-phone-home:{host}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def progress_event(report: Any) -> dict[str, Any] | None:
+    """A deploy progress report as the agent keeps it, or None when it is not one: a known phase,
+    byte counts as non-negative integers below 2**53, a kernel disk name. Nothing else is kept."""
+    if not isinstance(report, dict) or set(report) - {"phase", "bytes", "total", "disk"}:
+        return None
+    phase = report.get("phase")
+    if phase not in PROGRESS_PHASES:
+        return None
+    event: dict[str, Any] = {"phase": phase}
+    for key in ("bytes", "total"):
+        value = report.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 53:
+            return None
+        event[key] = value
+    disk = report.get("disk")
+    if disk is not None:
+        if not isinstance(disk, str) or not _DISK_NAME.fullmatch(disk):
+            return None
+        event["disk"] = disk
+    return event
+
+
 def loggable(path: str) -> str:
     """A request path fit for a log: a NoCloud seed's token segment is masked."""
     if path.startswith("/v1/boot/nocloud/"):
@@ -176,6 +221,7 @@ class BootApp:
         self.unknown = _prepared(200, unknown_script().encode())
         self.unknown_macs: dict[str, int] = {}
         self.unready: dict[str, str] = {}  # hosts that cannot be installed (missing assets) and why
+        self.progress_times: dict[str, list[float]] = {}  # host -> when its recent progress reports came
         self.rebuild()
 
     # -- pre-rendering --
@@ -274,6 +320,8 @@ class BootApp:
                 return await self._iso_url(path[len("/v1/boot/iso-url/") :], scope, send, method, client)
             if path.startswith("/v1/boot/iso/"):
                 return await self._iso(path[len("/v1/boot/iso/") :], query_token(scope), scope, send, method, client)
+            if path.startswith("/v1/boot/deploy/"):
+                return await self._deploy(path[len("/v1/boot/deploy/") :], query_token(scope), send, method, client)
             if path.startswith("/v1/boot/config/"):
                 return await self._config(path[len("/v1/boot/config/") :], "config", query_token(scope), send, method, client)
             if path.startswith("/v1/boot/nocloud/"):
@@ -286,6 +334,10 @@ class BootApp:
         if method == "POST":
             if path.startswith("/v1/boot/callback/"):
                 return await self._callback(path[len("/v1/boot/callback/") :], scope, receive, send, client)
+            if path.startswith("/v1/boot/progress/"):
+                return await self._progress(path[len("/v1/boot/progress/") :], scope, receive, send, client)
+            if path.startswith("/v1/boot/phone-home/"):
+                return await self._phone_home(path[len("/v1/boot/phone-home/") :], scope, receive, send, client)
             for prefix, action in (("/v1/boot/install/", "install"), ("/v1/boot/localboot/", "localboot")):
                 if path.startswith(prefix):
                     return await self._admin(action, path[len(prefix) :], scope, send, client)
@@ -396,6 +448,66 @@ class BootApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body if method == "GET" else b""})
 
+    async def _deploy(self, name: str, token: str | None, send: Send, method: str, client: str) -> None:
+        # The token first, as for configs: no probing of host names.
+        try:
+            self.states.authorize(name, token, client)
+        except TokenRefused as exc:
+            return await self._refused(send, "deploy instructions", name, token, client, exc, method)
+        hb = self.bundle.hosts.get(name)
+        if hb is None or hb.deploy is None:
+            return await self._reply(send, 404, b"not found\n", method)
+        assert token is not None  # authorize() refuses a missing token
+        # Both tokens are URL-safe base64 (TOKEN_RE): nothing to quote in a key='value' line.
+        body = hb.deploy.replace(TOKEN_PLACEHOLDER.encode(), token.encode())
+        body = body.replace(PHONE_HOME_PLACEHOLDER.encode(), phone_home_token(token, name).encode())
+        log.info("deploy instructions served", extra={"host": name, "event": "deploy.instructions"})
+        return await self._reply(send, 200, body, method)
+
+    async def _progress(self, name: str, scope: Scope, receive: Receive, send: Send, client: str) -> None:
+        token = query_token(scope)
+        try:
+            self.states.authorize(name, token, client)
+        except TokenRefused as exc:
+            return await self._refused(send, "deploy progress", name, token, client, exc, "POST")
+        now = time.monotonic()
+        recent = [t for t in self.progress_times.get(name, []) if now - t < PROGRESS_WINDOW]
+        if len(recent) >= PROGRESS_BURST:
+            self.progress_times[name] = recent
+            return await self._reply(send, 429, {"error": f"more than {PROGRESS_BURST} progress reports in {PROGRESS_WINDOW:g} s"})
+        self.progress_times[name] = [*recent, now]
+        body = await self._read_body(receive, MAX_PROGRESS)
+        if body is None:
+            return await self._reply(send, 413, {"error": f"progress report larger than {MAX_PROGRESS} bytes"})
+        try:
+            event = progress_event(json.loads(body))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            event = None
+        if event is None:
+            log.warning("malformed deploy progress from %s refused", client, extra={"host": name})
+            return await self._reply(send, 400, {"error": 'a progress report is {"phase": ..., "bytes": N, "total": N, "disk": "name"}'})
+        try:
+            self.states.progress(name, event, token, client)
+        except TokenRefused as exc:
+            return await self._refused(send, "deploy progress", name, token, client, exc, "POST")
+        log.info("deploy %s: %s bytes", event["phase"], event.get("bytes", "-"), extra={"host": name, "event": f"deploy.{event['phase']}"})
+        return await self._reply(send, 200, {"host": name, "kept": event})
+
+    async def _phone_home(self, name: str, scope: Scope, receive: Receive, send: Send, client: str) -> None:
+        token = query_token(scope)
+        body = await self._read_body(receive, MAX_CALLBACK)
+        try:
+            report = json.loads(body) if body and body.strip() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            report = None
+        if not isinstance(report, dict):
+            return await self._reply(send, 400, {"error": f"a phone-home body is a JSON object of at most {MAX_CALLBACK} bytes"})
+        try:
+            self.states.phoned_home(name, token, {**report, "_client": client})
+        except TokenRefused as exc:
+            return await self._refused(send, "phone home", name, token, client, exc, "POST")
+        return await self._reply(send, 200, {"host": name, "phoned_home": True})
+
     async def _iso_url(self, name: str, scope: Scope, send: Send, method: str, client: str) -> None:
         given = bearer(scope)
         if self.admin_token is None or given is None or not hmac.compare_digest(given, self.admin_token.encode()):
@@ -462,15 +574,26 @@ class BootApp:
             if not own:
                 log.warning("callback from %s refused: MAC %r is not one of the host's", client, str(mac)[:64], extra={"host": name})
                 return await self._reply(send, 403, {"error": "the reported MAC is not one of this host's"})
+        result = report.get("result", "success")
+        if result not in ("success", "failure"):
+            return await self._reply(send, 400, {"error": "result must be success or failure"})
+        failed = result == "failure"
+        if failed:
+            # Whatever the installer says, the reason is one bounded line of text.
+            report["reason"] = " ".join(str(report.get("reason") or "no reason given").split())[:MAX_REASON]
         report = {**report, "_client": client}
+        assert token is not None  # authorize() refused a missing token
         try:
-            self.states.installed(name, report, token, client)
+            self.states.installed(name, report, token, client, failed=failed, phone_home=phone_home_token(token, name) if hb.deploy is not None else None)
         except TokenRefused as exc:
             return await self._refused(send, "callback", name, token, client, exc)
         except StateError as exc:
             log.warning("callback from %s refused: %s", client, exc, extra={"host": name})
             return await self._reply(send, 409, {"error": str(exc)})
         self.rebuild(only=name)
+        if failed:
+            log.error("the installer failed: %s", report["reason"], extra={"host": name, "event": "boot.failed"})
+            return await self._reply(send, 200, {"host": name, "state": "failed", "script": "localboot"})
         if self.on_change is not None:
             self.on_change(name)
         return await self._reply(send, 200, {"host": name, "state": "installed", "script": "localboot"})

@@ -3,6 +3,8 @@
     none       never armed: the host is served `localboot` (an agent never installs by surprise)
     install    armed: the next netboot installs the host's profile
     installed  the installer called back: `localboot` from now on, until armed again
+    failed     the installer called back a failure (a deploy ramdisk: digest mismatch, download
+               cut short...): `localboot`, the reason in `report`, until armed again
 
 Arming mints a one-time install token (secrets.token_urlsafe) for that host. The install script
 and config carry it; the installer shows it to fetch its config and to call back. It binds to the
@@ -30,8 +32,10 @@ from vaquero.render.files import write_file
 
 log = logging.getLogger(__name__)
 
-State = Literal["none", "install", "installed"]
-STATES: tuple[str, ...] = ("none", "install", "installed")
+State = Literal["none", "install", "installed", "failed"]
+STATES: tuple[str, ...] = ("none", "install", "installed", "failed")
+# Deploy progress reports kept per install (the first and the latest): bounded whatever the ramdisk sends.
+MAX_DEPLOY_EVENTS = 64
 
 
 # token_urlsafe(32) gives 43 chars; the bounds refuse absurd input before it is hashed or compared.
@@ -70,6 +74,9 @@ class HostState:
     scripts_served: int = 0
     token: str | None = None  # the one-time install token while armed
     token_ip: str | None = None  # the address that first used it
+    deploy: list[dict[str, Any]] = field(default_factory=list)  # a deploy ramdisk's progress reports, oldest first
+    phone_home: str | None = None  # sha256 (hex) of the installed OS's one-time phone-home token
+    phoned_home_at: float | None = None
 
     @property
     def mode(self) -> str:
@@ -164,8 +171,21 @@ class BootStates:
                 self._save()
         return st
 
-    def installed(self, host: str, report: dict[str, Any], token: str | None = None, client: str = "?", *, check_token: bool = True) -> HostState:
-        """The callback: checks and consumes the install token (check_token=False only for trusted local callers)."""
+    def installed(
+        self,
+        host: str,
+        report: dict[str, Any],
+        token: str | None = None,
+        client: str = "?",
+        *,
+        check_token: bool = True,
+        failed: bool = False,
+        phone_home: str | None = None,
+    ) -> HostState:
+        """The callback: checks and consumes the install token (check_token=False only for trusted local callers).
+
+        `failed`: the installer reported a failure (state failed, never installed). `phone_home`: the
+        installed OS's own one-time token, kept (as a digest) for `phoned_home`."""
         with self._lock:
             st = self.get(host)
             if check_token:
@@ -173,16 +193,49 @@ class BootStates:
             if st.state != "install":
                 raise StateError(f"host {host} is not installing (state {st.state})")
             new = HostState(
-                state="installed",
+                state="failed" if failed else "installed",
                 attempt=st.attempt,
                 report=report,
                 last_script=st.last_script,
                 last_script_at=st.last_script_at,
                 scripts_served=st.scripts_served,
+                deploy=st.deploy,
+                phone_home=hashlib.sha256(phone_home.encode()).hexdigest() if phone_home and not failed else None,
             )
             self._set(host, new)
-        log.info("installer called back: host installed, now localboot", extra={"host": host, "event": "boot.installed"})
+        if failed:
+            log.warning("installer called back a failure: host failed, now localboot", extra={"host": host, "event": "boot.failed"})
+        else:
+            log.info("installer called back: host installed, now localboot", extra={"host": host, "event": "boot.installed"})
         return new
+
+    def progress(self, host: str, event: dict[str, Any], token: str | None, client: str) -> HostState:
+        """A deploy ramdisk's progress report (install token, not consumed), kept in memory: the first
+        report and the latest ones, MAX_DEPLOY_EVENTS in all. Saved with the next state change."""
+        with self._lock:
+            st = self._check(host, token, client)
+            if st.token_ip is None:
+                st.token_ip = client
+            if len(st.deploy) >= MAX_DEPLOY_EVENTS:
+                del st.deploy[1]
+            st.deploy.append({**event, "time": time.time()})
+        return st
+
+    def phoned_home(self, host: str, token: str | None, report: dict[str, Any]) -> HostState:
+        """The installed OS's phone home: its one-time token (not bound to an address: the OS may
+        lease another one than its installer did), once, after the install callback."""
+        with self._lock:
+            st = self.hosts.get(host)
+            if not token or not TOKEN_RE.fullmatch(token) or st is None or st.phone_home is None:
+                raise TokenRefused(401, "missing, malformed, unknown or already used phone-home token")
+            if not hmac.compare_digest(st.phone_home, hashlib.sha256(token.encode()).hexdigest()):
+                raise TokenRefused(401, "missing, malformed, unknown or already used phone-home token")
+            st.phone_home = None
+            st.phoned_home_at = time.time()
+            st.report = {**(st.report or {}), "phone_home": report}
+            self._save()
+        log.info("the installed OS phoned home", extra={"host": host, "event": "boot.phoned_home"})
+        return st
 
     def served(self, host: str, script: str) -> None:
         # In memory only: served scripts are frequent and not worth a disk write each.
@@ -198,4 +251,5 @@ class BootStates:
         st = self.get(host)
         data = asdict(st)
         data.pop("token")
+        data.pop("phone_home")
         return {"host": host, **data, "script": st.mode}

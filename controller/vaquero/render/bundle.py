@@ -11,6 +11,7 @@ from vaquero.sot.templates import BootUrls, host_context
 
 from .boot_iso import static_net, static_script
 from .config import meta_data, render_config
+from .deploy import deploy_instructions
 from .dhcp import BootServer, Flavor, render_dhcp, render_dnsmasq, render_dnsmasq_hosts
 from .ipxe import chain_script, install_script, localboot_script, mac_key
 from .site import RenderError, agent_url, asset_relpath, get_site, profile_assets, server_address, site_hosts
@@ -31,6 +32,7 @@ class HostBoot:
     context: dict[str, Any] = field(default_factory=dict, repr=False)
     boot_method: str = "pxe"
     iso_script: str | None = None  # virtual_media: the script of the host's boot ISO (render.boot_iso)
+    deploy: bytes | None = None  # image profiles: the deploy ramdisk's instructions (render.deploy), tokens as placeholders
 
 
 @dataclass
@@ -78,10 +80,13 @@ def render_site(
         install = None
         ctx: dict[str, Any] = {}
         cfg = None
+        deploy = None
         if h.profile is not None:
             ctx = host_context(site, h.cluster, h.host, h.profile, urls=urls, sha=sot.sha)
             install = install_script(h.name, h.host.firmware, h.profile, ctx, urls)
             cfg = render_config(sot.root, h.profile, ctx)
+            if h.profile.image is not None:
+                deploy = deploy_instructions(h.name, h.profile, urls).encode()
             for a in profile_assets(h.profile):
                 rel = asset_relpath(h.profile, a)
                 if rel in assets and assets[rel].sha256 != a.sha256:
@@ -103,6 +108,7 @@ def render_site(
             context=ctx,
             boot_method=method,
             iso_script=iso_script,
+            deploy=deploy,
         )
         for mac in h.host.macs:
             by_mac[mac_key(mac)] = h.name

@@ -16,6 +16,7 @@ import jinja2
 from vaquero.sot.models import Asset, Profile, cmdline_error, normalize_cmdline
 from vaquero.sot.templates import BootUrls, environment
 
+from .deploy import deploy_url
 from .site import RenderError, asset_name, safe
 
 BootMode = Literal["install", "localboot"]
@@ -69,6 +70,13 @@ def install_script(host: str, firmware: str, profile: Profile, context: dict[str
     # `echo` expands ${...} like any iPXE command; the version rule has no '$' (nor space).
     version = safe(profile.version, "version", f"{where}: version")
     cmdline = render_cmdline(profile, context, host=name)
+    if profile.image is not None:
+        # An image profile boots the deploy ramdisk: it finds its instructions (and the host's
+        # install token) here. Checked as one cmdline again: the profile's own tokens plus these.
+        cmdline = f"{cmdline} vaquero.host={name} vaquero.deploy={deploy_url(urls, name)}".strip()
+        why = cmdline_error(cmdline)
+        if why is not None:
+            raise RenderError(f"{where}: cmdline with the deploy URL: {why}")
 
     def file(a: Asset, field: str) -> str:
         return safe(asset_name(a), "file", f"{where}: {field}")

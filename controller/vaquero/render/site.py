@@ -100,7 +100,11 @@ def asset_relpath(profile: Profile, asset: Asset) -> str:
 
 
 def profile_assets(profile: Profile) -> list[Asset]:
-    return [profile.kernel, *profile.initrd, *([profile.image] if profile.image else [])]
+    """The files the agent keeps in its asset root for `profile`. An image with an http(s) URL is not
+    one of them: the deploy ramdisk streams it from there and checks its sha256 itself."""
+    image = profile.image
+    agent_image = image is not None and (image.url is None or urlsplit(image.url).scheme not in ("http", "https"))
+    return [profile.kernel, *profile.initrd, *([image] if image is not None and agent_image else [])]
 
 
 def server_address(site: Site, agent: str | None = None) -> str:

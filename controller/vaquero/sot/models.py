@@ -316,6 +316,58 @@ class Asset(Model):
         return self
 
 
+# --- Image deploy (docs/sot-format.md "Image profiles") -------------------------------------
+# The deploy ramdisk streams the image to the disk with busybox (wget | decompress | dd): it has
+# no qemu-img, so only raw images are written; qcow2, vmdk... must be converted before.
+IMAGE_FORMATS = ("raw",)
+IMAGE_COMPRESSIONS = ("none", "gzip", "xz")
+# A block device node: what the ramdisk passes to dd and sfdisk. Lower-case letters, digits, '/',
+# '_' and '-' only (/dev/sda, /dev/nvme0n1, /dev/vda), no empty, '.' or '..' segment: nothing a
+# shell, a kernel name or a path could read as anything else.
+DevPath = Annotated[str, StringConstraints(min_length=6, max_length=128, pattern=r"^/dev/[a-z0-9/_-]+$")]
+# A /dev/disk/by-id/ link name (udev writes them from the vendor, model, serial or WWN).
+DiskId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$")]
+
+
+def _dev_path(value: str) -> str:
+    if any(seg in ("", ".", "..") for seg in value[len("/dev/") :].split("/")):
+        raise ValueError(f"{value!r} has an empty, '.' or '..' path segment")
+    return value
+
+
+class DiskImage(Asset):
+    """A disk image the deploy ramdisk writes to the host's disk, verified by its sha256 as served."""
+
+    format: str = Field("raw", description="raw only (the ramdisk has no qemu-img): convert other formats to raw")
+    compression: Literal["none", "gzip", "xz"] = Field("none", description="how the served bytes are compressed; the sha256 is of the served bytes")
+
+    @field_validator("format")
+    @classmethod
+    def _raw(cls, v: str) -> str:
+        if v not in IMAGE_FORMATS:
+            shown = ascii(v[:32])
+            raise ValueError(
+                f"image format {shown} is not supported: the deploy ramdisk writes raw bytes (it has no qemu-img);"
+                " convert to raw (qemu-img convert -O raw in.img out.raw), optionally compressed with gzip or xz"
+            )
+        return v
+
+
+class Disk(Model):
+    """Which disk the image goes to. Default: the first non-removable disk that is not a CD, loop,
+    RAM or device-mapper disk, in kernel name order (nvme0n1, sda, vda...), of at least min_size_gb."""
+
+    path: Annotated[DevPath, AfterValidator(_dev_path)] | None = Field(None, description="a device node, e.g. /dev/sda or /dev/nvme0n1")
+    by_id: DiskId | None = Field(None, description="a name under /dev/disk/by-id/, e.g. wwn-0x5000c500a1b2c3d4")
+    min_size_gb: int = Field(0, ge=0, le=1 << 20, description="skip disks smaller than this (GiB); 0: any size that fits the image")
+
+    @model_validator(mode="after")
+    def _one(self) -> Disk:
+        if self.path is not None and self.by_id is not None:
+            raise ValueError("give at most one of 'path' or 'by_id'")
+        return self
+
+
 class ConfigTemplate(Model):
     format: Literal["cloud-init", "ignition"]
     template: RelPath | None = Field(None, description="path of a Jinja2 template inside the SoT repository")
@@ -335,7 +387,8 @@ class Profile(Model):
     version: Version = Field(description="OS version: a change makes hosts on this profile upgrade")
     kernel: Asset
     initrd: list[Asset] = []
-    image: Asset | None = None
+    image: DiskImage | None = Field(None, description="a raw disk image the deploy ramdisk (kernel + initrd) writes to the host's disk")
+    disk: Disk | None = Field(None, description="image profiles: which disk to write (default: the first fixed disk by kernel name)")
     cmdline: Annotated[str, StringConstraints(max_length=CMDLINE_TEMPLATE_MAX), AfterValidator(_one_line)] = Field(
         "", description="Jinja2 template of the kernel command line; once rendered: key or key=value tokens (see cmdline_error)"
     )

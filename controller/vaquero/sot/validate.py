@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import jinja2
 
 from .errors import SoTError
-from .models import PHASES, Cluster, Host, Policy, Site, boot_method, cloud_config_error, cmdline_error, normalize_cmdline
+from .models import PHASES, Cluster, Host, Policy, Profile, Site, boot_method, cloud_config_error, cmdline_error, normalize_cmdline
 from .templates import config_source, environment, host_context, primary_network
 
 if TYPE_CHECKING:  # annotations only: the loader runs these checks, so it is the one that imports
@@ -108,6 +110,60 @@ def _check_profiles(sot: SoT) -> list[SoTError]:
                 errors += _check_repo_file(sot, "Profile", profile.name, (*path, "path"), asset.path)
         if profile.config is not None and profile.config.template is not None:
             errors += _check_repo_file(sot, "Profile", profile.name, ("config", "template"), profile.config.template)
+        errors += _check_image(sot, profile)
+    return errors
+
+
+# What a file name says about its bytes, against what the image says: a mismatch writes garbage.
+_SUFFIX_COMPRESSION = {".gz": "gzip", ".xz": "xz"}
+_IMAGE_URL = re.compile(r"https?://[A-Za-z0-9._~:/?=&%@+!*\[\]-]{1,2040}")
+_NOT_RAW = (".qcow2", ".qcow", ".vmdk", ".vdi", ".vhd", ".vhdx", ".zst", ".bz2")
+
+
+def _check_image(sot: SoT, profile: Profile) -> list[SoTError]:
+    """An image profile boots the deploy ramdisk (its kernel and initrd) which writes `image` to `disk`."""
+    image = profile.image
+    if image is None:
+        if profile.disk is not None:
+            return [sot.error("Profile", profile.name, ("disk",), "disk only applies to a profile with an image: add image or remove disk")]
+        return []
+    errors = []
+    if not profile.initrd:
+        errors.append(
+            sot.error(
+                "Profile",
+                profile.name,
+                ("initrd",),
+                "an image profile boots the deploy ramdisk: give its initrd (built by `vaquero image ramdisk`) and its kernel",
+            )
+        )
+    if image.url is not None and image.url.startswith(("http://", "https://")) and not _IMAGE_URL.fullmatch(image.url):
+        # The deploy ramdisk gets this URL in its instructions: URL-safe characters only, nothing a shell
+        # or a key='value' line could read (quotes, '$', backquote, ';', '|', '<', '>', spaces, '#').
+        errors.append(
+            sot.error(
+                "Profile",
+                profile.name,
+                ("image", "url"),
+                f"{image.url[:200]!r} holds characters an image URL may not (quote, $, ;, |, <, >, #, backquote, space...)",
+            )
+        )
+    name = PurePosixPath(urlsplit(image.url).path if image.url is not None else image.path or "").name.lower()
+    for suffix in _NOT_RAW:
+        if name.endswith(suffix):
+            field = "url" if image.url else "path"
+            why = f"{name!r} is not a raw image ({suffix}): convert to raw, compressed with gzip or xz if wanted"
+            errors.append(sot.error("Profile", profile.name, ("image", field), why))
+    said = next((c for sfx, c in _SUFFIX_COMPRESSION.items() if name.endswith(sfx)), None)
+    if said is not None and said != image.compression:
+        errors.append(
+            sot.error(
+                "Profile",
+                profile.name,
+                ("image", "compression"),
+                f"compression is {image.compression} but the file name {name!r} says {said}: the ramdisk would write the wrong bytes",
+            )
+        )
     return errors
 
 

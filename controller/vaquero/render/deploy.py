@@ -1,0 +1,117 @@
+"""Image deploy: what a host whose profile has an `image` is told to do by the deploy ramdisk.
+
+The profile's kernel and initrd are the deploy ramdisk (`vaquero image ramdisk`); its /init reads
+`vaquero.deploy=<url>` from the kernel command line and fetches this text from the agent
+(GET /v1/boot/deploy/<host>?token=T). One `key='value'` per line: every value is checked here
+against a charset with no quote, space, '$', backquote, ';', '|', '<', '>' or line break, then
+single-quoted. /init reads the lines with `read -r`, takes each known key with a `case` and checks
+the value again; it never evaluates or sources the text.
+
+The image URL is the profile's own http(s) URL when it has one (the ramdisk fetches it directly,
+so a large image is not copied to every agent), else the agent's asset URL (a `path` or `file://`
+image the agent fetched and verified at start). The ramdisk checks the sha256 of the bytes it
+receives either way.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from vaquero.sot.models import Asset, DiskImage, Profile
+from vaquero.sot.templates import BootUrls
+
+from .site import RenderError, asset_relpath, safe
+
+FORMAT = "vaquero-deploy/1"
+# Stands for the installed OS's one-time phone-home token; the agent derives the real one from the
+# install token when it serves the instructions (agent.http.phone_home_token).
+PHONE_HOME_PLACEHOLDER = "VAQUERO_PHONE_HOME_TOKEN_PLACEHOLDER"
+GIB = 1 << 30
+
+# The shapes of the values, checked again whatever the models said: none lets through a quote, a
+# space, a line break, '$', a backquote, ';', '|', '<' or '>' (a URL's '&' and '?' stay literal
+# inside single quotes, and /init never hands a value to a shell parser anyway).
+_VALUE = {
+    "name": re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"),
+    "url": re.compile(r"https?://[A-Za-z0-9._~:/?=&%@+!*\[\]-]{1,2040}"),
+    "sha256": re.compile(r"[0-9a-f]{64}"),
+    "compression": re.compile(r"none|gzip|xz"),
+    "devpath": re.compile(r"/dev/[a-z0-9_-]+(/[a-z0-9_-]+)*"),
+    "diskid": re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}"),
+    "int": re.compile(r"0|[1-9][0-9]{0,18}"),
+}
+
+
+def is_image_profile(profile: Profile | None) -> bool:
+    return profile is not None and profile.image is not None
+
+
+def served_by_agent(image: Asset) -> bool:
+    """A `path` or `file://` image is fetched into the agent's asset root; an http(s) one is not."""
+    return image.url is None or urlsplit(image.url).scheme not in ("http", "https")
+
+
+def image_url(profile: Profile, urls: BootUrls) -> str:
+    image = profile.image
+    if image is None:
+        raise RenderError(f"profile {profile.name} has no image")
+    if not served_by_agent(image):
+        assert image.url is not None
+        return image.url
+    return f"{urls.assets()}/{asset_relpath(profile, image)}"
+
+
+def deploy_url(urls: BootUrls, host: str) -> str:
+    return f"{urls.base}/v1/boot/deploy/{host}?token={urls.token}"
+
+
+def progress_url(urls: BootUrls, host: str) -> str:
+    return f"{urls.base}/v1/boot/progress/{host}?token={urls.token}"
+
+
+def callback_url(urls: BootUrls, host: str) -> str:
+    return f"{urls.base}/v1/boot/callback/{host}?token={urls.token}"
+
+
+def nocloud_url(urls: BootUrls, host: str) -> str:
+    return f"{urls.base}/v1/boot/nocloud/{host}/{urls.token}/"
+
+
+def phone_home_url(urls: BootUrls, host: str) -> str:
+    return f"{urls.base}/v1/boot/phone-home/{host}?token={PHONE_HOME_PLACEHOLDER}"
+
+
+def _line(key: str, value: object, rule: str, where: str) -> str:
+    text = str(value)
+    if not _VALUE[rule].fullmatch(text):
+        raise RenderError(f"{where}: {key} {text[:200]!r} is not a valid {rule}: refused")
+    return f"{key}='{text}'"
+
+
+def deploy_instructions(host: str, profile: Profile, urls: BootUrls) -> str:
+    """The `key='value'` text the deploy ramdisk of `host` reads (tokens as placeholders)."""
+    where = f"host {host}: profile {profile.name}: deploy"
+    image: DiskImage | None = profile.image
+    if image is None:
+        raise RenderError(f"{where}: the profile has no image")
+    name = safe(host, "name", f"{where}: host name")
+    disk = profile.disk
+    lines = [
+        f"format='{FORMAT}'",
+        _line("host", name, "name", where),
+        _line("image_url", image_url(profile, urls), "url", where),
+        _line("image_sha256", image.sha256, "sha256", where),
+        _line("image_compression", image.compression, "compression", where),
+        _line("progress_url", progress_url(urls, name), "url", where),
+        _line("callback_url", callback_url(urls, name), "url", where),
+        _line("nocloud_url", nocloud_url(urls, name), "url", where),
+        _line("phone_home_url", phone_home_url(urls, name), "url", where),
+    ]
+    if disk is not None and disk.path is not None:
+        lines.append(_line("disk_path", disk.path, "devpath", where))
+    if disk is not None and disk.by_id is not None:
+        lines.append(_line("disk_by_id", disk.by_id, "diskid", where))
+    lines.append(_line("disk_min_bytes", (disk.min_size_gb if disk is not None else 0) * GIB, "int", where))
+    lines.append("end='1'")  # a cut-short answer lacks it: the ramdisk refuses to start
+    return "\n".join(lines) + "\n"
