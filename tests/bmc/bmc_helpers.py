@@ -24,6 +24,7 @@ from waiting import wait_until
 from vaquero.bmc import Endpoint, Guard, GuardPolicy
 
 HERE = Path(__file__).parent
+LAB_SOT = HERE.parents[1] / "inventories" / "lab"
 PASSWORD = "Pw-0f-the-BMC-9q7z"  # tests grep logs for this string
 USERNAME = "admin"
 
@@ -84,9 +85,25 @@ class IpmiFleet:
         return self.state()[str(self.port + i)]
 
 
+def lab_host(name: str):  # -> vaquero.sot.models.Host
+    """A host of the lab SoT (inventories/lab): the peers that stand for it report its identity."""
+    from vaquero.sot import load
+
+    found = load(LAB_SOT, semantic=False).host(name)
+    assert found is not None and found[1].uuid, f"{name} with a uuid in {LAB_SOT}"
+    return found[1]
+
+
 def start_ipmi_fleet(
-    tmp: Path, count: int = 1, acpi_delay: float | None = 0.3, delay: float = 0.0, port: int | None = None, extra: tuple[str, ...] = ()
+    tmp: Path,
+    count: int = 1,
+    acpi_delay: float | None = 0.3,
+    delay: float = 0.0,
+    port: int | None = None,
+    extra: tuple[str, ...] = (),
+    uuids: tuple[str, ...] = (),
 ) -> IpmiFleet:
+    """``count`` emulated BMCs; the i-th reports ``uuids[i]`` as its system UUID (a SoT host's), else one of its own."""
     pwfile = tmp / "ipmi-pw.txt"
     pwfile.write_text(PASSWORD)
     port = port or free_port(socket.SOCK_DGRAM, count)
@@ -96,6 +113,8 @@ def start_ipmi_fleet(
     if acpi_delay is not None:
         cmd += ["--acpi-delay", str(acpi_delay)]
     cmd += list(extra)  # e.g. --stuck, --power-delay N
+    for u in uuids:
+        cmd += ["--uuid", u]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     fleet = IpmiFleet(port, count, cport, proc)
     try:
@@ -154,8 +173,10 @@ def make_cert(tmp: Path, cn: str = "127.0.0.1") -> tuple[Path, Path]:
 # --- Redfish (sushy-emulator) ----------------------------------------------------------------
 
 SESSIONS = "/redfish/v1/SessionService/Sessions"
-SUSHY_UUID = "27946b59-9e44-4fa7-8e91-f3527a1ef094"
-SUSHY_MAC = "00:5c:52:31:3a:9c"
+# sushy-emulator's one System is the lab SoT's node1: its UUID and MAC come from the SoT, the one
+# source of a host's identity, which the roles check the BMC against before driving it.
+SUSHY_UUID = str(lab_host("node1").uuid)
+SUSHY_MAC = lab_host("node1").macs[0]
 
 
 @dataclass

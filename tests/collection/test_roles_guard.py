@@ -22,6 +22,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bmc"))  # the BMC peers' launchers
+
+from bmc_helpers import PASSWORD, lab_host, start_ipmi_fleet, stop
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 COLLECTION = REPO / "ansible_collections" / "vaquero" / "metal"
@@ -74,7 +78,7 @@ def sot(tmp_path: Path, agent: tuple[str, list[str]]) -> Path:
 
 def playbook(sot: Path, name: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "VAQUERO_TEST_UNSET_BMC_PW"}
-    env.update(ANSIBLE_NOCOLOR="1", VAQUERO_LAB_BMC_PASSWORD="roles-guard-pw", VAQUERO_AGENT_TOKEN="roles-guard-token")
+    env.update(ANSIBLE_NOCOLOR="1", VAQUERO_LAB_BMC_PASSWORD=PASSWORD, VAQUERO_AGENT_TOKEN="roles-guard-token")
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", str(sot / "inventory.vaquero.yml"), f"playbooks/{name}", *args],
@@ -123,8 +127,15 @@ def test_vaquero_targets_names_the_hosts(sot: Path) -> None:
     assert set(recap(res.stdout)) == {"localhost", "node1"}, res.stdout[-3000:]
 
 
-def test_bad_bmc_input_fails_at_validation_before_the_agent_hears_of_the_host(sot: Path, agent: tuple[str, list[str]]) -> None:
-    res = playbook(sot, "install.yml", "--limit", "node1,node2,node3")
+def test_bad_bmc_input_fails_at_validation_before_the_agent_hears_of_the_host(sot: Path, agent: tuple[str, list[str]], tmp_path: Path) -> None:
+    # node2's BMC: an emulated one reporting node2's SoT uuid, so node2 passes the roles' identity check
+    fleet = start_ipmi_fleet(tmp_path, uuids=(lab_host("node2").uuid,))
+    cluster = sot / "clusters" / "lab.yaml"
+    cluster.write_text(cluster.read_text().replace("port: 6232,", f"port: {fleet.port},"))
+    try:
+        res = playbook(sot, "install.yml", "--limit", "node1,node2,node3")
+    finally:
+        stop(fleet.proc)
     assert res.returncode == 2, res.stdout[-3000:]
     rc = recap(res.stdout)
     assert "localhost" not in rc  # --limit: the guard play has no host
@@ -137,7 +148,7 @@ def test_bad_bmc_input_fails_at_validation_before_the_agent_hears_of_the_host(so
     # node2 (valid) is the control: it went on to ask the agent, and failed there.
     assert failed_task(res.stdout, "node2") == "vaquero.metal.netboot_install : Serve the installer to the host"
     assert agent[1] and all("/node2" in r for r in agent[1]), agent[1]
-    assert "roles-guard-pw" not in res.stdout + res.stderr
+    assert PASSWORD not in res.stdout + res.stderr
 
 
 def test_role_argument_spec_refuses_malformed_bmc(tmp_path: Path) -> None:

@@ -126,6 +126,12 @@ class Bmc:
     def inventory(self) -> Inventory:
         return self._run("inventory", self._raw_inventory)
 
+    def identity(self) -> Inventory:
+        """Only what says which machine this BMC drives: the system UUID and, where the BMC reports
+        them, the host's NIC MACs (the other fields stay None). Reads nothing else, so a check run
+        before any power or boot change shows at the BMC as identity reads only."""
+        return self._run("identity", self._raw_identity)
+
     def close(self) -> None:
         """Release connections and sessions (best effort); drivers log out first, then call this."""
         self.guard.release(self)
@@ -151,3 +157,6 @@ class Bmc:
 
     def _raw_inventory(self) -> Inventory:
         raise NotImplementedError
+
+    def _raw_identity(self) -> Inventory:
+        return self._raw_inventory()

@@ -7,6 +7,10 @@ loopback (``--control-port``) returns that state as JSON::
 
     python -m vaquero.bmc.emulator --address 127.0.0.1 --port 6230 --count 100 \
         --username admin --password-file pw.txt --control-port 6229
+
+Each BMC answers Get System GUID with a system UUID: the i-th ``--uuid`` for the i-th BMC (give
+the host's ``uuid`` from the SoT, so the BMC is the machine the SoT describes), else one derived
+from its port (a machine no SoT knows).
 """
 
 from __future__ import annotations
@@ -165,6 +169,8 @@ class EmulatedBmc(pbmc.Bmc):  # type: ignore[misc]
         self.powerstate = "off"
         self.boot_flags = [0, 0, 0, 0, 0]  # data bytes 1..5 of boot option parameter 5
         self.counts: Counter[str] = Counter()
+        # every IPMI request the BMC answered, by "netfn/cmd" (hex): what a caller really sent it
+        self.received: Counter[str] = Counter()
         self.acpi_delay = acpi_delay
         self.delay = delay
         self.latency = latency
@@ -260,13 +266,21 @@ class EmulatedBmc(pbmc.Bmc):  # type: ignore[misc]
         self._answer(request, session)
 
     def _answer(self, request: dict[str, Any], session: Any) -> None:
+        self.received[f"{request['netfn']:#04x}/{request['command']:#04x}"] += 1
         self._tick()
         super().handle_raw_request(request, session)
 
     def state(self) -> dict[str, Any]:
         self._tick()
         sessions = {"open": self.sessions_meter.open_for(self.port), "peak": self.sessions_meter.bmc_peak[self.port]}
-        return {"power": self.powerstate, "boot": self.boot_state(), "counts": dict(self.counts), "uuid": str(self.system_uuid), "sessions": sessions}
+        return {
+            "power": self.powerstate,
+            "boot": self.boot_state(),
+            "counts": dict(self.counts),
+            "uuid": str(self.system_uuid),
+            "sessions": sessions,
+            "received": dict(self.received),
+        }
 
 
 def system_uuid_for(port: int) -> uuid.UUID:
@@ -276,6 +290,10 @@ def system_uuid_for(port: int) -> uuid.UUID:
 
 def serve(args: argparse.Namespace) -> None:
     from vaquero.bmc.ipmi import _patch_pyghmi
+
+    uuids = list(args.uuid or [])
+    if len(uuids) > args.count:
+        raise SystemExit(f"{len(uuids)} --uuid values for {args.count} BMC(s)")
 
     _patch_pyghmi()  # the server side shares pyghmi's I/O loop and its missed wake-ups
     with open(args.password_file, encoding="utf-8") as fh:
@@ -291,7 +309,7 @@ def serve(args: argparse.Namespace) -> None:
             {args.username: password},
             port,
             args.address,
-            system_uuid=system_uuid_for(port),
+            system_uuid=uuids[i] if i < len(uuids) else system_uuid_for(port),
             acpi_delay=args.acpi_delay,
             delay=args.delay,
             latency=args.latency,
@@ -353,6 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency", type=float, default=0.0, help="seconds each BMC takes to process a command (does not block the others)")
     ap.add_argument("--power-delay", type=float, default=0.0, help="seconds a power request takes to change the power state")
     ap.add_argument("--stuck", action="store_true", help="acknowledge power requests but never change the power state")
+    ap.add_argument(
+        "--uuid",
+        type=uuid.UUID,
+        action="append",
+        help="system UUID of the next BMC (repeat: the i-th for the i-th port); the rest get one derived from their port",
+    )
     ap.add_argument("--kg-file", help="file holding the BMC key (Kg) every BMC requires at login (default: none, Kg = the password)")
     serve(ap.parse_args(argv))
     return 0

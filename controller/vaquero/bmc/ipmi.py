@@ -199,21 +199,12 @@ class IpmiBmc(Bmc):
         return BootSetting(dev, persistent=bool(data[2] & 0x40), mode=BootMode.UEFI if data[2] & 0x20 else BootMode.BIOS)
 
     def _raw_inventory(self) -> Inventory:
-        import uuid
-
         dev = self._raw(0x06, 0x01).get("data") or b""
         mfg = prod = None
         if len(dev) >= 11:
             mfg = int.from_bytes(bytes(dev[6:9]), "little")
             prod = int.from_bytes(bytes(dev[9:11]), "little")
-        try:
-            guid = self._raw(0x06, 0x37).get("data") or b""
-            raw = bytes(guid)
-            sys_uuid = str(uuid.UUID(bytes_le=raw)) if len(raw) == 16 else None
-            # the other readings BMCs use: the 16 bytes reversed (the IPMI spec's), or as they come
-            alternates = [str(uuid.UUID(bytes=raw[::-1])), str(uuid.UUID(bytes=raw))] if sys_uuid else []
-        except BmcUnsupported:
-            sys_uuid, alternates = None, []
+        sys_uuid, alternates = self._system_guid()
         fru = self._fru()
         return Inventory(
             manufacturer=fru.get("manufacturer") or (_VENDORS.get(mfg, f"IANA {mfg}") if mfg is not None else None),
@@ -224,6 +215,29 @@ class IpmiBmc(Bmc):
             power_state=self._raw_get_power(),
             extra={"ipmi_manufacturer_id": mfg, "ipmi_product_id": prod, "uuid_alternates": alternates},
         )
+
+    def _raw_identity(self) -> Inventory:
+        # IPMI has no command for the host's NIC MACs (only the BMC's own LAN MAC): the GUID is all
+        sys_uuid, alternates = self._system_guid()
+        return Inventory(uuid=sys_uuid, extra={"uuid_alternates": alternates})
+
+    def _system_guid(self) -> tuple[str | None, list[str]]:
+        """Get System GUID (App netfn, cmd 0x37) as (SMBIOS reading, the other readings BMCs use).
+
+        The 16 bytes come in SMBIOS order (time_low, time_mid, time_hi little-endian, the rest as
+        is), which is what dmidecode prints on the host and pyghmi's decode_wireformat_uuid gives;
+        some BMCs send them reversed (the IPMI spec's order, what ipmitool shows as "IPMI"
+        encoding) or in RFC 4122 order, so both other readings are returned too.
+        """
+        import uuid
+
+        try:
+            raw = bytes(self._raw(0x06, 0x37).get("data") or b"")
+        except BmcUnsupported:
+            return None, []
+        if len(raw) != 16:
+            return None, []
+        return str(uuid.UUID(bytes_le=raw)), [str(uuid.UUID(bytes=raw[::-1])), str(uuid.UUID(bytes=raw))]
 
     def _fru(self) -> dict[str, str]:
         """The System FRU (manufacturer, model, serial) when the BMC has one; empty otherwise."""

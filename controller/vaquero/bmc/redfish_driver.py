@@ -351,6 +351,24 @@ class RedfishBmc(Bmc):
 
     def _raw_inventory(self) -> Inventory:
         system = _json(self._request("GET", self._system()))
+        ps = system.get("PowerState")
+        return Inventory(
+            manufacturer=system.get("Manufacturer"),
+            model=system.get("Model"),
+            serial=system.get("SerialNumber"),
+            uuid=system.get("UUID"),
+            macs=self._macs(system),
+            power_state=_POWER.get(ps) if isinstance(ps, str) else None,
+            extra={"redfish_system": self._system(), "auth": self.auth_method},
+        )
+
+    def _raw_identity(self) -> Inventory:
+        # GETs only: the System (its UUID) and its EthernetInterfaces (the host's MACs)
+        system = _json(self._request("GET", self._system()))
+        return Inventory(uuid=system.get("UUID"), macs=self._macs(system), extra={"redfish_system": self._system()})
+
+    def _macs(self, system: dict[str, Any]) -> tuple[str, ...]:
+        """The MACAddress of each of the System's EthernetInterfaces; none when it has no such collection."""
         macs: list[str] = []
         nics = (system.get("EthernetInterfaces") or {}).get("@odata.id")
         if nics:
@@ -361,16 +379,7 @@ class RedfishBmc(Bmc):
                         macs.append(str(mac).lower())
             except BmcUnsupported:
                 pass
-        ps = system.get("PowerState")
-        return Inventory(
-            manufacturer=system.get("Manufacturer"),
-            model=system.get("Model"),
-            serial=system.get("SerialNumber"),
-            uuid=system.get("UUID"),
-            macs=tuple(macs),
-            power_state=_POWER.get(ps) if isinstance(ps, str) else None,
-            extra={"redfish_system": self._system(), "auth": self.auth_method},
-        )
+        return tuple(macs)
 
     def close(self) -> None:
         client, self._client = self._client, None

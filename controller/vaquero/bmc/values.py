@@ -7,6 +7,7 @@ share them without pulling in the guard.
 from __future__ import annotations
 
 import enum
+import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -115,20 +116,34 @@ class Inventory:
         }
 
     def mismatches(self, uuid: str | None = None, macs: list[str] | tuple[str, ...] | None = None) -> list[str]:
-        """What differs from what the SoT expects (empty: the hardware is the machine we think it is)."""
+        """What differs from what the SoT expects (empty: the hardware is the machine we think it is).
+
+        UUIDs are compared in their canonical form (lower case, 8-4-4-4-12). IPMI BMCs disagree on
+        the byte order of the system GUID, so its other usual readings (``uuid_alternates``) count
+        as the same GUID. Every expected MAC must be among the BMC's when it reports any.
+        """
         problems: list[str] = []
-        # IPMI BMCs disagree on the byte order of the system GUID: accept any of the usual readings
-        readings = {str(u).strip().lower() for u in (self.uuid, *self.extra.get("uuid_alternates", ())) if u}
-        if uuid and self.uuid and uuid.strip().lower() not in readings:
-            problems.append(f"system UUID is {self.uuid}, the SoT expects {uuid}")
+        readings = {canonical_uuid(u) for u in (self.uuid, *self.extra.get("uuid_alternates", ())) if u}
+        if uuid and self.uuid and canonical_uuid(uuid) not in readings:
+            problems.append(f"the BMC reports system UUID {canonical_uuid(self.uuid)}, the SoT expects {canonical_uuid(uuid)}")
         if uuid and not self.uuid:
-            problems.append("the BMC reports no system UUID to check against the SoT")
+            problems.append(f"the BMC reports no system UUID to check against the SoT's {canonical_uuid(uuid)}")
         if macs and self.macs:
             have = {m.lower().replace("-", ":") for m in self.macs}
             missing = [m for m in macs if m.lower().replace("-", ":") not in have]
             if missing:
                 problems.append(f"MAC(s) {', '.join(missing)} not reported by the BMC (it reports {', '.join(sorted(have))})")
         return problems
+
+
+def canonical_uuid(value: str) -> str:
+    """``value`` as a lower-case 8-4-4-4-12 UUID (any case, with or without dashes or braces);
+    a string that is no UUID comes back stripped and lower-cased, so it never equals one."""
+    text = str(value).strip()
+    try:
+        return str(uuidlib.UUID(text))
+    except ValueError:
+        return text.lower()
 
 
 @dataclass(frozen=True)

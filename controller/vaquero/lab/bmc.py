@@ -12,6 +12,11 @@ Run it inside the lab's network namespace (the VMs' taps go on its bridge)::
     ip netns exec NS python -m vaquero.lab.bmc --hosts hosts.json --password-file pw \
         --state-dir /tmp/lab --control-port 6229
     # hosts.json: [{"name": "node1", "mac": "52:54:00:00:10:01", "port": 6231}, ...]
+
+Each BMC reports, as its system UUID (IPMI Get System GUID), the ``uuid`` the SoT gives the host of
+that name: the SoT is the one source of the hosts' identity, so the roles' identity check (the
+BMC must be the host's) holds in the lab as on real hardware. The SoT is ``--sot`` (default: the
+lab SoT, inventories/lab); a ``uuid`` in an entry of hosts.json overrides it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ import pyghmi.ipmi.bmc as pbmc
 
 from vaquero.bmc.emulator import EmulatedBmc
 
+from .harness import lab_sot
+from .kernel import LabError
 from .netns import LabNetwork
 from .qemu import Vm
 
@@ -54,9 +61,28 @@ class _Here(LabNetwork):
         return tap
 
 
+def sot_uuids(sot: Path) -> dict[str, uuid.UUID]:
+    """host name -> system UUID, for the hosts of ``sot`` that have one."""
+    from vaquero.sot import load
+
+    return {host.name: uuid.UUID(host.uuid) for _, _, host in load(sot, semantic=False).hosts() if host.uuid}
+
+
+def host_uuid(entry: dict[str, Any], known: dict[str, uuid.UUID], sot: Path) -> uuid.UUID:
+    """The system UUID of one hosts.json entry: its own ``uuid``, else the SoT's; none is an error."""
+    if entry.get("uuid"):
+        return uuid.UUID(str(entry["uuid"]))
+    found = known.get(entry["name"])
+    if found is None:
+        raise LabError(f"host {entry['name']!r}: no uuid in hosts.json and none in the SoT {sot}: its BMC would report a UUID the SoT does not know")
+    return found
+
+
 class VmBmc(EmulatedBmc):
-    def __init__(self, name: str, mac: str, port: int, authdata: dict[str, str], address: str, net: _Here, state_dir: Path, memory: int) -> None:
-        super().__init__(authdata, port, address, system_uuid=uuid.uuid5(uuid.NAMESPACE_URL, f"vaquero-lab:{name}"), acpi_delay=None, delay=0.0)
+    def __init__(
+        self, name: str, mac: str, port: int, authdata: dict[str, str], address: str, net: _Here, state_dir: Path, memory: int, system_uuid: uuid.UUID
+    ) -> None:
+        super().__init__(authdata, port, address, system_uuid=system_uuid, acpi_delay=None, delay=0.0)
         self.name = name
         self.vm = Vm(net=net, mac=mac, log=state_dir / f"{name}.console.log", memory=memory)
         self.net = net
@@ -125,6 +151,8 @@ class VmBmc(EmulatedBmc):
             "counts": dict(self.counts),
             "boots": self.boots,
             "history": self.history,
+            "uuid": str(self.system_uuid),
+            "received": dict(self.received),
         }
 
 
@@ -138,14 +166,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state-dir", required=True)
     ap.add_argument("--memory", type=int, default=256)
     ap.add_argument("--control-port", type=int, default=0)
+    ap.add_argument("--sot", type=Path, default=None, help="the SoT whose host uuids the BMCs report (default: the lab SoT)")
     args = ap.parse_args(argv)
     password = Path(args.password_file).read_text().strip()
     state_dir = Path(args.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     net = _Here(args.bridge)
+    entries = json.loads(Path(args.hosts).read_text())
+    sot = args.sot or lab_sot()
+    known = sot_uuids(sot) if any(not e.get("uuid") for e in entries) else {}
     bmcs = [
-        VmBmc(h["name"], h["mac"], int(h["port"]), {args.username: password}, args.address, net, state_dir, args.memory)
-        for h in json.loads(Path(args.hosts).read_text())
+        VmBmc(h["name"], h["mac"], int(h["port"]), {args.username: password}, args.address, net, state_dir, args.memory, host_uuid(h, known, sot))
+        for h in entries
     ]
     if args.control_port:
 
