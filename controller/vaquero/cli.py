@@ -40,6 +40,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("boot", "set a host's boot device (pxe, disk, cdrom, http, bios, none) or show it (status)", "vaquero.bmc.cli"),
     ("agent", "serve a site's netboot: DHCP (dnsmasq), TFTP, HTTP scripts, assets, callbacks", "vaquero.agent.cli"),
     ("lab", "the virtual lab: boot assets, netboot a QEMU host (needs root)", "vaquero.lab.cli"),
+    ("image", "build bootable OS disk images (raw + gzip), cached by content hash (needs root)", "vaquero.image.cli"),
     (
         "image-ramdisk",
         "build the deploy ramdisk (kernel + initrd) that writes an image profile's disk image; prints the profile's kernel/initrd",
