@@ -16,8 +16,8 @@ from __future__ import annotations
 
 # Functions only, no command at top level: tests run them on their own (tests/deploy/test_deploy_render.py).
 LIB = r"""say() { echo "vaquero-deploy: $*"; }
-# Text for a JSON string: letters, digits and a few marks only (a wget error, a file name).
-clean() { printf '%s' "$1" | tr -c 'A-Za-z0-9 ._:/=+-' '_' | cut -c1-600; }
+# Text for a JSON string: letters, digits and a few marks only (a wget error, a file name, digests).
+clean() { printf '%s' "$1" | tr -c 'A-Za-z0-9 ._:/=+,()-' '_' | cut -c1-600; }
 url_ok() {
   case "$1" in http://?*|https://?*) ;; *) return 1 ;; esac
   case "$1" in *[!A-Za-z0-9._~:/?=\&%@+!*-]*) return 1 ;; esac
@@ -204,13 +204,17 @@ progress disk 0 "$DISK_BYTES"
 written() { echo $(( $(awk '{print $7}' "/sys/block/$NAME/stat") * 512 )); }
 
 STAGE="write"
-mkfifo /run/image.fifo
+# Two side streams, never the whole image in memory: the digest of the bytes as served, and the
+# count of the bytes written (busybox dd does not print one).
+mkfifo /run/image.fifo /run/raw.fifo
 sha256sum < /run/image.fifo > /run/image.sha256 &
 SUMPID=$!
+wc -c < /run/raw.fifo > /run/raw.count &
+COUNTPID=$!
 BASE=$(written)
 (
   { wget -q -O - "$IMAGE_URL" 2>/run/wget.err; echo $? > /run/wget.rc; } | tee /run/image.fifo |
-    { $DECOMP 2>/run/decomp.err; echo $? > /run/decomp.rc; } |
+    { $DECOMP 2>/run/decomp.err; echo $? > /run/decomp.rc; } | tee /run/raw.fifo |
     { dd of="$DEV" bs=4M conv=fsync 2>/run/dd.err; echo $? > /run/dd.rc; }
 ) &
 PIPE=$!
@@ -223,7 +227,7 @@ while kill -0 "$PIPE" 2>/dev/null; do
   if [ "$STILL" -ge 300 ]; then echo "no byte written for 300 s" > /run/wget.err; killall wget 2>/dev/null; fi
 done
 wait "$PIPE"
-wait "$SUMPID"
+wait "$SUMPID" "$COUNTPID"
 ACTUAL="$(cut -d' ' -f1 /run/image.sha256)"
 W=$(cat /run/wget.rc 2>/dev/null); Z=$(cat /run/decomp.rc 2>/dev/null); D=$(cat /run/dd.rc 2>/dev/null)
 # The stage that failed on its own (exit below 128) is the cause; the others died of SIGPIPE after it.
@@ -233,8 +237,8 @@ own "$Z" && fail "image decompression ($COMPRESSION) failed: $(head -c 300 /run/
 own "$D" && fail "writing $DEV failed: $(tail -c 300 /run/dd.err)"
 [ "$W$Z$D" = "000" ] || fail "the image stream stopped (wget $W, decompress $Z, dd $D): $(head -c 300 /run/wget.err)"
 [ "$ACTUAL" = "$EXPECTED" ] || fail "image sha256 mismatch: expected $EXPECTED, got $ACTUAL"
-BYTES=$(sed -n 's/^\([0-9][0-9]*\) bytes .*/\1/p' /run/dd.err | tail -n 1)
-digits_ok "$BYTES" || fail "dd did not say how many bytes it wrote"
+BYTES=$(tr -d ' \n' < /run/raw.count)
+digits_ok "$BYTES" || fail "no count of the bytes written"
 say "wrote $BYTES bytes, sha256 $ACTUAL as expected"
 progress written "$BYTES" "$DISK_BYTES"
 

@@ -34,7 +34,8 @@ GIB = 1 << 30
 # inside single quotes, and /init never hands a value to a shell parser anyway).
 _VALUE = {
     "name": re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"),
-    "url": re.compile(r"https?://[A-Za-z0-9._~:/?=&%@+!*\[\]-]{1,2040}"),
+    # the charset the ramdisk's url_ok() accepts (no brackets: no IPv6 literal)
+    "url": re.compile(r"https?://[A-Za-z0-9._~:/?=&%@+!*-]{1,2040}"),
     "sha256": re.compile(r"[0-9a-f]{64}"),
     "compression": re.compile(r"none|gzip|xz"),
     "devpath": re.compile(r"/dev/[a-z0-9_-]+(/[a-z0-9_-]+)*"),

@@ -116,7 +116,7 @@ def _check_profiles(sot: SoT) -> list[SoTError]:
 
 # What a file name says about its bytes, against what the image says: a mismatch writes garbage.
 _SUFFIX_COMPRESSION = {".gz": "gzip", ".xz": "xz"}
-_IMAGE_URL = re.compile(r"https?://[A-Za-z0-9._~:/?=&%@+!*\[\]-]{1,2040}")
+_IMAGE_URL = re.compile(r"https?://[A-Za-z0-9._~:/?=&%@+!*-]{1,2040}")  # what the deploy ramdisk accepts
 _NOT_RAW = (".qcow2", ".qcow", ".vmdk", ".vdi", ".vhd", ".vhdx", ".zst", ".bz2")
 
 
