@@ -21,7 +21,7 @@ from image_helpers import GROW, TIMINGS, Listener, boot, nocloud_seed
 from requirements import need
 from waiting import wait_until
 
-from vaquero.image import grub
+from vaquero.image import fat, grub
 from vaquero.image.build import DEFAULT_CACHE, Built, build, cache_key, sha256_file
 from vaquero.image.gpt import Layout, plan
 from vaquero.image.gpt import read as read_gpt
@@ -117,6 +117,24 @@ def test_core_blocklist_names_the_sectors_after_the_first(tmp_path: Path) -> Non
     assert patched[512:] == core[512:].ljust(len(patched) - 512, b"\0")
     with pytest.raises(ImageError, match="Reed-Solomon"):
         grub.core_image(core[:0x210] + b"\1\0\0\0" + core[0x214:], 2048)
+
+
+def test_esp_bytes_do_not_depend_on_the_clock(tmp_path: Path) -> None:
+    need("mkfs.vfat", "dosfstools")
+    need("mcopy", "mtools")
+    loader = tmp_path / "BOOTX64.EFI"
+    loader.write_bytes(b"MZ" + bytes(range(256)) * 40)
+    images = []
+    started = time.monotonic()
+    for n in (1, 2):
+        if n == 2:  # FAT times have a 2 s resolution: let mtools' clock move past it
+            wait_until(lambda: time.monotonic() - started > 2.1, timeout=10, what="the clock to move on")
+        esp = tmp_path / f"esp{n}.img"
+        fat.make(esp, 64 * MIB, "VQ-ESP", "1234abcd", {"/EFI/BOOT/BOOTX64.EFI": loader}, 1_700_000_000)
+        images.append(esp.read_bytes())
+    assert images[0] == images[1]
+    listing = subprocess.run(["mdir", "-i", str(tmp_path / "esp1.img"), "-/", "::/"], capture_output=True, text=True, check=True).stdout
+    assert "BOOTX64  EFI" in listing and "2023-11-14" in listing  # the epoch, not today
 
 
 # --- the built image, read back ---

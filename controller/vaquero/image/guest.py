@@ -32,6 +32,8 @@ growpart:
   ignore_growroot_disabled: false
 resize_rootfs: true
 ssh_pwauth: false
+# glibc's built-in locale: nothing to generate (the image carries no other)
+locale: C.UTF-8
 """
 
 # systemd mounts the root read-write from this; LABEL matches the kernel command line.
@@ -197,6 +199,7 @@ def customize(root: Path, recipe: Recipe, image_info: dict[str, str]) -> None:
     # mmdebstrap copies these from the build host: neither its name nor its resolver belongs here
     _write(root, "/etc/hostname", "localhost\n")
     _write(root, "/etc/hosts", HOSTS)
+    _write(root, "/etc/default/locale", "LANG=C.UTF-8\n")
     resolv = root / "etc/resolv.conf"
     if resolv.is_symlink() or resolv.exists():
         resolv.unlink()
