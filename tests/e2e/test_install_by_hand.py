@@ -20,6 +20,7 @@ from test_install_standalone import MACS, PASSWORD, StandaloneLab, edit_cluster,
 
 from vaquero.lab.harness import lab_assets
 from vaquero.lab.sot import prepare_sot
+from vaquero.sot import load
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,11 +55,14 @@ def test_ansible_playbook_install_by_hand(tmp_path: Path) -> None:
         out = (tmp_path / "ansible.log").read_text(errors="replace")
         assert rc == 0, out[-5000:]
         assert "node1                      : ok=" in out and "failed=0" in out
-        for step in ("Report netbooting", "Wait for the installer's callback", "Run the hook of this phase named agent-saw-callback", "Report ready"):
+        steps = ("Compare the BMC's system UUID and MACs with the SoT", "Report netbooting", "Wait for the installer's callback")
+        for step in (*steps, "Run the hook of this phase named agent-saw-callback", "Report ready"):
             assert step in out, step
         status = json.loads((tmp_path / "agent" / "boot-states.json").read_text())["hosts"]["node1"]
         assert status["state"] == "installed" and status["report"]["mac"] == MACS["node1"]
         bmc = lab.bmcs()["node1"]
+        node1 = load(sot, semantic=False).host("node1")
+        assert node1 is not None and bmc["uuid"] == node1[1].uuid  # the lab BMC is the machine the SoT describes
         assert bmc["boot"]["device"] == "disk" and bmc["boot"]["persistent"] and bmc["power"] == "on"
         assert PASSWORD not in out
         print(f"\nby-hand install: {time.monotonic() - t0:.1f}s")
