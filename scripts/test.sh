@@ -265,7 +265,10 @@ rc=0
 if (($#)); then
   .venv/bin/python -m pytest "$@" || rc=$?
 else
-  .venv/bin/python -m pytest tests || rc=$?
+  # Two workers (pytest-xdist), a file at a time each: much of the suite waits on QEMU guests,
+  # BMC power delays and child processes, which overlap on two cores. VAQUERO_TEST_WORKERS=0 runs
+  # it in one process.
+  .venv/bin/python -m pytest -n "${VAQUERO_TEST_WORKERS:-2}" --dist loadfile tests || rc=$?
 fi
 # Nothing is printed after pytest's summary line. Exit code 5 (no tests collected) is a
 # failure like any other non-zero code: the suite always has tests.

@@ -4,7 +4,30 @@ tests import the common helpers as `from waiting import wait_until` and `from re
 import os as _os
 import tempfile as _tempfile
 
+import pytest
+
 # The BMC guard shares its locks, global slots and breakers through a folder every process on the
 # machine opens. Each pytest run gets its own, so parallel test runs neither share a breaker
 # opened by another run's dead BMC nor compete for its slots; the run's children inherit it.
 _os.environ.setdefault("VAQUERO_BMC_GUARD_DIR", _tempfile.mkdtemp(prefix="vq-bmc-guard-"))
+
+
+# The files that boot QEMU machines or build disk images run longest. Collected first, they start
+# first on the pytest-xdist workers (scripts/test.sh runs two, files dealt to them in turn), so the
+# run does not end with one worker busy on a long file while the other waits idle. The image build
+# goes first (mostly downloads: it overlaps well), the e2e that installs that image after the other
+# long files, by which time the build is cached.
+_LONG_FIRST = ("tests/image/", "tests/e2e/test_upgrade_rolling.py", "tests/e2e/", "tests/deploy/", "tests/decommission/")
+_AFTER_LONG = ("tests/e2e/test_image_install.py",)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = str(config.rootpath) + "/"
+
+    def rank(item: pytest.Item) -> int:
+        rel = str(item.path).removeprefix(root)
+        if rel.startswith(_AFTER_LONG):
+            return len(_LONG_FIRST)
+        return next((i for i, prefix in enumerate(_LONG_FIRST) if rel.startswith(prefix)), len(_LONG_FIRST) + 1)
+
+    items.sort(key=rank)  # stable: the order inside each file and group is kept
