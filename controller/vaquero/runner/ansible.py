@@ -39,7 +39,7 @@ from vaquero.state.store import Store
 
 log = logging.getLogger("vaquero.runner")
 
-PLAYBOOKS = {"add": "install.yml", "reinstall": "install.yml", "upgrade": "upgrade.yml", "power": "power.yml"}
+PLAYBOOKS = {"add": "install.yml", "reinstall": "install.yml", "upgrade": "upgrade.yml", "power": "power.yml", "remove": "decommission.yml"}
 
 
 @dataclass
@@ -118,7 +118,7 @@ def handle_event(ctx: RunContext, event: dict[str, Any]) -> None:
     with ctx.lock:
         ctx.failures.setdefault(host, reason)
     now = current(ctx.store, host)
-    if now is None or now.get("state") not in (State.READY.value, State.FAILED.value):
+    if now is None or now.get("state") not in (State.READY.value, State.FAILED.value, State.REMOVED.value):
         record(ctx, host, State.FAILED.value, reason, step=now.get("state") if now else task, detail={"task": task}, key=event_key(ctx, host, "failed"))
 
 

@@ -55,13 +55,32 @@ from .ansible import PLAYBOOKS, Launch, RunContext, launch, record
 log = logging.getLogger("vaquero.runner")
 
 PAST_NETBOOT = (State.NETBOOTING.value, State.INSTALLING.value, State.REBOOTING.value, State.VALIDATING.value)
-ACTIVE = (State.PENDING.value, State.DRAINING.value, State.POWERING_OFF.value, *PAST_NETBOOT)
+# A wipe under way may start again: zeroing a disk twice does what zeroing it once did.
+ACTIVE = (State.PENDING.value, State.DRAINING.value, State.WIPING.value, State.POWERING_OFF.value, *PAST_NETBOOT)
+# The state a host ends a step in when the step did what it was for.
+DONE_STATE = {"remove": State.REMOVED.value}
 
 Launcher = Callable[..., Launch]
 
 
 class RunError(Exception):
     pass
+
+
+def run_outcome(steps: dict[str, dict[str, Any]]) -> tuple[str, str | None]:
+    """The state of a run whose waves all ran, from its steps: `succeeded` only when every step did
+    what it was for. A failed step (tolerated by policy) or one that was not run (skipped, still
+    pending) means the revision is not applied everywhere: /sites-applied/current stays where it
+    was, so the next plan includes these hosts again."""
+    failed = sorted(h for h, st in steps.items() if st["state"] == R.STEP_FAILED)
+    if failed:
+        why = "; ".join(f"{h} ({str(steps[h].get('error') or 'failed')[:200]})" for h in failed)
+        return R.FAILED, f"every wave ran; {len(failed)} host(s) failed (tolerated by policy): {why}"
+    not_run = sorted(h for h, st in steps.items() if st["state"] != R.STEP_SUCCEEDED)
+    if not_run:
+        why = "; ".join(f"{h}: {steps[h].get('error') or steps[h]['state']}" for h in not_run)
+        return R.FAILED, f"every wave ran; {len(not_run)} step(s) not run: {why}"
+    return R.SUCCEEDED, None
 
 
 class _Stopping(Exception):
@@ -386,12 +405,7 @@ class RunWorker:
                     self._set_wave(pid, index, outcome)
                     return (R.CANCELLED if outcome == "cancelled" else R.FAILED), error
                 self._set_wave(pid, index, "done")
-        failed = sorted(h for h, st in R.steps(self.store, pid).items() if st["state"] == R.STEP_FAILED)
-        if failed:
-            # Tolerated failures let the rollout go on, but the revision is not applied everywhere:
-            # /sites-applied/current stays where it was so the next plan includes these hosts again.
-            return R.FAILED, f"every wave ran; {len(failed)} host(s) failed (tolerated by policy): {', '.join(failed)}"
-        return R.SUCCEEDED, None
+        return run_outcome(R.steps(self.store, pid))
 
     @contextlib.contextmanager
     def _fence_file(self, private: Path) -> Iterator[dict[str, str]]:
@@ -447,8 +461,8 @@ class RunWorker:
         now = current(self.store, host) or {}
         ctx = RunContext(self.store, pid, pid, sha, {host: int(step.get("attempt") or 0)})
         state = now.get("state")
-        if state == State.READY.value and now.get("plan") == pid:
-            log.info("recovered step: host reached ready before the restart", extra=self._extra(pid, sha, host))
+        if state == DONE_STATE.get(step["action"], State.READY.value) and now.get("plan") == pid:
+            log.info("recovered step: host reached %s before the restart", state, extra=self._extra(pid, sha, host))
             return self._step_update(pid, host, state=R.STEP_SUCCEEDED, finished=time.time(), error=None)
         if state in PAST_NETBOOT and now.get("plan") == pid:
             reason = f"the controller restarted while the host was {state} for this plan: its install is not started again; check the host and re-run"
@@ -479,9 +493,18 @@ class RunWorker:
                     recovered_failed[host] = False
         for host, step in list(steps.items()):
             if step["state"] == R.STEP_PENDING and step["action"] not in PLAYBOOKS:
-                done = step["action"] == "config"
-                note = "config only: nothing to do on the machine" if done else f"action {step['action']} is not run by the runner yet"
-                steps[host] = self._step_update(pid, host, state=R.STEP_SUCCEEDED if done else R.STEP_SKIPPED, error=None if done else note, note=note)
+                if step["action"] == "config":
+                    note = "config only: nothing to do on the machine"
+                    steps[host] = self._step_update(pid, host, state=R.STEP_SUCCEEDED, error=None, note=note)
+                else:
+                    # Never `skipped` in a run that then succeeds: what the plan asked was not done.
+                    why = f"not run: the runner has no playbook for action {step['action']}"
+                    steps[host] = self._step_update(pid, host, state=R.STEP_FAILED, error=why, note=why, final=True, failures=1, finished=time.time())
+                    recovered_failed[host] = False
+            elif step["state"] == R.STEP_PENDING and step["action"] == "remove" and not step.get("sot_root"):
+                steps[host] = self._removed_host_source(pid, sha, host)
+                if steps[host]["state"] == R.STEP_FAILED:
+                    recovered_failed[host] = False
         held_since: float | None = None
         halted: str | None = self._apply_budget(pid, sha, sot, private, wave, recovered_failed, secrets_env) if recovered_failed else None
         while True:
@@ -514,6 +537,32 @@ class RunWorker:
         if failed:
             self._decision(pid, f"wave {wave['number']}: {len(failed)} failed host(s) tolerated by policy ({', '.join(failed)})")
         return "done", None
+
+    def _removed_host_source(self, pid: str, sha: str | None, host: str) -> dict[str, Any]:
+        """Where a `remove` step takes its host from: the new revision no longer has it, so its BMC,
+        MACs and identity come from the revision applied before this run (the one that still has
+        it). Without that revision, or without the host in it, the step fails: a machine that cannot
+        be identified is never power-cycled."""
+        run = self.store.get(R.run_key(pid))
+        previous = (run.value.get("previous") if run else None) or {}
+        root = previous.get("root")
+        why = None
+        if not root or not Path(root).is_dir():
+            why = "no previously applied revision is on disk to take its BMC, MACs and identity from"
+        else:
+            try:
+                old = load(Path(root), sha=previous.get("sha"), semantic=False)
+            except Exception as exc:  # a tree that no longer parses identifies nothing
+                why = f"the previously applied revision {str(previous.get('sha'))[:12]} at {root} cannot be read: {type(exc).__name__}: {exc}"
+            else:
+                if old.host(host) is None:
+                    why = f"the previously applied revision {str(previous.get('sha'))[:12]} does not have the host"
+        if why is not None:
+            why = f"not run: host {host} cannot be decommissioned: {why}; nothing was powered or wiped"
+            log.error("%s", why, extra=self._extra(pid, sha, host))
+            return self._step_update(pid, host, state=R.STEP_FAILED, error=why, note=why, final=True, failures=1, finished=time.time())
+        self._decision(pid, f"host {host}: decommissioned with its data from the applied revision {str(previous.get('sha'))[:12]}")
+        return self._step_update(pid, host, sot_root=str(root), sot_sha=previous.get("sha"))
 
     def _gate(self, pid: str, sot: SoT, todo: list[dict[str, Any]]) -> tuple[list[str], bool]:
         """Hosts that may start now, and whether some wait for a reboot window (not a hold)."""
@@ -558,9 +607,11 @@ class RunWorker:
     ) -> dict[str, bool]:
         """Launch the steps (one ansible-runner per playbook, in parallel); host -> succeeded."""
         self._check()
-        groups: dict[str, list[dict[str, Any]]] = {}
+        # One launch per playbook and SoT tree: a remove step's inventory is the revision that still has its host.
+        groups: dict[tuple[str, Path], list[dict[str, Any]]] = {}
         for s in steps:
-            groups.setdefault(s.get("playbook_override") or s["playbook"], []).append(s)
+            tree = root or (Path(s["sot_root"]) if s.get("sot_root") and not s.get("playbook_override") else sot.root)
+            groups.setdefault((s.get("playbook_override") or s["playbook"], tree), []).append(s)
         attempts: dict[str, int] = {}
         for s in steps:
             attempt = int(s.get("attempt") or 0) + 1
@@ -576,29 +627,30 @@ class RunWorker:
                 step=s["action"],
                 key=f"{pid}:{s['host']}:{attempt}:pending",
             )
-        launches: dict[str, Launch] = {}
-        folders: dict[str, Path] = {}
-        errors: dict[str, str] = {}
+        launches: dict[tuple[str, Path], Launch] = {}
+        folders: dict[tuple[str, Path], Path] = {}
+        errors: dict[tuple[str, Path], str] = {}
 
-        def one(playbook: str, group: list[dict[str, Any]]) -> None:
+        def one(key: tuple[str, Path], group: list[dict[str, Any]]) -> None:
+            playbook, tree = key
             hosts = [s["host"] for s in group]
             ctx = RunContext(self.store, pid, pid, sha, {h: attempts[h] for h in hosts})
             ident = f"w{number}-{playbook.removesuffix('.yml')}-{'-'.join(hosts)[:60]}-a{max(attempts[h] for h in hosts)}-{int(time.time())}"
             try:
                 # One private data dir per playbook: launches running at once never share env/ or inventory/.
-                folder = folders[playbook] = private / ("rollback" if root is not None else playbook.removesuffix(".yml"))
+                folder = folders[key] = private / ("rollback" if root is not None else playbook.removesuffix(".yml"))
                 folder.mkdir(parents=True, exist_ok=True)
                 if self.lost():  # checked again right before the launch: the other launches may have taken a while to set up
-                    errors[playbook] = "not launched: this controller is no longer the leader"
+                    errors[key] = "not launched: this controller is no longer the leader"
                     return
-                launches[playbook] = self.launcher(
-                    ctx, folder, root or sot.root, playbook, hosts, ident=ident, cancelled=lambda: self._cancel_requested(pid), secrets_env=secrets_env
+                launches[key] = self.launcher(
+                    ctx, folder, tree, playbook, hosts, ident=ident, cancelled=lambda: self._cancel_requested(pid), secrets_env=secrets_env
                 )
             except Exception as exc:
                 log.exception("launch failed", extra=self._extra(pid, sha))
-                errors[playbook] = f"{type(exc).__name__}: {exc}"
+                errors[key] = f"{type(exc).__name__}: {exc}"
 
-        threads = [threading.Thread(target=one, args=(pb, g), daemon=True) for pb, g in groups.items()]
+        threads = [threading.Thread(target=one, args=(key, g), daemon=True) for key, g in groups.items()]
         for t in threads:
             t.start()
         for t in threads:
@@ -607,18 +659,17 @@ class RunWorker:
         # `running` for the next leader to recover.
         self._check()
         results: dict[str, bool] = {}
-        for playbook, group in groups.items():
-            res = launches.get(playbook)
-            where = str(folders.get(playbook, private) / "artifacts" / (res.ident if res else ""))
+        for key, group in groups.items():
+            res = launches.get(key)
+            where = str(folders.get(key, private) / "artifacts" / (res.ident if res else ""))
             for s in group:
                 host = s["host"]
                 h = current(self.store, host) or {}
                 # A launch with several hosts is "failed" when any of them failed: judge each host by its own events.
-                ok = res is not None and h.get("state") == State.READY.value and h.get("plan") == pid and host not in res.failures
+                done = DONE_STATE.get(s["action"], State.READY.value) if not s.get("playbook_override") else State.READY.value
+                ok = res is not None and h.get("state") == done and h.get("plan") == pid and host not in res.failures
                 if not ok:
-                    why = (
-                        (res.failures.get(host) if res else None) or errors.get(playbook) or (f"playbook {res.status} (rc {res.rc})" if res else "not launched")
-                    )
+                    why = (res.failures.get(host) if res else None) or errors.get(key) or (f"playbook {res.status} (rc {res.rc})" if res else "not launched")
                     if res is not None and res.status == "canceled":
                         why = "cancelled by an operator"
                     if h.get("state") in ACTIVE:

@@ -1,7 +1,9 @@
 """The host lifecycle: states, the transitions allowed between them, and the timeline of events.
 
 enrolled -> pending -> (draining) -> powering_off -> netbooting -> installing -> rebooting
--> validating -> ready, with `failed` reachable from every active state. Each transition is an
+-> validating -> ready, with `failed` reachable from every active state. A host taken out of the
+SoT is decommissioned: pending -> draining -> wiping (its disks zeroed by the deploy ramdisk) ->
+powering_off -> removed. Each transition is an
 event (time, SoT SHA, plan id, actor, reason) appended to the host's timeline. Events carry
 their own id: applying one twice (an agent replaying after a partition) changes nothing.
 """
@@ -21,6 +23,7 @@ class State(StrEnum):
     ENROLLED = "enrolled"
     PENDING = "pending"
     DRAINING = "draining"
+    WIPING = "wiping"
     POWERING_OFF = "powering_off"
     NETBOOTING = "netbooting"
     INSTALLING = "installing"
@@ -32,13 +35,15 @@ class State(StrEnum):
 
 
 S = State
-_ACTIVE = (S.PENDING, S.DRAINING, S.POWERING_OFF, S.NETBOOTING, S.INSTALLING, S.REBOOTING, S.VALIDATING)
+_ACTIVE = (S.PENDING, S.DRAINING, S.WIPING, S.POWERING_OFF, S.NETBOOTING, S.INSTALLING, S.REBOOTING, S.VALIDATING)
 
 # from-state -> states it may move to. Anything else is refused.
 TRANSITIONS: dict[State, frozenset[State]] = {
     S.ENROLLED: frozenset({S.PENDING, S.READY, S.REMOVED}),
     S.PENDING: frozenset({S.DRAINING, S.POWERING_OFF, S.NETBOOTING, S.READY, S.ENROLLED, S.FAILED, S.REMOVED}),
-    S.DRAINING: frozenset({S.POWERING_OFF, S.FAILED}),
+    S.DRAINING: frozenset({S.POWERING_OFF, S.WIPING, S.FAILED}),
+    # Decommission: the wipe boot, then power off; `removed` only after the power reads back off.
+    S.WIPING: frozenset({S.POWERING_OFF, S.FAILED}),
     S.POWERING_OFF: frozenset({S.NETBOOTING, S.REBOOTING, S.READY, S.FAILED, S.REMOVED}),
     S.NETBOOTING: frozenset({S.INSTALLING, S.FAILED}),
     S.INSTALLING: frozenset({S.REBOOTING, S.FAILED}),
