@@ -13,6 +13,12 @@ Run it inside the lab's network namespace (the VMs' taps go on its bridge)::
         --state-dir /tmp/lab --control-port 6229
     # hosts.json: [{"name": "node1", "mac": "52:54:00:00:10:01", "port": 6231}, ...]
 
+An entry may add ``"disk_gb": N`` (a blank qcow2 ``<state-dir>/<name>.qcow2``, made once),
+``"memory": MiB`` and ``"firmware": "bios" | "uefi"``. A host with a disk boots what its BMC's boot
+device says, at each power on: ``pxe`` the network, ``disk`` the disk; a one-time (not persistent)
+device is spent by that power on, as the IPMI spec has the BIOS clear it, and with none set the
+disk comes first (a blank disk falls through to the network).
+
 Each BMC reports, as its system UUID (IPMI Get System GUID), the ``uuid`` the SoT gives the host of
 that name: the SoT is the one source of the hosts' identity, so the roles' identity check (the
 BMC must be the host's) holds in the lab as on real hardware. The SoT is ``--sot`` (default: the
@@ -39,7 +45,7 @@ from vaquero.bmc.emulator import EmulatedBmc
 from .harness import lab_sot
 from .kernel import LabError
 from .netns import LabNetwork
-from .qemu import Vm
+from .qemu import Vm, make_disk
 
 
 class _Here(LabNetwork):
@@ -84,7 +90,7 @@ class VmBmc(EmulatedBmc):
     ) -> None:
         super().__init__(authdata, port, address, system_uuid=system_uuid, acpi_delay=None, delay=0.0)
         self.name = name
-        self.vm = Vm(net=net, mac=mac, log=state_dir / f"{name}.console.log", memory=memory)
+        self.vm = Vm(net=net, mac=mac, log=state_dir / f"{name}.console.log", memory=memory, uuid=str(system_uuid))
         self.net = net
         self.lock = threading.Lock()
         self.history: list[dict[str, Any]] = []
@@ -102,7 +108,18 @@ class VmBmc(EmulatedBmc):
             if console.exists() and console.stat().st_size:
                 console.with_suffix(f".{self.boots}.log").write_bytes(console.read_bytes())
             self.boots += 1
+            if self.vm.disk is not None:
+                self.vm.boot = self._boot_target()
             self.vm.start()
+
+    def _boot_target(self) -> str:
+        """What this power on boots (hosts with a disk): the BMC's device; a one-time device is spent."""
+        boot = self.boot_state()
+        if boot["device"] == "none":
+            return "disk"
+        if not boot["persistent"]:
+            self.boot_flags = [self.boot_flags[0] & 0x7F, *self.boot_flags[1:]]  # the valid bit, cleared
+        return "network" if boot["device"] == "pxe" else "disk"
 
     def _stop(self) -> None:
         if self.vm.proc is not None:
@@ -175,10 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     entries = json.loads(Path(args.hosts).read_text())
     sot = args.sot or lab_sot()
     known = sot_uuids(sot) if any(not e.get("uuid") for e in entries) else {}
-    bmcs = [
-        VmBmc(h["name"], h["mac"], int(h["port"]), {args.username: password}, args.address, net, state_dir, args.memory, host_uuid(h, known, sot))
-        for h in entries
-    ]
+    bmcs = []
+    for h in entries:
+        memory = int(h.get("memory") or args.memory)
+        bmc = VmBmc(h["name"], h["mac"], int(h["port"]), {args.username: password}, args.address, net, state_dir, memory, host_uuid(h, known, sot))
+        if h.get("disk_gb"):
+            bmc.vm.disk = make_disk(state_dir / f"{h['name']}.qcow2", float(h["disk_gb"]))
+        bmc.vm.firmware = str(h.get("firmware") or "bios")
+        bmcs.append(bmc)
     if args.control_port:
 
         class Handler(BaseHTTPRequestHandler):
