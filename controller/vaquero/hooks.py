@@ -10,6 +10,7 @@ Every attempt's output is returned so the controller keeps it in the host's time
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -149,6 +150,71 @@ def _ssh(address: str | None, port: int, timeout: float) -> tuple[bool, str, int
     return False, f"no SSH on {address}:{port} within {timeout:g}s ({last})", None
 
 
+def ssh_command(address: str, port: int, user: str, key: str, known_hosts: Path, unit: str, connect_timeout: float) -> list[str]:
+    """The ssh command line of an ssh_check: no user or system config, no agent, only the SoT's key,
+    batch mode. The host keys are new at each install (cloud-init makes them at first boot), so the
+    first one seen is taken into a known_hosts file of this check alone (trust on first use)."""
+    ssh = shutil.which("ssh") or "ssh"
+    probe = f'echo "hostname=$(hostname)"; echo "addresses=$(hostname -I)"; echo "unit=$(systemctl is-active -- {shlex.quote(unit)})"'
+    options = {
+        "BatchMode": "yes",
+        "IdentitiesOnly": "yes",
+        "IdentityAgent": "none",
+        "PasswordAuthentication": "no",
+        "StrictHostKeyChecking": "accept-new",
+        "UserKnownHostsFile": str(known_hosts),
+        "GlobalKnownHostsFile": "/dev/null",
+        "ConnectTimeout": str(max(1, int(connect_timeout))),
+        "LogLevel": "ERROR",
+    }
+    cmd = [ssh, "-F", "/dev/null", "-i", key, "-p", str(port)]
+    for name, value in options.items():
+        cmd += ["-o", f"{name}={value}"]
+    return [*cmd, "--", f"{user}@{address}", probe]
+
+
+def ssh_verdict(output: str, name: str, address: str, unit: str) -> tuple[bool, str]:
+    """Compare what the host reported over SSH with the SoT: its hostname (short, or with a domain) is
+    the SoT name, the SoT address is one of its addresses, the unit is active."""
+    seen = dict(line.split("=", 1) for line in output.splitlines() if "=" in line and line.split("=", 1)[0] in ("hostname", "addresses", "unit"))
+    hostname, addresses, state = seen.get("hostname", "").strip(), seen.get("addresses", "").split(), seen.get("unit", "").strip()
+    checks = [
+        (hostname.split(".")[0] == name, f"hostname {hostname or '(none)'!s}, SoT name {name}"),
+        (address in addresses, f"addresses {' '.join(addresses) or '(none)'}, SoT address {address}"),
+        (state == "active", f"{unit} is active" if state == "active" else f"{unit} is {state or '(unknown)'}, expected active"),
+    ]
+    return all(ok for ok, _ in checks), "; ".join(("ok: " if ok else "MISMATCH: ") + text for ok, text in checks)
+
+
+def _ssh_check(address: str | None, port: int, user: str, key: str, unit: str, name: str, timeout: float) -> tuple[bool, str, int | None]:
+    """Log in over SSH with the SoT's key and check the host's hostname, address and unit. Retries a
+    failed connection (ssh exit 255) until the timeout; a host that answered is judged at once."""
+    if not address:
+        return False, "the host has no address on its primary network", None
+    if not os.path.isfile(key):
+        return False, f"ssh_check: the private key file {key} does not exist on this node", None
+    deadline = time.monotonic() + timeout
+    last = "not tried"
+    with tempfile.TemporaryDirectory(prefix="vaquero-ssh-") as tmp:
+        while True:
+            left = deadline - time.monotonic()
+            cmd = ssh_command(address, port, user, key, Path(tmp) / "known_hosts", unit, min(10.0, max(1.0, left)))
+            try:
+                res = subprocess.run(
+                    cmd, capture_output=True, text=True, timeout=max(5.0, min(30.0, left + 5)), env=child_env(allow=HOOK_ALLOW), stdin=subprocess.DEVNULL
+                )
+            except subprocess.TimeoutExpired:
+                last = f"ssh {user}@{address}:{port} timed out"
+            else:
+                if res.returncode != 255:
+                    ok, verdict = ssh_verdict(res.stdout, name, address, unit)
+                    return ok, f"ssh {user}@{address}:{port}: {verdict}" + ("" if ok else f"\n{(res.stdout + res.stderr)[-1000:]}"), res.returncode
+                last = f"ssh {user}@{address}:{port}: {res.stderr.strip()[-300:] or 'connection failed'}"
+            if time.monotonic() + 2 >= deadline:
+                return False, f"no SSH login within {timeout:g}s ({last})", None
+            time.sleep(2)
+
+
 def _kubectl(args: list[str], timeout: float) -> tuple[bool, str, int | None]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
@@ -215,6 +281,9 @@ def attempt_once(sot: SoT, hook: Hook, cluster: Cluster, host: Host, phase: str)
         return _http(render(hook.url, ctx) or "", hook.status, render(hook.body, ctx), hook.timeout)
     if hook.type == "wait_for_ssh":
         return _ssh(_host_ip(sot, cluster, host), hook.port, hook.timeout)
+    if hook.type == "ssh_check":
+        assert hook.user is not None and hook.ssh_key is not None  # the model requires both for ssh_check
+        return _ssh_check(_host_ip(sot, cluster, host), hook.port, hook.user, hook.ssh_key, hook.unit, host.name, hook.timeout)
     if hook.type == "kubernetes_drain":
         return _kubectl(["drain", host.name, "--ignore-daemonsets", "--delete-emptydir-data", f"--timeout={hook.timeout}s"], hook.timeout)
     if hook.type == "kubernetes_uncordon":

@@ -397,9 +397,13 @@ class Profile(Model):
 
 # --- Hook ---------------------------------------------------------------------------------
 
-HookType = Literal["wait_for_ssh", "http_check", "command", "kubernetes_drain", "kubernetes_uncordon", "tasks", "playbook"]
+HookType = Literal["wait_for_ssh", "ssh_check", "http_check", "command", "kubernetes_drain", "kubernetes_uncordon", "tasks", "playbook"]
+# A login name (useradd's rule) and a systemd unit name: both go into an ssh command line.
+LoginName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
+UnitName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9:_.@-]{0,250}\.(service|socket|target|timer|mount|path)$")]
 _HOOK_NEEDS: dict[str, tuple[str, ...]] = {
     "wait_for_ssh": (),
+    "ssh_check": ("user", "ssh_key"),
     "http_check": ("url",),
     "command": ("command",),
     "kubernetes_drain": (),
@@ -424,6 +428,10 @@ class Hook(Model):
     command: Command | None = None
     file: RelPath | None = Field(None, description="tasks/playbook: path inside the SoT repository")
     port: int = Field(22, ge=1, le=65535)
+    # ssh_check: log in to the host's SoT address and compare what it reports with the SoT.
+    user: LoginName | None = Field(None, description="ssh_check: the login (e.g. debian, whose keys cloud-init sets from vars.ssh_keys)")
+    ssh_key: AbsPath | None = Field(None, description="ssh_check: path of the private key on the node running the hook (ssh reads it, never the hook)")
+    unit: UnitName = Field("ssh.service", description="ssh_check: a systemd unit that must be active")
 
     @model_validator(mode="after")
     def _needs(self) -> Hook:
@@ -511,6 +519,11 @@ class Bmc(Model):
         None,
         description="redfish: which System when the BMC has several, by Id (1, System.Embedded.1) or @odata.id (/redfish/v1/Systems/1);"
         " unset: the only one, else the one whose UUID is the host's uuid",
+    )
+    identity: Literal["check", "skip"] = Field(
+        "check",
+        description="check: before any power or boot request, the BMC must report the host's uuid (and MACs where it reports them);"
+        " skip: drive it unchecked (for a BMC that reports no usable UUID)",
     )
 
 

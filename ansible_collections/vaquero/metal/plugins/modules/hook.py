@@ -12,7 +12,8 @@ version_added: 0.1.0
 description:
   - Runs a hook declared in the SoT (a C(Hook) document) for a host, with the hook's timeout, retries
     and delay, and returns every attempt's output (the controller keeps it in the host's timeline).
-  - Types are C(wait_for_ssh), C(http_check) (url, status, body), C(command), C(kubernetes_drain) and
+  - Types are C(wait_for_ssh), C(ssh_check) (log in with the SoT's key as C(user) and check the hostname,
+    the SoT address and that C(unit) is active), C(http_check) (url, status, body), C(command), C(kubernetes_drain) and
     C(kubernetes_uncordon) (through kubectl when it is installed), C(playbook) (a playbook file in
     the SoT repository, run with the SoT as inventory, limited to the host).
   - A C(tasks) hook is not run here. The module returns its task file as C(include) and the
@@ -42,7 +43,7 @@ requirements:
   - vaquero
 notes:
   - C(command), C(playbook), C(kubernetes_drain) and C(kubernetes_uncordon) hooks report a change;
-    C(http_check) and C(wait_for_ssh) only look, and C(tasks) hooks leave the changes to the tasks
+    C(http_check), C(wait_for_ssh) and C(ssh_check) only look, and C(tasks) hooks leave the changes to the tasks
     the role includes, so those report none.
 attributes:
   check_mode:
@@ -85,7 +86,7 @@ include:
 from ansible_collections.vaquero.metal.plugins.module_utils.core import HookError, SoTError, load, run_hook, vaquero_module
 
 # The hook types that only look; the others act on the host (a tasks hook's tasks report for it).
-LOOKING = ("http_check", "wait_for_ssh", "tasks")
+LOOKING = ("http_check", "wait_for_ssh", "ssh_check", "tasks")
 
 
 def changes(hook_type):
