@@ -223,12 +223,12 @@ class Standalone:
         old_app = agent.app
         agent.prepare()
         if old_app is not None and agent.app is not None and old_app is not agent.app:
-            old_app.bundle = agent.app.bundle
             old_app.unready = agent.app.unready
-            old_app.rebuild()
+            # Hosts the new revision no longer has stay served (retired) until they are wiped.
+            old_app.set_bundle(agent.app.bundle)
             agent.app = old_app
         if agent.dnsmasq is not None and agent.bundle is not None:
-            agent.dnsmasq.apply(agent.bundle.dhcp, agent.bundle.dhcp_hosts)
+            agent.dnsmasq.apply(agent.bundle.dhcp, agent.dhcp_hosts())
             agent.dnsmasq.reload()
         elif agent.bundle is not None:
             # The first approved revision: DHCP starts now, with its networks.
@@ -236,7 +236,7 @@ class Standalone:
 
             agent.cfg.dhcp = True
             agent.dnsmasq = Dnsmasq(agent.cfg.state_dir / "dnsmasq", site=agent.bundle.site.name)
-            agent.dnsmasq.apply(agent.bundle.dhcp, agent.bundle.dhcp_hosts)
+            agent.dnsmasq.apply(agent.bundle.dhcp, agent.dhcp_hosts())
             agent.dnsmasq.start()
         log.info("agent now serves the SoT of plan %s (%s)", plan.get("id"), str(plan.get("sha"))[:12], extra={"plan": plan.get("id"), "sha": plan.get("sha")})
 

@@ -20,8 +20,16 @@ through a small dispatcher. Routes:
     POST /v1/boot/phone-home/<host>?token=P  the installed OS came up (its own one-time token, see phone_home_token)
     GET  /v1/boot/status/<host>              JSON state of a host (no token values)
     POST /v1/boot/install/<host>             arm a host for install      (admin token)
+    POST /v1/boot/wipe/<host>                arm a host for a wipe of its disks (decommission), body
+                                             {"erase": "signatures"|"full"}   (admin token)
     POST /v1/boot/localboot/<host>           disarm a host               (admin token)
     GET  /healthz
+
+Decommission: a host that leaves the SoT is kept as *retired* (its last rendering: MACs,
+reservation, wipe script) when a new bundle is swapped in (``set_bundle``), so it can still be
+armed for its wipe and boot it. The wipe's success callback leaves it ``wiped``: its MACs get the
+unknown-MAC script, its reservation leaves the DHCP hosts file (``dhcp_hosts``, applied through
+``on_dhcp_change``) and a retired host is forgotten.
 
 Admin routes deny by default: a BootApp without an admin token refuses them all (the agent
 service always gives it one, see service.admin_token). Install tokens: see state.py. Configs
@@ -46,13 +54,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from vaquero.render.boot_iso import BASE_ISO, IsoError, build_iso
-from vaquero.render.bundle import SiteBundle
-from vaquero.render.deploy import PHONE_HOME_PLACEHOLDER
+from vaquero.render.bundle import HostBoot, SiteBundle
+from vaquero.render.deploy import PHONE_HOME_PLACEHOLDER, with_erase
 from vaquero.render.ipxe import mac_key, unknown_script
 from vaquero.render.site import RenderError
 from vaquero.sot.templates import TOKEN_PLACEHOLDER
 
-from .state import TOKEN_RE, BootStates, StateError, TokenRefused, token_hint
+from .state import ERASE_MODES, TOKEN_RE, BootStates, StateError, TokenRefused, token_hint
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +79,8 @@ MAX_REASON = 2000  # characters of a failure callback's reason kept
 # seconds): more are answered 429 and not kept, so a flood costs neither memory nor disk writes.
 PROGRESS_BURST = 4
 PROGRESS_WINDOW = 2.0
-PROGRESS_PHASES = frozenset({"started", "disk", "writing", "written", "resized", "seeded"})
+PROGRESS_PHASES = frozenset({"started", "disk", "writing", "written", "resized", "seeded", "wiping", "wiped"})
+MAX_ADMIN_BODY = 1024  # bytes of an admin call's JSON body (the wipe's erase mode)
 _DISK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # Bounds on what is parsed from a request: int() of thousands of digits raises (and costs CPU),
 # 19 digits already exceed any file size.
@@ -204,6 +213,7 @@ class BootApp:
         ipxe_root: Path | None = None,
         admin_token: str | None = None,
         on_change: Callable[[str], None] | None = None,
+        on_dhcp_change: Callable[[], None] | None = None,
         access_log: bool = False,
         iso_dir: Path | None = None,
         iso_base: Path = BASE_ISO,
@@ -216,6 +226,8 @@ class BootApp:
         self.ipxe_root = ipxe_root
         self.admin_token = admin_token
         self.on_change = on_change
+        self.on_dhcp_change = on_dhcp_change  # the reservations changed (a host was wiped): re-apply dhcp_hosts()
+        self.retired: dict[str, HostBoot] = {}  # hosts of an earlier bundle, kept until wiped (decommission)
         self.access_log = access_log
         self.prepared: dict[str, Prepared] = {}
         self.unknown = _prepared(200, unknown_script().encode())
@@ -225,28 +237,68 @@ class BootApp:
         self.rebuild()
 
     # -- pre-rendering --
-    def _host_script(self, name: str) -> Prepared:
-        hb = self.bundle.hosts[name]
+    def host(self, name: str) -> HostBoot | None:
+        """A host this agent serves: one of the bundle's, or a retired one awaiting its wipe."""
+        return self.bundle.hosts.get(name) or self.retired.get(name)
+
+    def _host_script(self, name: str) -> Prepared | None:
+        """The host's script; None for a wiped host (its MACs get the unknown-MAC script)."""
+        hb = self.host(name)
+        assert hb is not None
         st = self.states.get(name)
         # An armed host without a token would boot an installer that cannot call back: fail closed.
-        if st.mode == "install" and hb.install is not None and st.token:
+        if st.mode == "install" and hb.install is not None and st.token and name in self.bundle.hosts:
             return _prepared(200, hb.install.replace(TOKEN_PLACEHOLDER, st.token).encode(), host=name, kind="install")
+        if st.mode == "wipe" and hb.wipe is not None and st.token:
+            return _prepared(200, hb.wipe.replace(TOKEN_PLACEHOLDER, st.token).encode(), host=name, kind="wipe")
+        if st.mode == "none":
+            return None
         return _prepared(200, hb.localboot.encode(), host=name, kind="localboot")
+
+    def _served(self) -> dict[str, HostBoot]:
+        return {**self.retired, **self.bundle.hosts}
 
     def rebuild(self, only: str | None = None) -> None:
         """Pre-render responses: all of them, or one host's script after its state changed."""
         b = self.bundle
         if only is not None:
+            hb = self.host(only)
+            if hb is None:
+                return
             script = self._host_script(only)
-            for mac in b.hosts[only].macs:
-                self.prepared[f"/v1/boot/ipxe/{mac_key(mac)}"] = script
+            for mac in hb.macs:
+                key = f"/v1/boot/ipxe/{mac_key(mac)}"
+                if script is None:
+                    self.prepared.pop(key, None)
+                else:
+                    self.prepared[key] = script
             return
         prepared: dict[str, Prepared] = {"/boot.ipxe": _prepared(200, b.chain.encode()), "/healthz": _prepared(200, b"ok\n")}
-        for name, hb in b.hosts.items():
+        for name, hb in self._served().items():
             script = self._host_script(name)
+            if script is None:
+                continue
             for mac in hb.macs:
                 prepared[f"/v1/boot/ipxe/{mac_key(mac)}"] = script
         self.prepared = prepared
+
+    def set_bundle(self, bundle: SiteBundle) -> None:
+        """Serve a new bundle. Hosts the old one had and the new one has not are kept as retired (their
+        last rendering) until they are wiped, so a decommission can still boot them; a host back in
+        the SoT is served from the new bundle again."""
+        departed = {n: hb for n, hb in self.bundle.hosts.items() if n not in bundle.hosts}
+        kept = {n: hb for n, hb in {**self.retired, **departed}.items() if n not in bundle.hosts and self.states.get(n).state != "wiped"}
+        for name in departed:
+            if name in kept:
+                log.info("host left the SoT: kept as retired until it is wiped", extra={"host": name, "event": "boot.retired"})
+        self.retired = kept
+        self.bundle = bundle
+        self.rebuild()
+
+    def dhcp_hosts(self) -> str:
+        """The dhcp-hostsfile: the reservations of the bundle's and the retired hosts, but no wiped host's."""
+        lines = [ln for n, hb in sorted(self._served().items()) if self.states.get(n).state != "wiped" for ln in hb.dhcp_lines]
+        return "".join(f"{ln}\n" for ln in lines)
 
     # -- ASGI --
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -313,7 +365,7 @@ class BootApp:
                 return await self._file(self.ipxe_root, path[len("/ipxe/") :], scope, send, method, client)
             if path.startswith("/v1/boot/status/"):
                 name = path[len("/v1/boot/status/") :]
-                if name not in self.bundle.hosts:
+                if self.host(name) is None and name not in self.states.hosts:
                     return await self._reply(send, 404, {"error": f"unknown host {name!r}"}, method)
                 return await self._reply(send, 200, self.states.to_dict(name), method)
             if path.startswith("/v1/boot/iso-url/"):
@@ -338,9 +390,9 @@ class BootApp:
                 return await self._progress(path[len("/v1/boot/progress/") :], scope, receive, send, client)
             if path.startswith("/v1/boot/phone-home/"):
                 return await self._phone_home(path[len("/v1/boot/phone-home/") :], scope, receive, send, client)
-            for prefix, action in (("/v1/boot/install/", "install"), ("/v1/boot/localboot/", "localboot")):
+            for prefix, action in (("/v1/boot/install/", "install"), ("/v1/boot/localboot/", "localboot"), ("/v1/boot/wipe/", "wipe")):
                 if path.startswith(prefix):
-                    return await self._admin(action, path[len(prefix) :], scope, send, client)
+                    return await self._admin(action, path[len(prefix) :], scope, send, client, receive)
             return await self._reply(send, 404, b"not found\n")
         return await self._reply(send, 405, b"method not allowed\n")
 
@@ -435,6 +487,8 @@ class BootApp:
         except TokenRefused as exc:
             return await self._refused(send, "config", name, token, client, exc, method)
         hb = self.bundle.hosts.get(name)
+        if self.states.get(name).state != "install":  # a wipe's token fetches no config
+            hb = None
         if hb is None or hb.config is None or (file != "config" and (hb.config_format != "cloud-init" or file not in _NOCLOUD_FILES)):
             return await self._reply(send, 404, b"not found\n", method)
         assert token is not None  # authorize() refuses a missing token
@@ -454,10 +508,18 @@ class BootApp:
             self.states.authorize(name, token, client)
         except TokenRefused as exc:
             return await self._refused(send, "deploy instructions", name, token, client, exc, method)
-        hb = self.bundle.hosts.get(name)
-        if hb is None or hb.deploy is None:
-            return await self._reply(send, 404, b"not found\n", method)
+        hb = self.host(name)
+        st = self.states.get(name)
         assert token is not None  # authorize() refuses a missing token
+        if st.state == "wipe":
+            if hb is None or hb.wipe_instructions is None:
+                return await self._reply(send, 404, b"not found\n", method)
+            # The erase mode was checked when the host was armed, and is checked again here.
+            body = with_erase(hb.wipe_instructions, st.erase or "").replace(TOKEN_PLACEHOLDER.encode(), token.encode())
+            log.info("wipe instructions served (erase %s)", st.erase, extra={"host": name, "event": "wipe.instructions"})
+            return await self._reply(send, 200, body, method)
+        if hb is None or hb.deploy is None or name not in self.bundle.hosts:
+            return await self._reply(send, 404, b"not found\n", method)
         # Both tokens are URL-safe base64 (TOKEN_RE): nothing to quote in a key='value' line.
         body = hb.deploy.replace(TOKEN_PLACEHOLDER.encode(), token.encode())
         body = body.replace(PHONE_HOME_PLACEHOLDER.encode(), phone_home_token(token, name).encode())
@@ -549,7 +611,7 @@ class BootApp:
             self.states.authorize(name, token, client, bind=False)
         except TokenRefused as exc:
             return await self._refused(send, "callback", name, token, client, exc)
-        hb = self.bundle.hosts.get(name)
+        hb = self.host(name)
         if hb is None:  # armed under an older bundle that no longer has the host
             log.warning("callback from %s refused: the host is not in the bundle served", client, extra={"host": name[:64]})
             return await self._reply(send, 404, {"error": f"unknown host {name[:64]!r}"})
@@ -583,8 +645,16 @@ class BootApp:
             report["reason"] = " ".join(str(report.get("reason") or "no reason given").split())[:MAX_REASON]
         report = {**report, "_client": client}
         assert token is not None  # authorize() refused a missing token
+        wiping = self.states.get(name).state == "wipe"
+        if wiping and not failed:
+            zeroed = report.get("bytes_zeroed")
+            if not isinstance(zeroed, int) or isinstance(zeroed, bool) or not 0 < zeroed < 1 << 62:
+                # A wipe that cannot say what it zeroed did not show it zeroed anything: not a success.
+                failed = True
+                report["reason"] = "the wipe called back success without a positive bytes_zeroed count"
+        phone = phone_home_token(token, name) if hb.deploy is not None and not wiping else None
         try:
-            self.states.installed(name, report, token, client, failed=failed, phone_home=phone_home_token(token, name) if hb.deploy is not None else None)
+            self.states.installed(name, report, token, client, failed=failed, phone_home=phone)
         except TokenRefused as exc:
             return await self._refused(send, "callback", name, token, client, exc)
         except StateError as exc:
@@ -594,15 +664,63 @@ class BootApp:
         if failed:
             log.error("the installer failed: %s", report["reason"], extra={"host": name, "event": "boot.failed"})
             return await self._reply(send, 200, {"host": name, "state": "failed", "script": "localboot"})
+        if wiping:
+            self._forget(name)
+            return await self._reply(send, 200, {"host": name, "state": "wiped", "script": "none"})
         if self.on_change is not None:
             self.on_change(name)
         return await self._reply(send, 200, {"host": name, "state": "installed", "script": "localboot"})
 
-    async def _admin(self, action: str, name: str, scope: Scope, send: Send, client: str) -> None:
+    def _forget(self, name: str) -> None:
+        """A wiped host: no script (already dropped by rebuild), no reservation, no longer retired."""
+        self.retired.pop(name, None)
+        log.info("host wiped: its DHCP reservation and iPXE script are dropped", extra={"host": name, "event": "boot.dropped"})
+        if self.on_dhcp_change is not None:
+            try:
+                self.on_dhcp_change()
+            except Exception:  # the callback was taken; the reservation goes at the next apply
+                log.exception("the DHCP reservations could not be re-applied", extra={"host": name})
+
+    async def _wipe_body(self, receive: Receive) -> str | None:
+        body = await self._read_body(receive, MAX_ADMIN_BODY)
+        try:
+            value = json.loads(body) if body else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        erase = value.get("erase") if isinstance(value, dict) else None
+        return erase if isinstance(erase, str) and erase in ERASE_MODES else None
+
+    async def _admin(self, action: str, name: str, scope: Scope, send: Send, client: str, receive: Receive | None = None) -> None:
         given = bearer(scope)
         if self.admin_token is None or given is None or not hmac.compare_digest(given, self.admin_token.encode()):
             log.warning("%s of %r from %s refused: bad or missing token", action, name[:64], client, extra={"host": name[:64]})
             return await self._reply(send, 401, {"error": "missing or wrong bearer token"})
+        if action in ("wipe", "localboot") and self.host(name) is None and self.states.get(name).state == "wiped":
+            # Wiped and forgotten: nothing is served to it any more, which is what both ask for at most.
+            return await self._reply(send, 200 if action == "localboot" else 409, self.states.to_dict(name))
+        if action == "wipe":
+            hb = self.host(name)
+            if hb is None:
+                log.warning("wipe of unknown host %r from %s refused", name[:64], client, extra={"host": name[:64]})
+                return await self._reply(send, 404, {"error": f"unknown host {name[:64]!r}: neither served nor retired here"})
+            erase = await self._wipe_body(receive) if receive is not None else None
+            if erase is None:
+                return await self._reply(send, 400, {"error": f'a wipe needs the body {{"erase": "{ERASE_MODES[0]}"|"{ERASE_MODES[1]}"}}'})
+            if hb.wipe is None:
+                log.warning("wipe of %s refused: no deploy ramdisk", name, extra={"host": name})
+                return await self._reply(send, 409, {"error": f"host {name} cannot be wiped: no image profile in its revision gives a deploy ramdisk to boot"})
+            missing = [rel for rel in hb.wipe_assets if safe_path(self.asset_root, rel) is None]
+            if missing:
+                log.warning("wipe of %s refused: ramdisk files missing: %s", name, ", ".join(missing), extra={"host": name})
+                return await self._reply(send, 409, {"error": f"host {name} cannot be wiped: this agent does not hold {', '.join(missing)}"})
+            self.states.arm(name, wipe=erase)
+            self.rebuild(only=name)
+            return await self._reply(send, 200, self.states.to_dict(name))
+        if action == "localboot" and name in self.retired:
+            if self.states.get(name).state != "wiped":
+                self.states.disarm(name)
+            self.rebuild(only=name)
+            return await self._reply(send, 200, self.states.to_dict(name))
         if name not in self.bundle.hosts:
             log.warning("%s of unknown host %r from %s refused", action, name[:64], client, extra={"host": name[:64]})
             return await self._reply(send, 404, {"error": f"unknown host {name[:64]!r}"})
@@ -614,7 +732,7 @@ class BootApp:
                 log.warning("install of %s refused: %s", name, self.unready[name], extra={"host": name})
                 return await self._reply(send, 409, {"error": f"host {name} cannot be installed: {self.unready[name]}"})
             self.states.arm(name)
-        else:
+        elif self.states.get(name).state != "wiped":  # a wiped host stays unserved until armed for install
             self.states.disarm(name)
         self.rebuild(only=name)
         return await self._reply(send, 200, self.states.to_dict(name))

@@ -121,6 +121,7 @@ class Agent:
             iso_dir=cfg.state_dir / "iso",
         )
         self.app.unready = self.unready
+        self.app.on_dhcp_change = self.apply_dhcp
         log.info("site %s: %d hosts, %d assets, serving %s", site, len(self.bundle.hosts), len(self.bundle.assets), self.bundle.base_url, extra={"site": site})
         return self.app
 
@@ -150,8 +151,19 @@ class Agent:
             self.tftp.start((cfg.listen, cfg.tftp_port))
         if cfg.dhcp:
             self.dnsmasq = Dnsmasq(cfg.state_dir / "dnsmasq", site=self.bundle.site.name)
-            self.dnsmasq.apply(self.bundle.dhcp, self.bundle.dhcp_hosts)
+            self.dnsmasq.apply(self.bundle.dhcp, self.dhcp_hosts())
             self.dnsmasq.start()
+
+    def dhcp_hosts(self) -> str:
+        """The reservations served: the app's (no wiped host, the retired ones kept), else the bundle's."""
+        assert self.bundle is not None
+        return self.app.dhcp_hosts() if self.app is not None else self.bundle.dhcp_hosts
+
+    def apply_dhcp(self) -> None:
+        """Re-apply the reservations (a host was wiped: its reservation goes) and have dnsmasq re-read them."""
+        if self.dnsmasq is not None and self.bundle is not None and self.app is not None:
+            self.dnsmasq.apply(self.app.bundle.dhcp, self.app.dhcp_hosts())
+            self.dnsmasq.reload()
 
     def stop(self) -> None:
         if self.dnsmasq is not None:

@@ -5,6 +5,10 @@
     installed  the installer called back: `localboot` from now on, until armed again
     failed     the installer called back a failure (a deploy ramdisk: digest mismatch, download
                cut short...): `localboot`, the reason in `report`, until armed again
+    wipe       armed for a wipe (decommission): the next netboot boots the deploy ramdisk, which
+               zeroes the disks (`erase` signatures | full) and calls back
+    wiped      the wipe called back success: the agent serves the host nothing from now on (the
+               unknown-MAC script, no DHCP reservation), until armed for install again
 
 Arming mints a one-time install token (secrets.token_urlsafe) for that host. The install script
 and config carry it; the installer shows it to fetch its config and to call back. It binds to the
@@ -32,8 +36,9 @@ from vaquero.render.files import write_file
 
 log = logging.getLogger(__name__)
 
-State = Literal["none", "install", "installed", "failed"]
-STATES: tuple[str, ...] = ("none", "install", "installed", "failed")
+State = Literal["none", "install", "installed", "failed", "wipe", "wiped"]
+STATES: tuple[str, ...] = ("none", "install", "installed", "failed", "wipe", "wiped")
+ERASE_MODES = ("signatures", "full")
 # Deploy progress reports kept per install (the first and the latest): bounded whatever the ramdisk sends.
 MAX_DEPLOY_EVENTS = 64
 
@@ -77,10 +82,16 @@ class HostState:
     deploy: list[dict[str, Any]] = field(default_factory=list)  # a deploy ramdisk's progress reports, oldest first
     phone_home: str | None = None  # sha256 (hex) of the installed OS's one-time phone-home token
     phoned_home_at: float | None = None
+    erase: str | None = None  # a wipe's erase mode while armed for it (ERASE_MODES)
 
     @property
     def mode(self) -> str:
-        return "install" if self.state == "install" else "localboot"
+        """What the host is served: install, wipe, none (wiped: the unknown-MAC script) or localboot."""
+        return {"install": "install", "wipe": "wipe", "wiped": "none"}.get(self.state, "localboot")
+
+    @property
+    def armed(self) -> bool:
+        return self.state in ("install", "wipe")
 
 
 class BootStates:
@@ -93,7 +104,7 @@ class BootStates:
             for name, st in raw.get("hosts", {}).items():
                 self.hosts[name] = HostState(**st)
         # A host armed by an older agent (no token yet) gets one, so its installer can still call back.
-        missing = [n for n, st in self.hosts.items() if st.state == "install" and not st.token]
+        missing = [n for n, st in self.hosts.items() if st.armed and not st.token]
         for name in missing:
             self.hosts[name].token = secrets.token_urlsafe(32)
         self._by_digest: dict[bytes, str] = {_digest(st.token): n for n, st in self.hosts.items() if st.token}
@@ -109,19 +120,24 @@ class BootStates:
         data = {"hosts": {n: asdict(s) for n, s in sorted(self.hosts.items())}}
         write_file(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n", mode=0o600)
 
-    def arm(self, host: str) -> HostState:
+    def arm(self, host: str, *, wipe: str | None = None) -> HostState:
+        """Arm `host` for install, or (`wipe`: an erase mode) for a wipe of its disks."""
+        if wipe is not None and wipe not in ERASE_MODES:
+            raise StateError(f"erase mode {str(wipe)[:40]!r} is not one of {', '.join(ERASE_MODES)}")
         with self._lock:
             st = self.get(host)
             new = HostState(
-                state="install",
+                state="wipe" if wipe is not None else "install",
                 attempt=st.attempt + 1,
                 last_script=st.last_script,
                 last_script_at=st.last_script_at,
                 scripts_served=st.scripts_served,
                 token=secrets.token_urlsafe(32),
+                erase=wipe,
             )
             self._set(host, new)
-        log.info("host armed for install (attempt %d, token %s)", new.attempt, token_hint(new.token), extra={"host": host, "event": "boot.armed"})
+        what = f"a wipe (erase {wipe})" if wipe is not None else "install"
+        log.info("host armed for %s (attempt %d, token %s)", what, new.attempt, token_hint(new.token), extra={"host": host, "event": "boot.armed"})
         return new
 
     def disarm(self, host: str) -> HostState:
@@ -190,20 +206,24 @@ class BootStates:
             st = self.get(host)
             if check_token:
                 st = self._check(host, token, client)
-            if st.state != "install":
+            if not st.armed:
                 raise StateError(f"host {host} is not installing (state {st.state})")
+            wiping = st.state == "wipe"
             new = HostState(
-                state="failed" if failed else "installed",
+                state="failed" if failed else ("wiped" if wiping else "installed"),
                 attempt=st.attempt,
                 report=report,
                 last_script=st.last_script,
                 last_script_at=st.last_script_at,
                 scripts_served=st.scripts_served,
                 deploy=st.deploy,
-                phone_home=hashlib.sha256(phone_home.encode()).hexdigest() if phone_home and not failed else None,
+                phone_home=hashlib.sha256(phone_home.encode()).hexdigest() if phone_home and not failed and not wiping else None,
+                erase=st.erase,
             )
             self._set(host, new)
-        if failed:
+        if wiping and not failed:
+            log.info("the wipe called back: host wiped, served nothing from now on", extra={"host": host, "event": "boot.wiped"})
+        elif failed:
             log.warning("installer called back a failure: host failed, now localboot", extra={"host": host, "event": "boot.failed"})
         else:
             log.info("installer called back: host installed, now localboot", extra={"host": host, "event": "boot.installed"})

@@ -6,6 +6,11 @@ as served, then grows the last partition and its ext4 file system, writes the No
 phone-home URL, calls back and powers off. Any failure wipes the first and last MiB of the disk
 (MBR, both GPT headers, read back as zeros), calls back the reason and powers off.
 
+Wipe mode (`mode='wipe'`, decommission): no image; every fixed disk is zeroed (`erase='signatures'`:
+the first and last MiB of the disk and of each of its partitions; `erase='full'`: all of it), the
+zeroed ranges are read back and compared with zeros, the bytes zeroed are reported as progress
+and in the success callback, then the host powers off.
+
 Nothing it reads is ever evaluated: instruction lines are split with parameter expansion, each
 known key taken with a `case` and its value checked against a charset again; unknown keys are
 ignored; every expansion is double-quoted. Debian's busybox 1.35 `wget -T` crashes (SIGSEGV), so
@@ -26,9 +31,50 @@ url_ok() {
 hex64_ok() { [ "${#1}" -eq 64 ] && case "$1" in *[!0-9a-f]*) false ;; *) true ;; esac; }
 digits_ok() { [ -n "$1" ] && [ "${#1}" -le 19 ] && case "$1" in *[!0-9]*) false ;; *) true ;; esac; }
 
+ZEROED=0
+zero() { # DEV OFFSET LENGTH (bytes, multiples of 512): write zeros there, add LENGTH to ZEROED
+  [ "$3" -gt 0 ] || return 0
+  if [ $(($2 % 1048576)) -eq 0 ] && [ "$3" -ge 1048576 ]; then
+    mib=$(($3 / 1048576))
+    dd if=/dev/zero of="$1" bs=1048576 seek=$(($2 / 1048576)) count="$mib" conv=notrunc,fsync 2>/dev/null || return 1
+    rest=$((($3 - mib * 1048576) / 512))
+    if [ "$rest" -gt 0 ]; then
+      dd if=/dev/zero of="$1" bs=512 seek=$((($2 + mib * 1048576) / 512)) count="$rest" conv=notrunc,fsync 2>/dev/null || return 1
+    fi
+  else
+    dd if=/dev/zero of="$1" bs=512 seek=$(($2 / 512)) count=$(($3 / 512)) conv=notrunc,fsync 2>/dev/null || return 1
+  fi
+  ZEROED=$((ZEROED + $3))
+}
+is_zero() { # DEV OFFSET LENGTH: true when the range reads back as zeros (O_DIRECT on a block device)
+  direct=""; [ -b "$1" ] && direct="iflag=direct"
+  left=$(dd if="$1" bs=512 skip=$(($2 / 512)) count=$(($3 / 512)) $direct 2>/dev/null | tr -d '\000' | wc -c)
+  [ "$left" = 0 ]
+}
+ends() { # DEV OFFSET LENGTH: the first and last MiB of the range (all of it when it is smaller than 2 MiB)
+  if [ "$3" -le 2097152 ]; then echo "$2 $3"; return; fi
+  echo "$2 1048576"
+  echo "$(($2 + $3 - 1048576)) 1048576"
+}
+wipe_disk() { # DEV SIZE ERASE PARTS: zero and read back; PARTS: "start:sectors ..." from sysfs
+  ranges="${WIPE_RANGES:-/run/wipe.ranges}"; : > "$ranges"
+  if [ "$3" = full ]; then
+    echo "0 $2" >> "$ranges"
+  else
+    ends "$1" 0 "$2" >> "$ranges"
+    for p in $4; do
+      ends "$1" $((${p%%:*} * 512)) $((${p#*:} * 512)) >> "$ranges"
+    done
+  fi
+  while read -r off len; do zero "$1" "$off" "$len" || return 1; done < "$ranges"
+  [ -b "$1" ] && blockdev --flushbufs "$1"
+  while read -r off len; do is_zero "$1" "$off" "$len" || return 2; done < "$ranges"
+  return 0
+}
+
 read_instructions() { # FILE: sets the variables below from key='value' lines; calls fail on anything amiss
   FORMAT=""; HOST=""; IMAGE_URL=""; IMAGE_SHA256=""; COMPRESSION=""; PROGRESS_URL=""; NEW_CALLBACK=""
-  NOCLOUD_URL=""; PHONE_HOME_URL=""; DISK_PATH=""; DISK_BY_ID=""; MIN_BYTES=""; END=""
+  NOCLOUD_URL=""; PHONE_HOME_URL=""; DISK_PATH=""; DISK_BY_ID=""; MIN_BYTES=""; END=""; MODE="deploy"; ERASE=""
   while IFS= read -r line; do
     key="${line%%=*}"
     val="${line#*=}"
@@ -36,6 +82,8 @@ read_instructions() { # FILE: sets the variables below from key='value' lines; c
     case "$val" in *\'*) fail "instruction $key holds a quote" ;; esac
     case "$key" in
       format) FORMAT="$val" ;;
+      mode) MODE="$val" ;;
+      erase) ERASE="$val" ;;
       host) HOST="$val" ;;
       image_url) IMAGE_URL="$val" ;;
       image_sha256) IMAGE_SHA256="$val" ;;
@@ -52,6 +100,18 @@ read_instructions() { # FILE: sets the variables below from key='value' lines; c
   done < "$1"
   [ "$FORMAT" = "vaquero-deploy/1" ] && [ "$END" = "1" ] || fail "deploy instructions incomplete or of another format"
   url_ok "$NEW_CALLBACK" && CALLBACK_URL="$NEW_CALLBACK"
+  case "$MODE" in
+    deploy) ;;
+    wipe)
+      for u in "$PROGRESS_URL" "$CALLBACK_URL"; do
+        url_ok "$u" || fail "wipe instructions: a URL is missing or holds characters a URL may not"
+      done
+      case "$HOST" in ""|*[!a-z0-9-]*) fail "wipe instructions: bad host name" ;; esac
+      case "$ERASE" in signatures|full) ;; *) fail "wipe instructions: erase is neither signatures nor full" ;; esac
+      say "host $HOST: wipe (erase $ERASE)"
+      return 0 ;;
+    *) fail "instructions: unknown mode" ;;
+  esac
   for u in "$IMAGE_URL" "$PROGRESS_URL" "$CALLBACK_URL" "$NOCLOUD_URL" "$PHONE_HOME_URL"; do
     url_ok "$u" || fail "deploy instructions: a URL is missing or holds characters a URL may not"
   done
@@ -145,6 +205,7 @@ url_ok "$DEPLOY" || fail "no usable vaquero.deploy URL on the kernel command lin
 STAGE="instructions"
 timeout 60 wget -q -O /run/deploy.txt "$DEPLOY" || fail "cannot fetch the deploy instructions"
 read_instructions /run/deploy.txt
+NAME=""
 
 progress() { # PHASE [BYTES [TOTAL]]: best effort, never fatal
   body="{\"phase\":\"$1\""
@@ -176,6 +237,48 @@ candidate() { # NAME: a whole disk that may be written (not removable, loop, RAM
   size=$(( $(cat "/sys/block/$1/size") * 512 ))
   [ "$size" -gt 0 ] && [ "$size" -ge "$MIN_BYTES" ]
 }
+
+fixed() { # NAME: a whole disk that is not removable, loop, RAM, CD, device-mapper or md
+  case "$1" in loop*|ram*|sr*|dm-*|md*|zram*|nbd*|fd*) return 1 ;; esac
+  [ "$(cat "/sys/block/$1/removable" 2>/dev/null)" = "0" ] && [ "$(cat "/sys/block/$1/ro" 2>/dev/null)" = "0" ]
+}
+
+if [ "$MODE" = wipe ]; then
+  STAGE="wipe"
+  DISKS=""
+  for i in $(seq 1 50); do
+    for d in $(ls /sys/block); do fixed "$d" && [ "$(cat "/sys/block/$d/size")" -gt 0 ] && DISKS="$DISKS $d"; done
+    [ -n "$DISKS" ] && break
+    sleep 0.2
+  done
+  [ -n "$DISKS" ] || fail "no disk found to wipe (no fixed, writable disk)"
+  LIST=""
+  for NAME in $DISKS; do
+    case "$NAME" in *[!a-z0-9_-]*) fail "disk name $NAME is not a kernel disk name" ;; esac
+    DEV="/dev/$NAME"
+    SIZE=$(blockdev --getsize64 "$DEV") || fail "cannot read the size of $DEV"
+    PARTS=""
+    for p in /sys/block/"$NAME"/"$NAME"*; do
+      [ -f "$p/start" ] && PARTS="$PARTS $(cat "$p/start"):$(cat "$p/size")"
+    done
+    say "wiping $DEV ($SIZE bytes, erase $ERASE, partitions:${PARTS:- none})"
+    progress wiping "$ZEROED" "$SIZE"
+    wipe_disk "$DEV" "$SIZE" "$ERASE" "$PARTS"; rc=$?
+    [ "$rc" = 2 ] && fail "$DEV does not read back as zeros after the wipe"
+    [ "$rc" = 0 ] || fail "writing zeros to $DEV failed"
+    LIST="$LIST,\"$NAME\""
+  done
+  DEV=""
+  say "wiped ($ERASE):$DISKS, $ZEROED bytes zeroed and read back as zeros"
+  NAME=""
+  progress wiped "$ZEROED"
+  STAGE="callback"
+  body="{\"result\":\"success\",\"mode\":\"wipe\",\"erase\":\"$ERASE\",\"bytes_zeroed\":$ZEROED,\"disks\":[${LIST#,}]}"
+  ok=false
+  for i in 1 2 3 4 5; do post "$CALLBACK_URL" "$body" && ok=true && break; sleep "$i"; done
+  $ok && say "callback done" || say "callback not taken"
+  finish
+fi
 
 STAGE="disk"
 NAME=""

@@ -11,10 +11,10 @@ from vaquero.sot.templates import BootUrls, host_context
 
 from .boot_iso import static_net, static_script
 from .config import meta_data, render_config
-from .deploy import deploy_instructions
-from .dhcp import BootServer, Flavor, render_dhcp, render_dnsmasq, render_dnsmasq_hosts
+from .deploy import deploy_instructions, wipe_instructions, wipe_profile
+from .dhcp import BootServer, Flavor, dnsmasq_host_lines, render_dhcp, render_dnsmasq, render_dnsmasq_hosts
 from .ipxe import chain_script, install_script, localboot_script, mac_key
-from .site import RenderError, agent_url, asset_relpath, get_site, profile_assets, server_address, site_hosts
+from .site import RenderError, SiteHost, agent_url, asset_relpath, get_site, profile_assets, server_address, site_hosts
 
 
 @dataclass
@@ -33,6 +33,12 @@ class HostBoot:
     boot_method: str = "pxe"
     iso_script: str | None = None  # virtual_media: the script of the host's boot ISO (render.boot_iso)
     deploy: bytes | None = None  # image profiles: the deploy ramdisk's instructions (render.deploy), tokens as placeholders
+    # Decommission: the iPXE script that boots the deploy ramdisk to wipe the host's disks and its
+    # wipe instructions (render.deploy.wipe_instructions); None when the SoT has no image profile.
+    wipe: str | None = None
+    wipe_instructions: bytes | None = None
+    wipe_assets: tuple[str, ...] = ()  # the ramdisk's kernel and initrd under the agent's asset root
+    dhcp_lines: tuple[str, ...] = ()  # the host's reservation lines of the dhcp-hostsfile
 
 
 @dataclass
@@ -54,6 +60,11 @@ class SiteBundle:
         except RenderError:
             return None
         return self.hosts.get(name) if name else None
+
+
+def method_is_pxe(site: Site, h: SiteHost) -> bool:
+    """A wipe boots over the network (pxe or UEFI HTTP): a virtual_media host gets no wipe script."""
+    return boot_method(site, h.host) != "virtual_media"
 
 
 def render_site(
@@ -92,6 +103,15 @@ def render_site(
                 if rel in assets and assets[rel].sha256 != a.sha256:
                     raise RenderError(f"asset {rel} is given twice with different sha256")
                 assets[rel] = a
+        wipe = None
+        wipe_assets: tuple[str, ...] = ()
+        ramdisk = wipe_profile(h.profile, sot.profiles) if method_is_pxe(site, h) else None
+        if ramdisk is not None:
+            wipe_ctx = ctx if ramdisk is h.profile else host_context(site, h.cluster, h.host, ramdisk, urls=urls, sha=sot.sha)
+            wipe = install_script(h.name, h.host.firmware, ramdisk, wipe_ctx, urls)
+            # Not added to the agent's assets: an agent fetches only what its hosts install. It
+            # refuses to arm a wipe whose ramdisk files it does not hold (agent.http).
+            wipe_assets = tuple(asset_relpath(ramdisk, a) for a in (ramdisk.kernel, *ramdisk.initrd))
         method = boot_method(site, h.host)
         iso_script = static_script(static_net(h, base)) if method == "virtual_media" else None
         out[h.name] = HostBoot(
@@ -109,6 +129,10 @@ def render_site(
             boot_method=method,
             iso_script=iso_script,
             deploy=deploy,
+            wipe=wipe,
+            wipe_assets=wipe_assets,
+            wipe_instructions=wipe_instructions(h.name, urls).encode() if wipe is not None else None,
+            dhcp_lines=tuple(dnsmasq_host_lines([h])),
         )
         for mac in h.host.macs:
             by_mac[mac_key(mac)] = h.name

@@ -7,6 +7,12 @@ against a charset with no quote, space, '$', backquote, ';', '|', '<', '>' or li
 single-quoted. /init reads the lines with `read -r`, takes each known key with a `case` and checks
 the value again; it never evaluates or sources the text.
 
+Wipe mode (decommission, docs/install.md "Decommission"): the same ramdisk, the same URL and the
+same /init; the instructions say `mode='wipe'` and `erase='signatures'|'full'` instead of an image,
+and /init zeroes the disks, reads the zeroed areas back, reports the bytes zeroed and calls back.
+The erase mode is chosen when the host is armed for the wipe: the agent puts it in for
+ERASE_PLACEHOLDER, from ERASE_MODES only.
+
 The image URL is the profile's own http(s) URL when it has one (the ramdisk fetches it directly,
 so a large image is not copied to every agent), else the agent's asset URL (a `path` or `file://`
 image the agent fetched and verified at start). The ramdisk checks the sha256 of the bytes it
@@ -28,6 +34,9 @@ FORMAT = "vaquero-deploy/1"
 # install token when it serves the instructions (agent.http.phone_home_token).
 PHONE_HOME_PLACEHOLDER = "VAQUERO_PHONE_HOME_TOKEN_PLACEHOLDER"
 GIB = 1 << 30
+# Stands for the erase mode of a wipe; the agent puts in one of ERASE_MODES when it serves the text.
+ERASE_PLACEHOLDER = "VAQUERO_ERASE_PLACEHOLDER"
+ERASE_MODES = ("signatures", "full")
 
 # The shapes of the values, checked again whatever the models said: none lets through a quote, a
 # space, a line break, '$', a backquote, ';', '|', '<' or '>' (a URL's '&' and '?' stay literal
@@ -116,3 +125,36 @@ def deploy_instructions(host: str, profile: Profile, urls: BootUrls) -> str:
     lines.append(_line("disk_min_bytes", (disk.min_size_gb if disk is not None else 0) * GIB, "int", where))
     lines.append("end='1'")  # a cut-short answer lacks it: the ramdisk refuses to start
     return "\n".join(lines) + "\n"
+
+
+def wipe_instructions(host: str, urls: BootUrls) -> str:
+    """The `key='value'` text the deploy ramdisk of `host` reads to wipe its disks (decommission):
+    tokens and the erase mode as placeholders, put in by the agent from the armed wipe."""
+    where = f"host {host}: wipe"
+    name = safe(host, "name", f"{where}: host name")
+    lines = [
+        f"format='{FORMAT}'",
+        "mode='wipe'",
+        _line("host", name, "name", where),
+        f"erase='{ERASE_PLACEHOLDER}'",
+        _line("progress_url", progress_url(urls, name), "url", where),
+        _line("callback_url", callback_url(urls, name), "url", where),
+        "end='1'",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def with_erase(text: bytes, erase: str) -> bytes:
+    """Wipe instructions with the erase mode put in; anything but one of ERASE_MODES is refused."""
+    if erase not in ERASE_MODES:
+        raise RenderError(f"erase mode {erase[:40]!r} is not one of {', '.join(ERASE_MODES)}: refused")
+    return text.replace(ERASE_PLACEHOLDER.encode(), erase.encode())
+
+
+def wipe_profile(host_profile: Profile | None, profiles: dict[str, Profile]) -> Profile | None:
+    """The profile whose kernel and initrd (the deploy ramdisk) boot a host's wipe: the host's own
+    when it is an image profile, else the first image profile of the SoT by name (every image
+    profile boots the same ramdisk, `vaquero image ramdisk`); None when the SoT has none."""
+    if is_image_profile(host_profile):
+        return host_profile
+    return next((profiles[n] for n in sorted(profiles) if is_image_profile(profiles[n])), None)
