@@ -1,8 +1,13 @@
-"""Waiting for a netbooting host's install callback, through the site agent's boot status."""
+"""Waiting for a netbooting host's install callback, through the site agent's boot status.
+
+Two things can be waited for (``wait_for``): ``install``, the installer's (or deploy ramdisk's)
+callback; ``phone_home``, the installed OS's own report after it booted from its disk (image
+profiles: ``vaquero-booted.service`` posts to the agent's one-time phone-home URL)."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -12,6 +17,8 @@ from vaquero.sot.loader import SoT
 
 # Fields of the agent's status document that may carry when the callback arrived.
 _TIME_FIELDS = ("callback_at", "installed_at", "time", "updated", "since")
+WAIT_FOR = ("install", "phone_home")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class CallbackError(Exception):
@@ -51,6 +58,34 @@ def _answer(req: str | urllib.request.Request, timeout: float, refused: str, unr
     return body
 
 
+def phoned_home(status: dict[str, Any], since: float) -> bool:
+    """True when the status says the installed OS phoned home at or after `since`."""
+    at = status.get("phoned_home_at")
+    return isinstance(at, int | float) and not isinstance(at, bool) and float(at) >= since
+
+
+def reached(status: dict[str, Any], since: float, wait_for: str = "install") -> bool:
+    """`installed` or `phoned_home`, as `wait_for` says."""
+    return phoned_home(status, since) if wait_for == "phone_home" else installed(status, since)
+
+
+def image_report_error(status: dict[str, Any], sha256: str) -> str | None:
+    """Why the deploy ramdisk's callback does not prove the image was written, else None: it must
+    say ``result: success`` and the sha256 of the bytes it streamed must be the SoT's."""
+    report = status.get("report")
+    host = status.get("host", "the host")
+    if not isinstance(report, dict):
+        return f"the deploy callback of {host} has no report"
+    if report.get("result") != "success":
+        return f"the deploy callback of {host} says result {str(report.get('result'))[:40]!r}, not 'success'"
+    got = report.get("sha256")
+    if not isinstance(got, str) or not _SHA256.fullmatch(got):
+        return f"the deploy callback of {host} reports no sha256 of the image it wrote"
+    if got != sha256:
+        return f"the deploy ramdisk of {host} wrote an image with sha256 {got}, the SoT's image has {sha256}"
+    return None
+
+
 def installed(status: dict[str, Any], since: float) -> bool:
     """True when the status says the install callback came, at or after `since`."""
     state = status.get("state") or status.get("mode") or status.get("status")
@@ -84,7 +119,14 @@ def failure(status: dict[str, Any], since: float) -> str | None:
     return f"the installer of {status.get('host', 'the host')} reported a failure: {reason}"
 
 
-def wait_for_callback(url: str, *, since: float = 0, timeout: float = 900, interval: float = 1) -> dict[str, Any]:
+def wait_for_callback(
+    url: str, *, since: float = 0, timeout: float = 900, interval: float = 1, wait_for: str = "install", image_sha256: str | None = None
+) -> dict[str, Any]:
+    """Poll the boot status at `url` until `wait_for` (install or phone_home) happened at or after
+    `since`. A failure the installer reported ends the wait at once (CallbackError, its reason), and
+    so does, with `image_sha256` (image profiles), a callback that does not report that image."""
+    if wait_for not in WAIT_FOR:
+        raise CallbackError(f"wait_for must be one of {', '.join(WAIT_FOR)}, not {wait_for!r}")
     deadline = time.monotonic() + timeout
     last = "no answer yet"
     while True:
@@ -95,7 +137,9 @@ def wait_for_callback(url: str, *, since: float = 0, timeout: float = 900, inter
                     status = json.loads(body)
                 except ValueError:
                     status = {"state": "installed"} if "installed" in body else {"raw": body[:200]}
-                if isinstance(status, dict) and installed(status, since):
+                if isinstance(status, dict) and reached(status, since, wait_for):
+                    if image_sha256 is not None and wait_for == "install" and (bad := image_report_error(status, image_sha256)) is not None:
+                        raise CallbackError(bad)
                     return status
                 if isinstance(status, dict) and (why := failure(status, since)) is not None:
                     raise CallbackError(why)
@@ -105,7 +149,8 @@ def wait_for_callback(url: str, *, since: float = 0, timeout: float = 900, inter
         except (urllib.error.URLError, OSError) as exc:
             last = str(getattr(exc, "reason", exc))
         if time.monotonic() >= deadline:
-            raise CallbackError(f"no install callback within {timeout:g}s ({url}: {last})")
+            what = "phone home from the installed OS" if wait_for == "phone_home" else "install callback"
+            raise CallbackError(f"no {what} within {timeout:g}s ({url}: {last})")
         time.sleep(interval)
 
 
