@@ -187,6 +187,14 @@ def test_host_without_uuid_fails_closed_unless_it_opts_out(tmp_path, fleet, agen
     res = playbook(sot, "install.yml", "--limit", "node2", "-e", "bmc_connection_identity=skip")
     passed_the_check(res, "node2", agent)
     assert "is driven without checking that it is this host's" in res.stdout
+    # The same opt-out written in the SoT (bmc.identity: skip), which is how the controller's runs get it.
+    sot = make_sot(tmp_path, agent[0], {"node2": {**_ipmi(fleet.port), "identity": "skip"}}, hosts={"node2": {"uuid": None}})
+    res = playbook(sot, "install.yml", "--limit", "node2")
+    passed_the_check(res, "node2", agent)
+    assert "is driven without checking that it is this host's" in res.stdout
+    # An operator's -e check overrides the SoT for one run: fail closed again.
+    res = playbook(sot, "install.yml", "--limit", "node2", "-e", "bmc_connection_identity=check")
+    assert res.returncode == 2 and failure(res.stdout, "node2")[0] == "vaquero.metal.bmc_connection : Require the host's system UUID in the SoT"
 
 
 # --- IPMI: OpenIPMI's ipmi_sim, an implementation we did not write, and the GUID's byte order ---
