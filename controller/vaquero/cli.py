@@ -40,12 +40,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("boot", "set a host's boot device (pxe, disk, cdrom, http, bios, none) or show it (status)", "vaquero.bmc.cli"),
     ("agent", "serve a site's netboot: DHCP (dnsmasq), TFTP, HTTP scripts, assets, callbacks", "vaquero.agent.cli"),
     ("lab", "the virtual lab: boot assets, netboot a QEMU host (needs root)", "vaquero.lab.cli"),
-    ("image", "build bootable OS disk images (raw + gzip), cached by content hash (needs root)", "vaquero.image.cli"),
-    (
-        "image-ramdisk",
-        "build the deploy ramdisk (kernel + initrd) that writes an image profile's disk image; prints the profile's kernel/initrd",
-        "vaquero.deploy.cli",
-    ),
+    # vaquero.deploy.cli registers `image` from vaquero.image.cli (build) and adds `ramdisk` to it.
+    ("image", "build bootable OS disk images (raw + gzip) and the deploy ramdisk that writes them, cached by content hash (needs root)", "vaquero.deploy.cli"),
     ("server", "run the controller API: webhook, revisions, plans, approvals, hosts", "vaquero.api.cli"),
     ("apply", "send a SoT revision to a server to validate and plan it (token in $VAQUERO_TOKEN)", "vaquero.api.cli"),
     ("standalone", "controller + agent in one process with SQLite: apply a SoT to a lab or a small site", "vaquero.standalone"),

@@ -1,4 +1,7 @@
-"""`vaquero image-ramdisk`: build (or find in the cache) the deploy ramdisk an image profile boots."""
+"""`vaquero image ramdisk`: build (or find in the cache) the deploy ramdisk an image profile boots.
+
+The `image` command group lives in vaquero.image.cli (`image build`); this package sits above it in
+the layer map, so it registers the group from there and adds `ramdisk` to it."""
 
 from __future__ import annotations
 
@@ -28,8 +31,11 @@ def cmd_ramdisk(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "image-ramdisk",
+    from vaquero.image.cli import add_parser as add_image_group
+
+    actions = add_image_group(subparsers)
+    p = actions.add_parser(
+        "ramdisk",
         help="build the deploy ramdisk (kernel + initrd) that writes an image profile's disk image; prints the profile's kernel/initrd",
     )
     p.add_argument("--out", help="copy vmlinuz and deploy-initrd.img into this folder (e.g. the agent's asset folder)")

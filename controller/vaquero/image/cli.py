@@ -1,4 +1,7 @@
-"""`vaquero image build NAME`: build (or find in the cache) a bootable disk image."""
+"""`vaquero image build NAME`: build (or find in the cache) a bootable disk image.
+
+The `image` group's other action, `ramdisk`, builds the deploy ramdisk, which sits in a layer above
+this package: vaquero.deploy.cli registers the group through :func:`add_parser` and adds it there."""
 
 from __future__ import annotations
 
@@ -32,13 +35,18 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: Any) -> None:
+HELP = "build bootable OS disk images (raw + gzip) and the deploy ramdisk that writes them, cached by content hash (needs root)"
+
+
+def add_parser(subparsers: Any) -> Any:
+    """Register `image` with its `build` action; returns the group's sub-parsers for more actions."""
     from .recipes import RECIPES
 
-    p = subparsers.add_parser("image", help="build bootable OS disk images (raw + gzip), cached by content hash (needs root)")
+    p = subparsers.add_parser("image", help=HELP)
     sub = p.add_subparsers(dest="image_command", required=True, metavar="ACTION")
     b = sub.add_parser("build", help="build the image of a recipe, or return the cached one with the same key")
     b.add_argument("name", choices=sorted(RECIPES), help="the recipe")
     b.add_argument("--out", help="also place the image, its .sha256, .gz and manifest in this folder (hard links when possible)")
     b.add_argument("--cache", help="the cache folder (default $VAQUERO_LAB_CACHE or /var/cache/vaquero-lab); images go to CACHE/images")
     b.set_defaults(func=cmd_build)
+    return sub
