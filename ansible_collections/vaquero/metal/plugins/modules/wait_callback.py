@@ -7,13 +7,21 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: wait_callback
-short_description: Wait until a netbooting host's installer has called back
+short_description: Wait until a netbooting host's installer has called back, or its installed OS phoned home
 version_added: 0.1.0
 description:
   - Polls the site agent's boot status of a host until the agent has received the host's install
     callback (the agent then serves the host C(localboot), so it never loops into its installer).
   - Only a callback received at or after O(since) counts, so an older install is not mistaken
     for this one.
+  - A failure the installer reported (a deploy ramdisk whose image did not match its sha256, a
+    download cut short) fails the module at once, with the installer's reason.
+  - Image profiles (a profile with C(image) in the SoT) - the deploy ramdisk's callback must say
+    C(result=success) and report the sha256 of the bytes it wrote, which must be the SoT image's
+    C(sha256); anything else fails the module, naming both digests.
+  - O(wait_for=phone_home) waits instead for the installed OS's own report (C(vaquero-booted) posts
+    to the agent's one-time phone-home URL once the OS booted from its disk), received at or after
+    O(since).
   - Needs the C(vaquero) Python package on the node running the module.
 author:
   - Vaquero developers (@vaquero)
@@ -41,6 +49,13 @@ options:
     description: Seconds between polls, more than 0 and at most 60 (and at most O(timeout)).
     type: float
     default: 1
+  wait_for:
+    description:
+      - V(install) waits for the installer's callback (and checks an image profile's digest).
+      - V(phone_home) waits for the installed OS's phone home (image profiles, after the reboot into the disk).
+    type: str
+    choices: [install, phone_home]
+    default: install
 requirements:
   - vaquero
 attributes:
@@ -50,7 +65,8 @@ attributes:
     details:
       - Check mode does not wait - the tasks before it did not power cycle the host, so no callback
         would come. The boot status is read once (the agent must answer); RV(callback) is set when
-        a callback at or after O(since) is already there, RV(called_back) says which.
+        a callback (or, with O(wait_for=phone_home), a phone home) at or after O(since) is already
+        there, RV(called_back) says which. The image digest is not compared in check mode.
       - The module only reads, so C(changed) is false in both modes.
   diff_mode:
     support: none
@@ -64,6 +80,14 @@ EXAMPLES = r"""
     sot: "{{ vaquero_sot_root }}"
     since: "{{ vaquero_install_started }}"
     timeout: 600
+
+- name: Wait until the installed OS phoned home (image profiles)
+  vaquero.metal.wait_callback:
+    host: "{{ inventory_hostname }}"
+    sot: "{{ vaquero_sot_root }}"
+    since: "{{ vaquero_install_started }}"
+    wait_for: phone_home
+    timeout: 900
 """
 
 RETURN = r"""
@@ -71,12 +95,19 @@ callback:
   description: What the agent reports about the host's boot, including the callback body.
   returned: when the host called back (in check mode, when it already had)
   type: dict
-  sample: {"host": "node1", "state": "installed", "since": 1764712345.2, "attempt": 1, "report": {"ok": true}, "script": "localboot"}
+  sample: {"host": "node1", "state": "installed", "since": 1764712345.2, "attempt": 1, "report": {"ok": true}, "script": "localboot",
+           "deploy": [{"phase": "written", "bytes": 925892608, "total": 2147483648, "disk": "vda", "time": 1764712400.1}],
+           "phoned_home_at": null}
 called_back:
-  description: Whether a callback at or after O(since) was seen (always true after a real run that succeeds).
+  description: Whether a callback (with O(wait_for=phone_home), a phone home) at or after O(since) was seen (always true after a real run that succeeds).
   returned: success
   type: bool
   sample: true
+image_sha256:
+  description: The SoT image's sha256 the callback was checked against; null for an installer (kernel and initrd) profile.
+  returned: always
+  type: str
+  sample: 0f4c6e1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6
 waited:
   description: Seconds waited.
   returned: always
@@ -127,6 +158,7 @@ def main():
             since=dict(type="float", default=0),
             timeout=dict(type="int", default=900),
             interval=dict(type="float", default=1),
+            wait_for=dict(type="str", default="install", choices=["install", "phone_home"]),
         ),
         supports_check_mode=True,
     )
@@ -135,20 +167,44 @@ def main():
     if errors:
         module.fail_json(msg="; ".join(errors), waited=0.0)
     start = time.monotonic()
+    phone_home = p["wait_for"] == "phone_home"
+    what = "phoned home" if phone_home else "called back"
+    image_sha256 = None
     try:
-        url = p["url"] or status_url(load(p["sot"], semantic=False), p["host"])
+        sot = load(p["sot"], semantic=False)
+        image_sha256 = image_digest(sot, p["host"])
+        url = p["url"] or status_url(sot, p["host"])
         if module.check_mode:
             # One look, no wait: the tasks before this one did not power cycle the host in check mode.
             status = read_status(url)
-            if not installed(status, p["since"]):
-                module.exit_json(changed=False, called_back=False, waited=round(time.monotonic() - start, 1), msg="%s has not called back yet" % p["host"])
+            if not (phoned_home(status, p["since"]) if phone_home else installed(status, p["since"])):
+                waited = round(time.monotonic() - start, 1)
+                module.exit_json(changed=False, called_back=False, image_sha256=image_sha256, waited=waited, msg="%s has not %s yet" % (p["host"], what))
         else:
-            status = wait_for_callback(url, since=p["since"], timeout=p["timeout"], interval=p["interval"])
+            status = wait_for_callback(url, since=p["since"], timeout=p["timeout"], interval=p["interval"], wait_for=p["wait_for"], image_sha256=image_sha256)
     except CallbackError as exc:
-        module.fail_json(msg=str(exc), waited=round(time.monotonic() - start, 1))
+        module.fail_json(msg=str(exc), image_sha256=image_sha256, waited=round(time.monotonic() - start, 1))
     except Exception as exc:  # the SoT could not be read
-        module.fail_json(msg="%s: %s" % (type(exc).__name__, exc), waited=round(time.monotonic() - start, 1))
-    module.exit_json(changed=False, called_back=True, callback=status, waited=round(time.monotonic() - start, 1), msg="%s called back" % p["host"])
+        module.fail_json(msg="%s: %s" % (type(exc).__name__, exc), image_sha256=image_sha256, waited=round(time.monotonic() - start, 1))
+    module.exit_json(
+        changed=False, called_back=True, callback=status, image_sha256=image_sha256, waited=round(time.monotonic() - start, 1), msg="%s %s" % (p["host"], what)
+    )
+
+
+def image_digest(sot, host):
+    """The sha256 of the host's profile's image, None for an installer profile (or a host not in the SoT:
+    status_url then names what is missing)."""
+    found = sot.host(host)
+    if found is None:
+        return None
+    profile = sot.profile_of(*found)
+    return profile.image.sha256 if profile is not None and profile.image is not None else None
+
+
+def phoned_home(status, since):
+    """The installed OS phoned home at or after ``since`` (the agent's ``phoned_home_at``, epoch seconds)."""
+    at = status.get("phoned_home_at")
+    return isinstance(at, (int, float)) and not isinstance(at, bool) and float(at) >= since
 
 
 if __name__ == "__main__":
