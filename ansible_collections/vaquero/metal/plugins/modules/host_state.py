@@ -27,7 +27,7 @@ options:
     description: The lifecycle state the host enters.
     type: str
     required: true
-    choices: [pending, draining, powering_off, netbooting, installing, rebooting, validating, ready, failed]
+    choices: [pending, draining, wiping, powering_off, netbooting, installing, rebooting, validating, ready, failed, removed]
   reason:
     description: Why, in words a person reads in the timeline.
     type: str
@@ -75,7 +75,7 @@ def main():
             state=dict(
                 type="str",
                 required=True,
-                choices=["pending", "draining", "powering_off", "netbooting", "installing", "rebooting", "validating", "ready", "failed"],
+                choices=["pending", "draining", "wiping", "powering_off", "netbooting", "installing", "rebooting", "validating", "ready", "failed", "removed"],
             ),
             reason=dict(type="str", default=""),
             detail=dict(type="dict", default={}),
