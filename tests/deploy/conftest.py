@@ -119,17 +119,23 @@ def write_sot(dest: Path, image: Image, ramdisk: Any, served: Path) -> Path:
     return dest
 
 
+# The lab's Vm names its disk's serial after the file: every host's disk file is called this, in a
+# folder of its own, so each has the by-id name virtio-vq-deploy-disk.
+DISK_FILE = "deploy-disk.qcow2"
+# Lab-only disk options: cache=unsafe drops the guest's flushes (its final fsync costs nothing on a
+# throw-away file) and detect-zeroes=unmap keeps the zero blocks the guest writes out of the qcow2
+# (the guest still writes every block). Never for a disk that matters.
+LAB_DRIVE_OPTIONS = ",cache=unsafe,discard=unmap,detect-zeroes=unmap"
+
+
 @dataclass
 class DiskVm(Vm):
-    """A lab host with one virtio disk (a qcow2 file) that carries a serial, so it has a by-id name."""
-
-    disk: Path | None = None
-    serial: str = DISK_SERIAL
+    """A lab host with one virtio disk (the lab's Vm with a disk, netbooting) and the lab-only drive options."""
 
     def command(self, tap: str) -> list[str]:
         cmd = super().command(tap)
-        assert self.disk is not None
-        return [*cmd, "-drive", f"file={self.disk},if=none,id=d0,format=qcow2", "-device", f"virtio-blk-pci,drive=d0,serial={self.serial}"]
+        assert self.disk is not None and f"serial={DISK_SERIAL}," in " ".join(cmd), cmd
+        return [arg + LAB_DRIVE_OPTIONS if arg.startswith(f"file={self.disk},") else arg for arg in cmd]
 
 
 @dataclass
@@ -147,7 +153,8 @@ class DeployLab:
             fh.write(b"\xa5" * MIB)
             fh.seek(DISK_BYTES - MIB)
             fh.write(b"\x5a" * MIB)
-        disk = self.workdir / f"{name}.qcow2"
+        disk = self.workdir / name / DISK_FILE
+        disk.parent.mkdir(exist_ok=True)
         subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(disk)], check=True, capture_output=True)
         raw.unlink()
         return disk

@@ -169,7 +169,7 @@ def lines(**over: str) -> str:
 def test_the_init_reader_takes_good_instructions_literally(tmp_path: Path) -> None:
     rc, out = run_reader(tmp_path, lines(disk_path="/dev/nvme0n1"))
     assert rc == 0, out
-    assert f"url=[{GOOD_LINES['image_url']}] disk=[/dev/nvme0n1] id=[] sha=[{SHA}] decomp=[gunzip -c]" in out
+    assert f"url=[{GOOD_LINES['image_url']}] disk=[/dev/nvme0n1] id=[] sha=[{SHA}] decomp=[pigz -dc]" in out
 
 
 @pytest.mark.parametrize(

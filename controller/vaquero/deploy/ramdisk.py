@@ -37,13 +37,21 @@ MODULES = (
     "e1000", "e1000e", "igb", "ixgbe", "ext4", "vfat", "crc32c_generic", "nls_cp437", "nls_ascii",
 )  # fmt: skip
 # Packages whose files go in: busybox for the shell and tools, sfdisk and e2fsprogs with the
-# libraries they link (the loader check below proves the list complete).
+# libraries they link (the loader check below proves the list complete); for the image stream
+# pigz, GNU tee and GNU dd: under emulation busybox's gunzip is the slowest stage, busybox's tee
+# moves 1 KiB per read (GNU tee 8 KiB), and GNU dd counts the bytes it wrote (docs/install.md
+# "Image deploy" has the figures).
 PACKAGES = (
     "busybox-static", "fdisk", "libfdisk1", "libmount1", "libsmartcols1", "libblkid1", "libuuid1",
     "libselinux1", "libpcre2-8-0", "libreadline8", "libtinfo6", "e2fsprogs", "libext2fs2",
-    "libcom-err2", "libss2", "libc6",
+    "libcom-err2", "libss2", "libc6", "coreutils", "pigz", "zlib1g",
 )  # fmt: skip
-BINARIES = ("sbin/sfdisk", "sbin/e2fsck", "sbin/resize2fs")
+# package path -> name in /usr/sbin; GNU dd and tee get their own names, so `dd` and `tee` stay
+# busybox's everywhere else in /init
+BINARIES = {
+    "sbin/sfdisk": "sfdisk", "sbin/e2fsck": "e2fsck", "sbin/resize2fs": "resize2fs",
+    "usr/bin/pigz": "pigz", "bin/dd": "gnu-dd", "usr/bin/tee": "gnu-tee",
+}  # fmt: skip
 LOADER = "lib64/ld-linux-x86-64.so.2"
 LIBDIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu")
 
@@ -118,8 +126,8 @@ def _download(cache: Path, versions: dict[str, tuple[str, str, str]]) -> dict[st
     return paths
 
 
-def build_key(kernel: Kernel, versions: dict[str, tuple[str, str, str]], modules: tuple[str, ...] = MODULES) -> str:
-    doc = {"format": BUILD_FORMAT, "kernel": kernel.version, "modules": list(modules), "packages": versions, "init": INIT, "udhcpc": UDHCPC_SCRIPT}
+def build_key(kernel: Kernel, versions: dict[str, tuple[str, str, str]], modules: tuple[str, ...] = MODULES, init: str = INIT) -> str:
+    doc = {"format": BUILD_FORMAT, "kernel": kernel.version, "modules": list(modules), "packages": versions, "init": init, "udhcpc": UDHCPC_SCRIPT}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -145,7 +153,7 @@ def _unpack(debs: dict[str, Path], into: Path) -> None:
         _run(["dpkg", "-x", str(debs[name]), str(into)])
 
 
-def _assemble(kernel: Kernel, debs: dict[str, Path], root: Path, modules: tuple[str, ...]) -> None:
+def _assemble(kernel: Kernel, debs: dict[str, Path], root: Path, modules: tuple[str, ...], init: str) -> None:
     with tempfile.TemporaryDirectory(prefix="vaquero-deploy-debs-") as tmp:
         pkgs = Path(tmp)
         _unpack(debs, pkgs)
@@ -167,13 +175,12 @@ def _assemble(kernel: Kernel, debs: dict[str, Path], root: Path, modules: tuple[
                 elif lib.is_file():
                     shutil.copy2(lib, libs / lib.name)
         (root / LOADER).symlink_to("../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
-        for rel in BINARIES:
-            shutil.copy2(pkgs / rel, root / "usr" / "sbin" / Path(rel).name)
-        for rel in BINARIES:
-            _check_libraries(root, root / "usr" / "sbin" / Path(rel).name)
+        for rel, name in BINARIES.items():
+            shutil.copy2(pkgs / rel, root / "usr" / "sbin" / name)
+            _check_libraries(root, root / "usr" / "sbin" / name)
     loaded = _copy_modules(kernel, root, modules)
     (root / "etc" / "modules").write_text("\n".join(loaded) + "\n")
-    for path, text in ((root / "init", INIT), (root / "etc" / "udhcpc.script", UDHCPC_SCRIPT)):
+    for path, text in ((root / "init", init), (root / "etc" / "udhcpc.script", UDHCPC_SCRIPT)):
         path.write_text(text)
         path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
@@ -202,13 +209,16 @@ def _cpio(root: Path, out: Path) -> None:
     tmp.replace(out)
 
 
-def build_ramdisk(cache: Path = DEFAULT_CACHE, modules: tuple[str, ...] = MODULES) -> Ramdisk:
-    """The deploy ramdisk (kernel + initrd) for the host's apt sources, built once per content hash."""
+def build_ramdisk(cache: Path = DEFAULT_CACHE, modules: tuple[str, ...] = MODULES, init: str = INIT) -> Ramdisk:
+    """The deploy ramdisk (kernel + initrd) for the host's apt sources, built once per content hash.
+
+    `init` replaces the /init script (benchmarks build a peer ramdisk with the same kernel, tools
+    and modules whose /init runs a plain dd); it is part of the cache key."""
     if shutil.which("cpio") is None:
         raise LabError("cpio is not installed")
     kernel = fetch_kernel(cache)
     versions = package_versions()
-    key = build_key(kernel, versions, modules)
+    key = build_key(kernel, versions, modules, init)
     out = cache / "deploy" / f"deploy-initrd-{key[:16]}.img"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -219,7 +229,7 @@ def build_ramdisk(cache: Path = DEFAULT_CACHE, modules: tuple[str, ...] = MODULE
                 with tempfile.TemporaryDirectory(prefix="vaquero-deploy-root-") as tmp:
                     root = Path(tmp) / "root"
                     root.mkdir()
-                    _assemble(kernel, debs, root, modules)
+                    _assemble(kernel, debs, root, modules, init)
                     _cpio(root, out)
     return Ramdisk(kernel=kernel.vmlinuz, initrd=out, kernel_sha256=_sha256(kernel.vmlinuz), initrd_sha256=_sha256(out), key=key)
 
