@@ -14,6 +14,9 @@ description:
     (C(POST /v1/boot/wipe/<host>)); its next netboot boots the deploy ramdisk, which zeroes every
     fixed disk (O(erase)), reads the zeroed ranges back, reports the bytes zeroed and calls back.
   - O(state=wiped) waits for that callback and fails at once when the ramdisk reports a failure.
+  - A host whose wipe already called back (with O(erase) or V(full)) and which the agent therefore no longer serves
+    cannot be armed again; O(state=armed) then reports it unchanged, with RV(wiped) and that wipe's RV(report), so a
+    decommission that starts over (a retry, a controller restart before the host was C(removed)) can finish.
   - O(state=disarmed) leaves the host served nothing by the agent - a wiped host already is
     (the unknown-MAC script, no DHCP reservation); a host still armed is disarmed.
   - The agent's admin token is read on the node running the module, at the moment of use, from
@@ -92,10 +95,17 @@ status:
   type: dict
   sample: {"host": "node1", "state": "wiped", "script": "none", "report": {"bytes_zeroed": 6291456, "disks": ["vda"]}}
 report:
-  description: The wipe's callback (O(state=wiped)); C(bytes_zeroed), C(disks), C(erase).
+  description: The wipe's callback (O(state=wiped), or O(state=armed) when the host was already wiped); C(bytes_zeroed), C(disks), C(erase).
   returned: when the wipe called back
   type: dict
   sample: {"result": "success", "mode": "wipe", "erase": "signatures", "bytes_zeroed": 6291456, "disks": ["vda"]}
+wiped:
+  description:
+    - With O(state=armed), V(true) when the host was not armed because its wipe already called back
+      and the agent no longer serves it (a decommission started over); the caller skips the boot and the wait.
+  returned: when the host was already wiped
+  type: bool
+  sample: true
 """
 
 import json
@@ -125,8 +135,9 @@ def read(module, base, host):
         module.fail_json(msg=str(exc))
 
 
-def admin(module, base, path, body, out):
-    """One admin call; its JSON answer. The token is read now and goes only into the header."""
+def admin(module, base, path, body, out, allow=()):
+    """One admin call; its JSON answer (None for an HTTP status in `allow`). The token is read now
+    and goes only into the header."""
     try:
         token = resolve_secret(env=AGENT_TOKEN_ENV)
     except SecretMissing:
@@ -138,6 +149,8 @@ def admin(module, base, path, body, out):
         resp = open_url(base.rstrip("/") + path, method="POST", data=json.dumps(body), headers=headers, timeout=10, validate_certs=True)
         return json.loads(resp.read(65536) or b"{}")
     except Exception as exc:  # HTTPError carries the agent's reason in its body
+        if getattr(exc, "code", None) in allow:
+            return None
         detail = ""
         reader = getattr(exc, "read", None)
         if reader is not None:
@@ -196,9 +209,21 @@ def main():
             out["diff"]["after"] = dict(state="wipe", script="wipe", erase=p["erase"])
         if module.check_mode:
             module.exit_json(changed=True, msg="would arm %s for a wipe (erase %s) at %s" % (host, p["erase"], base), **out)
-        admin(module, base, "/v1/boot/wipe/" + host, {"erase": p["erase"]}, out)
+        # 409 from a host the agent reports wiped: that wipe called back and the agent forgot the
+        # host (no script, no reservation), so it cannot be armed again. A decommission started over
+        # after that (a retry, a controller restart before `removed`) takes that wipe's report.
+        refused = admin(module, base, "/v1/boot/wipe/" + host, {"erase": p["erase"]}, out, allow=(409,) if before.get("state") == "wiped" else ()) is None
         after = read(module, base, host)
         out["status"] = after
+        if refused:
+            report = after.get("report") if isinstance(after.get("report"), dict) else {}
+            done = after.get("erase") or report.get("erase")
+            if after.get("state") != "wiped" or done not in (p["erase"], "full"):
+                why = "it reports state %s, last wipe erase %s" % (after.get("state"), done)
+                module.fail_json(msg="the agent refused to arm %s for a wipe (erase %s): %s" % (host, p["erase"], why), **out)
+            out.update(report=report, wiped=True)
+            msg = "%s: already wiped (erase %s, %s bytes zeroed) and no longer served: not armed again" % (host, done, report.get("bytes_zeroed"))
+            module.exit_json(changed=False, msg=msg, **out)
         if after.get("state") != "wipe" or after.get("erase") != p["erase"] or after.get("script") != "wipe":
             module.fail_json(msg="the agent accepted the wipe of %s but reports state %s" % (host, after.get("state")), **out)
         module.exit_json(changed=True, msg="%s: armed for a wipe (erase %s)" % (host, p["erase"]), **out)
