@@ -34,6 +34,7 @@ from vaquero.render.ipxe import mac_key, unknown_script
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "Decom-BMC-pw-5b0d2e"
 AGENT_TOKEN = "decom-agent-admin-token-7f3a9c1e"  # the standalone's agent admin token, grepped for in the logs
 PROFILE = "lab-debian-12"
@@ -213,6 +214,20 @@ def test_remove_wipes_powers_off_and_forgets_the_host(tmp_path: Path, monkeypatc
         assert lab.store.get(f"/run-steps/{plan2['id']}/node2")["state"] == "failed"
         assert plan2["state"] == "failed" and "node2" in str(run), run
         assert lab.store.get("/sites-applied/current")["sha"] == sha1
+
+        # Started over after the wipe (a retry, or a controller restart before `removed`): the agent
+        # no longer serves node1 and will not arm it again; the wipe that called back stands, no boot.
+        playbook = [str(Path(sys.executable).parent / "ansible-playbook"), "-v", "-i", f"{run['previous']['root']}/inventory.vaquero.yml"]
+        again = subprocess.run(
+            lab.net.command([*playbook, "playbooks/decommission.yml", "--limit", "node1"]),
+            cwd=REPO, capture_output=True, text=True, timeout=180, env={**os.environ, "VAQUERO_LAB_BMC_PASSWORD": PASSWORD, "ANSIBLE_NOCOLOR": "1"},
+        )  # fmt: skip
+        assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-2000:]
+        assert f"node1: already wiped (erase signatures, {6 * MIB} bytes zeroed)" in again.stdout, again.stdout[-4000:]
+        assert f"{6 * MIB} bytes zeroed on vda" in again.stdout, again.stdout[-4000:]  # the powering_off report: the first wipe's
+        bmc = lab.bmcs()["node1"]
+        assert bmc["power"] == "off" and bmc["boots"] == 1, bmc
+        assert PASSWORD not in again.stdout + again.stderr and AGENT_TOKEN not in again.stdout + again.stderr
 
         lab.standalone_stop()
         assert_no_secret(lab.data, lab.workdir / "standalone.log", lab.workdir / "labbmc.log", lab.workdir / "vms")
