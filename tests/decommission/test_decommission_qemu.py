@@ -88,9 +88,13 @@ def agent_get(lab: StandaloneLab, path: str) -> tuple[int, str]:
 
 
 def assert_no_secret(*paths: Path) -> None:
+    """Neither the BMC password, nor the agent's admin token, nor a one-time token (the wipe's, in
+    the ramdisk's URLs) in any file under `paths`."""
     for secret in (PASSWORD, AGENT_TOKEN):
         grep = subprocess.run(["grep", "-r", "-l", "-a", "-F", secret, *map(str, paths)], capture_output=True, text=True)
         assert grep.returncode == 1, f"a secret is in {grep.stdout.strip()}"
+    grep = subprocess.run(["grep", "-r", "-a", "-o", "-E", "token=[A-Za-z0-9_-]{20,}", *map(str, paths)], capture_output=True, text=True)
+    assert grep.returncode == 1, f"a one-time token is in {grep.stdout.strip()[:300]}"
 
 
 @pytest.mark.e2e
