@@ -190,3 +190,21 @@ async def test_a_wipe_success_without_bytes_zeroed_fails_the_host(retiring: tupl
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def test_a_host_installed_without_an_image_can_be_wiped_its_agent_fetches_the_ramdisk(tmp_path: Path) -> None:
+    """node1 installs from kernel + initrd (no image); the SoT's image profile, used by no host,
+    provides the deploy ramdisk its wipe boots: the agent's assets include that ramdisk."""
+    root = write_sot(tmp_path / "sot", ["node1"])
+    installer = {"apiVersion": "vaquero/v1", "kind": "Profile", "name": "linux", "version": "1", "kernel": {"path": "/srv/linux/vmlinuz", "sha256": SHA},
+                 "initrd": [{"path": "/srv/linux/initrd.img", "sha256": SHA}], "cmdline": "console=ttyS0"}  # fmt: skip
+    (root / "profiles" / "linux.yaml").write_text(yaml.safe_dump(installer, sort_keys=False))
+    cluster = yaml.safe_load((root / "clusters" / "c.yaml").read_text())
+    cluster["profile"] = "linux"
+    (root / "clusters" / "c.yaml").write_text(yaml.safe_dump(cluster, sort_keys=False))
+    bundle = render_site(load(root))
+    host = bundle.hosts["node1"]
+    assert host.profile == "linux" and host.deploy is None and host.wipe is not None
+    assert host.wipe_assets == ("img/vmlinuz", "img/deploy-initrd.img")
+    assert set(bundle.assets) == {"linux/vmlinuz", "linux/initrd.img", "img/vmlinuz", "img/deploy-initrd.img"}
+    assert "img/disk.raw" not in bundle.assets  # the image itself is fetched only for hosts that install it

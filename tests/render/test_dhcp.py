@@ -124,6 +124,8 @@ def test_render_site_bundle(lab_sot):
     assert b.by_mac["52-54-00-00-10-03"] == "node3"
     assert b.host_for_mac("52:54:00:00:10:03").name == "node3"
     assert b.host_for_mac("52:54:00:00:10:99") is None and b.host_for_mac("garbage") is None
-    assert set(b.assets) == {"lab-linux/vmlinuz", "lab-linux/initramfs.img"}
+    # the hosts' installer, and the deploy ramdisk of the lab's image profile that their wipes boot
+    assert set(b.assets) == {"lab-linux/vmlinuz", "lab-linux/initramfs.img", "lab-debian-12/vmlinuz", "lab-debian-12/deploy-initrd.img"}
+    assert b.hosts["node1"].wipe_assets == ("lab-debian-12/vmlinuz", "lab-debian-12/deploy-initrd.img")
     with pytest.raises(RenderError, match="unknown site"):
         render_site(lab_sot, "nope")

@@ -67,6 +67,12 @@ def method_is_pxe(site: Site, h: SiteHost) -> bool:
     return boot_method(site, h.host) != "virtual_media"
 
 
+def _add_asset(assets: dict[str, Asset], rel: str, asset: Asset) -> None:
+    if rel in assets and assets[rel].sha256 != asset.sha256:
+        raise RenderError(f"asset {rel} is given twice with different sha256")
+    assets[rel] = asset
+
+
 def render_site(
     sot: SoT,
     site_name: str | None = None,
@@ -99,19 +105,20 @@ def render_site(
             if h.profile.image is not None:
                 deploy = deploy_instructions(h.name, h.profile, urls).encode()
             for a in profile_assets(h.profile):
-                rel = asset_relpath(h.profile, a)
-                if rel in assets and assets[rel].sha256 != a.sha256:
-                    raise RenderError(f"asset {rel} is given twice with different sha256")
-                assets[rel] = a
+                _add_asset(assets, asset_relpath(h.profile, a), a)
         wipe = None
         wipe_assets: tuple[str, ...] = ()
         ramdisk = wipe_profile(h.profile, sot.profiles) if method_is_pxe(site, h) else None
         if ramdisk is not None:
             wipe_ctx = ctx if ramdisk is h.profile else host_context(site, h.cluster, h.host, ramdisk, urls=urls, sha=sot.sha)
             wipe = install_script(h.name, h.host.firmware, ramdisk, wipe_ctx, urls)
-            # Not added to the agent's assets: an agent fetches only what its hosts install. It
-            # refuses to arm a wipe whose ramdisk files it does not hold (agent.http).
+            # The agent fetches the ramdisk for every host it may have to wipe, installed from an
+            # image or not (a site retires hosts of every kind). A ramdisk it cannot fetch does not
+            # make the host unready (agent.service checks the host's own profile only); the agent
+            # refuses to arm a wipe whose files it does not hold (agent.http).
             wipe_assets = tuple(asset_relpath(ramdisk, a) for a in (ramdisk.kernel, *ramdisk.initrd))
+            for rel, a in zip(wipe_assets, (ramdisk.kernel, *ramdisk.initrd), strict=True):
+                _add_asset(assets, rel, a)
         method = boot_method(site, h.host)
         iso_script = static_script(static_net(h, base)) if method == "virtual_media" else None
         out[h.name] = HostBoot(
