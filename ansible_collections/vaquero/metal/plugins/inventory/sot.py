@@ -203,7 +203,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if host.bmc is not None and site is not None:
             # Named fields only: vaquero.metal.bmc_connection's argument spec refuses keys it does not know.
             b = host.bmc
-            bmc = {"type": b.type, "address": b.address, "port": b.port, "credential": b.credential, "insecure": b.insecure, "system": b.system, "identity": b.identity}
+            bmc = {"type": b.type, "address": b.address, "port": b.port, "credential": b.credential, "insecure": b.insecure, "system": b.system}
+            bmc["identity"] = b.identity
             bmc["ca_file"] = str(b.ca_file) if b.ca_file is not None else None
             cred = site.credentials.get(b.credential)
             if cred is not None:
