@@ -207,6 +207,8 @@ def test_controller_children_logs_api_artifacts_and_store_hold_no_secret(lab: tu
     }
     bmc = [sys.executable, "-m", "vaquero.bmc.emulator", "--address", "127.0.0.1", "--port", str(BMC_PORT), "--count", "1"]
     bmc += ["--username", "admin", "--password-file", str(pw_file)]
+    # node1's machine, as the SoT says: the install role checks the BMC's identity before power or boot
+    bmc += ["--uuid", next(str(h.uuid) for _, _, h in load(sot, semantic=False).hosts() if h.name == "node1")]
     net.popen(bmc, log_file=tmp / "bmc.log")
     ctl = Controller(net, tmp, sot, env, token_file)
     first = ctl.start(approve=True)
