@@ -25,6 +25,14 @@ class CallbackError(Exception):
     pass
 
 
+class AgentRefused(CallbackError):
+    """The agent answered with an HTTP error status (``code``)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def status_url(sot: SoT, host: str) -> str:
     found = sot.host(host)
     if found is None:
@@ -54,7 +62,7 @@ def _answer(req: str | urllib.request.Request, timeout: float, refused: str, unr
     except (urllib.error.URLError, OSError) as exc:
         raise CallbackError(f"{unreachable}: {getattr(exc, 'reason', exc)}") from None
     if not 200 <= code < 300:
-        raise CallbackError(f"{refused}: HTTP {code}: {body[:300]}")
+        raise AgentRefused(f"{refused}: HTTP {code}: {body[:300]}", code)
     return body
 
 
@@ -179,10 +187,13 @@ def boot_status(base: str, host: str, timeout: float = 10) -> dict[str, Any]:
     return read_status(f"{base.rstrip('/')}/v1/boot/status/{host}", timeout)
 
 
-def _admin_json(base: str, path: str, method: str, token: str | None, timeout: float, refused: str) -> Any:
-    """One call of the agent's admin API: the answer's JSON ({"raw": <start of the body>} when it is
-    not JSON). ``refused`` starts the error when the agent answers with an HTTP error."""
-    req = urllib.request.Request(f"{base.rstrip('/')}{path}", data=b"" if method == "POST" else None, method=method)
+def _admin_json(base: str, path: str, method: str, token: str | None, timeout: float, refused: str, payload: dict[str, Any] | None = None) -> Any:
+    """One call of the agent's admin API (``payload`` sent as JSON): the answer's JSON ({"raw": <start of
+    the body>} when it is not JSON). ``refused`` starts the AgentRefused error of an HTTP error answer."""
+    data = json.dumps(payload).encode() if payload is not None else (b"" if method == "POST" else None)
+    req = urllib.request.Request(f"{base.rstrip('/')}{path}", data=data, method=method)
+    if payload is not None:
+        req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     body = _answer(req, timeout, refused, f"agent {base} unreachable")
@@ -197,6 +208,15 @@ def set_boot_mode(base: str, host: str, mode: str, token: str | None, timeout: f
     if mode not in ("install", "localboot"):
         raise CallbackError(f"unknown boot mode {mode!r} (install or localboot)")
     value = _admin_json(base, f"/v1/boot/{mode}/{host}", "POST", token, timeout, f"agent refused {mode} for {host}")
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def arm_wipe(base: str, host: str, erase: str, token: str | None, timeout: float = 10) -> dict[str, Any]:
+    """Arm a host for a wipe (decommission) through the agent's admin API. AgentRefused with code 409
+    when the agent cannot arm it (no ramdisk files, or a host it already wiped and no longer serves)."""
+    if erase not in ("signatures", "full"):
+        raise CallbackError(f"unknown erase mode {erase!r} (signatures or full)")
+    value = _admin_json(base, f"/v1/boot/wipe/{host}", "POST", token, timeout, f"agent refused to arm {host} for a wipe", payload={"erase": erase})
     return value if isinstance(value, dict) else {"value": value}
 
 

@@ -28,8 +28,10 @@ try:
 
     from vaquero.callback import (
         AGENT_TOKEN_ENV,
+        AgentRefused,
         CallbackError,
         agent_url,
+        arm_wipe,
         boot_iso_url,
         boot_status,
         installed,
@@ -79,6 +81,9 @@ except ImportError:
     class CallbackError(Exception):
         pass
 
+    class AgentRefused(CallbackError):
+        code = 0
+
     class HookError(Exception):
         pass
 
@@ -110,6 +115,7 @@ except ImportError:
     primary_network = None
     AGENT_TOKEN_ENV = None
     agent_url = None
+    arm_wipe = None
     boot_iso_url = None
     boot_status = None
     installed = None
@@ -123,6 +129,7 @@ except ImportError:
 
 __all__ = [
     "AGENT_TOKEN_ENV",
+    "AgentRefused",
     "AssetError",
     "BmcError",
     "BmcUnsupported",
@@ -142,6 +149,7 @@ __all__ = [
     "VirtualMedia",
     "VirtualMediaError",
     "agent_url",
+    "arm_wipe",
     "asset_relpath",
     "boot_iso_url",
     "boot_status",

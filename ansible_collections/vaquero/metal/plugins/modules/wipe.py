@@ -108,19 +108,20 @@ wiped:
   sample: true
 """
 
-import json
 import re
 import time
 
-from ansible.module_utils.urls import open_url
 from ansible_collections.vaquero.metal.plugins.module_utils.core import (
     AGENT_TOKEN_ENV,
+    AgentRefused,
     CallbackError,
     SecretMissing,
     agent_url,
+    arm_wipe,
     boot_status,
     load,
     resolve_secret,
+    set_boot_mode,
     vaquero_module,
 )
 
@@ -135,30 +136,12 @@ def read(module, base, host):
         module.fail_json(msg=str(exc))
 
 
-def admin(module, base, path, body, out, allow=()):
-    """One admin call; its JSON answer (None for an HTTP status in `allow`). The token is read now
-    and goes only into the header."""
+def agent_token():
+    """The agent's admin token, read at the moment of use (it goes only into the request header)."""
     try:
-        token = resolve_secret(env=AGENT_TOKEN_ENV)
+        return resolve_secret(env=AGENT_TOKEN_ENV)
     except SecretMissing:
-        token = None
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = "Bearer " + token
-    try:
-        resp = open_url(base.rstrip("/") + path, method="POST", data=json.dumps(body), headers=headers, timeout=10, validate_certs=True)
-        return json.loads(resp.read(65536) or b"{}")
-    except Exception as exc:  # HTTPError carries the agent's reason in its body
-        if getattr(exc, "code", None) in allow:
-            return None
-        detail = ""
-        reader = getattr(exc, "read", None)
-        if reader is not None:
-            try:
-                detail = reader(2048).decode(errors="replace")
-            except Exception:
-                detail = ""
-        module.fail_json(msg="agent %s refused %s: %s %s" % (base, path, exc, detail[:300]), **out)
+        return None
 
 
 def failure_of(status, since):
@@ -212,7 +195,15 @@ def main():
         # 409 from a host the agent reports wiped: that wipe called back and the agent forgot the
         # host (no script, no reservation), so it cannot be armed again. A decommission started over
         # after that (a retry, a controller restart before `removed`) takes that wipe's report.
-        refused = admin(module, base, "/v1/boot/wipe/" + host, {"erase": p["erase"]}, out, allow=(409,) if before.get("state") == "wiped" else ()) is None
+        try:
+            arm_wipe(base, host, p["erase"], agent_token())
+            refused = False
+        except AgentRefused as exc:
+            if exc.code != 409 or before.get("state") != "wiped":
+                module.fail_json(msg=str(exc), **out)
+            refused = True
+        except CallbackError as exc:
+            module.fail_json(msg=str(exc), **out)
         after = read(module, base, host)
         out["status"] = after
         if refused:
@@ -255,7 +246,10 @@ def main():
         out["diff"]["after"] = dict(state="none", script="localboot")
     if module.check_mode:
         module.exit_json(changed=True, msg="would disarm %s at %s" % (host, base), **out)
-    admin(module, base, "/v1/boot/localboot/" + host, {}, out)
+    try:
+        set_boot_mode(base, host, "localboot", agent_token())
+    except CallbackError as exc:
+        module.fail_json(msg=str(exc), **out)
     after = read(module, base, host)
     out["status"] = after
     if after.get("state") in ("wipe", "install"):
