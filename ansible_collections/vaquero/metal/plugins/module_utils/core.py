@@ -11,6 +11,7 @@ AnsibleModule and fails it with missing_required_lib when vaquero cannot be impo
 
 from __future__ import annotations
 
+import re
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -127,7 +128,13 @@ except ImportError:
     resolve_secret = None
 
 
+# The SoT's host name rule and an agent base URL, checked before either goes into a URL a module
+# requests (the host name is a path segment; the base URL gets paths appended, never a query).
+HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+AGENT_BASE_URL = re.compile(r"^https?://[A-Za-z0-9._:\[\]-]+(/[A-Za-z0-9._~/-]*)?$")
+
 __all__ = [
+    "AGENT_BASE_URL",
     "AGENT_TOKEN_ENV",
     "AgentRefused",
     "AssetError",
@@ -139,6 +146,7 @@ __all__ = [
     "Endpoint",
     "GuardPolicy",
     "HAS_VAQUERO",
+    "HOST_NAME",
     "HookError",
     "RenderError",
     "Secret",

@@ -86,10 +86,11 @@ mode:
   sample: install
 """
 
-import re
 
 from ansible_collections.vaquero.metal.plugins.module_utils.core import (
+    AGENT_BASE_URL,
     AGENT_TOKEN_ENV,
+    HOST_NAME,
     CallbackError,
     SecretMissing,
     agent_url,
@@ -99,10 +100,6 @@ from ansible_collections.vaquero.metal.plugins.module_utils.core import (
     set_boot_mode,
     vaquero_module,
 )
-
-# The SoT's name rule: the host goes into URL paths, so nothing else gets that far.
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_URL = re.compile(r"^https?://[A-Za-z0-9._:\[\]-]+(/[A-Za-z0-9._~/-]*)?$")
 
 
 def mode_of(status):
@@ -132,9 +129,9 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    if not _NAME.match(p["host"]):
+    if not HOST_NAME.match(p["host"]):
         module.fail_json(msg="host must be a SoT host name (a-z, 0-9, -), not %r" % p["host"][:64])
-    if p["url"] is not None and not _URL.match(p["url"]):
+    if p["url"] is not None and not AGENT_BASE_URL.match(p["url"]):
         module.fail_json(msg="url must be an http:// or https:// base URL without query or spaces")
     if p["rearm"] and p["mode"] != "install":
         module.fail_json(msg="rearm is for mode=install only")

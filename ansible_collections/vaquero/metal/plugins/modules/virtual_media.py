@@ -136,11 +136,11 @@ previous_media:
   sample: {"slot": "/redfish/v1/Systems/1/VirtualMedia/Cd", "inserted": false, "image": null, "media_types": ["CD", "DVD"]}
 """
 
-import re
 
 from ansible_collections.vaquero.metal.plugins.module_utils.bmc import bmc_module, fail, open_module_bmc, run
 from ansible_collections.vaquero.metal.plugins.module_utils.core import (
     AGENT_TOKEN_ENV,
+    HOST_NAME,
     BmcError,
     CallbackError,
     SecretMissing,
@@ -151,13 +151,11 @@ from ansible_collections.vaquero.metal.plugins.module_utils.core import (
     resolve_secret,
 )
 
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-
 
 def _agent_iso(module):
     """The boot ISO URL of O(iso_host), from its agent's admin API."""
     p = module.params
-    if not _NAME.match(p["iso_host"]):
+    if not HOST_NAME.match(p["iso_host"]):
         module.fail_json(msg="iso_host must be a SoT host name (a-z, 0-9, -), not %r" % p["iso_host"][:64], error_kind="invalid_option")
     if not p["agent_url"] and not p["sot"]:
         module.fail_json(msg="iso_host needs sot (or agent_url)", error_kind="invalid_option")

@@ -115,10 +115,11 @@ waited:
   sample: 42.5
 """
 
-import re
 import time
 
 from ansible_collections.vaquero.metal.plugins.module_utils.core import (
+    AGENT_BASE_URL,
+    HOST_NAME,
     CallbackError,
     installed,
     load,
@@ -130,15 +131,13 @@ from ansible_collections.vaquero.metal.plugins.module_utils.core import (
 
 MAX_TIMEOUT = 86400
 MAX_INTERVAL = 60.0
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")  # the SoT's host name rule: it goes into the URL
-_URL = re.compile(r"^https?://[A-Za-z0-9._:\[\]-]+(/[A-Za-z0-9._~/-]*)?$")
 
 
 def option_errors(p):
     errors = []
-    if not _NAME.match(p["host"]):
+    if not HOST_NAME.match(p["host"]):
         errors.append("host must be a SoT host name (a-z, 0-9, -), not %r" % p["host"][:64])
-    if p["url"] is not None and not _URL.match(p["url"]):
+    if p["url"] is not None and not AGENT_BASE_URL.match(p["url"]):
         errors.append("url must be an http:// or https:// URL without query or spaces")
     if not 0 < p["timeout"] <= MAX_TIMEOUT:
         errors.append("timeout must be between 1 and %d seconds, not %s" % (MAX_TIMEOUT, p["timeout"]))

@@ -108,11 +108,12 @@ wiped:
   sample: true
 """
 
-import re
 import time
 
 from ansible_collections.vaquero.metal.plugins.module_utils.core import (
+    AGENT_BASE_URL,
     AGENT_TOKEN_ENV,
+    HOST_NAME,
     AgentRefused,
     CallbackError,
     SecretMissing,
@@ -124,9 +125,6 @@ from ansible_collections.vaquero.metal.plugins.module_utils.core import (
     set_boot_mode,
     vaquero_module,
 )
-
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_URL = re.compile(r"^https?://[A-Za-z0-9._:\[\]-]+(/[A-Za-z0-9._~/-]*)?$")
 
 
 def read(module, base, host):
@@ -169,9 +167,9 @@ def main():
     )
     p = module.params
     host = p["host"]
-    if not _NAME.match(host):
+    if not HOST_NAME.match(host):
         module.fail_json(msg="host must be a SoT host name (a-z, 0-9, -), not %r" % host[:64])
-    if p["url"] is not None and not _URL.match(p["url"]):
+    if p["url"] is not None and not AGENT_BASE_URL.match(p["url"]):
         module.fail_json(msg="url must be an http:// or https:// base URL without query or spaces")
     if p["since"] < 0 or not 1 <= p["timeout"] <= 86400:
         module.fail_json(msg="since must not be negative and timeout must be 1 to 86400 seconds")
