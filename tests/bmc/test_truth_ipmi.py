@@ -177,3 +177,28 @@ def test_kg_through_the_power_module_and_the_cli(tmp_path):
         assert KG not in proc.stdout + proc.stderr
     finally:
         stop(fleet.proc)
+
+
+def test_a_session_breaking_down_has_its_reason_before_it_looks_broken():
+    """pyghmi's _mark_broken logs out (``broken`` set, ``logging`` cleared) before it stores the
+    reason; a login waiting in another thread then raised AttributeError('errormsg') instead of the
+    BMC's refusal (seen once in CI as a Kg refusal read as a protocol error). The driver's patch
+    stores the reason first: at the moment the session looks broken, its reason is there."""
+    from pyghmi.ipmi.private import session as psession
+
+    from vaquero.bmc.ipmi import _patch_pyghmi
+
+    _patch_pyghmi()
+    seen: list[object] = []
+    sess = object.__new__(psession.Session)
+    sess.bmc, sess.userid, sess.password, sess.port, sess.kgo = "192.0.2.1", b"u", b"p", 623, None
+    sess.broken, sess.socket, sess.logonwaiters = False, None, []
+
+    def logout(sessionok: bool = True) -> None:
+        sess.broken = True  # what pyghmi's logout does first
+        seen.append(getattr(sess, "errormsg", AttributeError))
+
+    sess.logout = logout  # type: ignore[method-assign]
+    sess._mark_broken("Incorrect password provided")
+    assert seen == ["Incorrect password provided"]
+    assert sess.errormsg == "Incorrect password provided" and sess.broken

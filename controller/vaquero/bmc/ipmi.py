@@ -30,7 +30,7 @@ _POLL = 0.02
 
 
 def _patch_pyghmi() -> None:
-    """Cap pyghmi's waits at 20 ms, once per process.
+    """Cap pyghmi's waits at 20 ms and close a race in its session breakdown, once per process.
 
     pyghmi's I/O thread can take in an answer just before a caller registers to wait for it; the
     caller then sleeps until its retransmit deadline (0.5-1 s) with the answer already queued
@@ -48,6 +48,18 @@ def _patch_pyghmi() -> None:
         orig(min(timeout, _POLL) if timeout is not None else _POLL, myaddr, evq)
 
     psession._io_wait = capped
+
+    # pyghmi's _mark_broken logs the session out (which sets ``broken`` and clears ``logging``)
+    # before it sets ``errormsg``: a login waiting in another thread sees the broken session in
+    # that window and raises IpmiException(self.errormsg) -> AttributeError, losing the reason
+    # (a refused Kg read as a protocol error). Setting the message first closes the window.
+    orig_mark = psession.Session._mark_broken
+
+    def mark_broken(self: Any, error: Any = None) -> None:
+        self.errormsg = error
+        orig_mark(self, error)
+
+    psession.Session._mark_broken = mark_broken
     _PATCHED = True
 
 
