@@ -47,24 +47,12 @@ PLAN_TIMEOUT = 600
 class DecomLab(StandaloneLab):
     """The standalone lab: node1 with the prepared disk and little memory, node2's BMC with a UUID the SoT does not give it."""
 
-    def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.net.create()
-        pw = self.workdir / "bmc-password"
-        fd = os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(self.password + "\n")
-        entries = [
+    def host_entries(self) -> list[dict[str, Any]]:
+        return [
             # disk_gb is only for the BMC's make_disk, which keeps the disk already at vms/node1.qcow2.
             {"name": "node1", "mac": MACS["node1"], "port": 6231, "disk_gb": DISK_BYTES / (1 << 30), "memory": MEMORY},
             {"name": "node2", "mac": MACS["node2"], "port": 6232, "uuid": WRONG_UUID, "memory": MEMORY},
         ]
-        hosts = self.workdir / "hosts.json"
-        hosts.write_text(json.dumps(entries))
-        cmd = [sys.executable, "-m", "vaquero.lab.bmc", "--hosts", str(hosts), "--password-file", str(pw)]
-        cmd += ["--state-dir", str(self.workdir / "vms"), "--control-port", "6229"]
-        self.net.popen(cmd, log_file=self.workdir / "labbmc.log")
-        self.net.wait_port("127.0.0.1", 6229, timeout=20)
 
 
 def edit_hosts(repo: Path, keep: list[str], **host_keys: Any) -> None:

@@ -13,7 +13,6 @@ network namespace, emulated IPMI BMCs driving the QEMU processes). The two hosts
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,11 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from requirements import need
 from test_install_standalone import PASSWORD, StandaloneLab, assert_no_secret, collapse, edit_cluster, require_prerequisites
 from test_webhook_to_ready import SECRET, deliver, push_body
+from waiting import wait_until
 
 from vaquero.lab.demo import MACS, git
+from vaquero.lab.netns import LabNetwork
+from vaquero.lab.probe import build_probe_repo
 from vaquero.lab.sot import prepare_image_profile
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.image]
@@ -35,25 +38,14 @@ PROFILE = "lab-debian-12"
 DISK_GB = 2
 MEMORY = 512  # MiB: the deploy ramdisk, then Debian with systemd and cloud-init
 PLAN_TIMEOUT = 2400
+REPO_ADDRESS, REPO_PORT = "10.90.0.1", 8081  # the lab's package repository, on the bridge
 
 
 class ImageLab(StandaloneLab):
     """The standalone lab whose hosts have a blank virtio disk and enough memory for Debian."""
 
-    def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.net.create()
-        pw = self.workdir / "bmc-password"
-        fd = os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(self.password + "\n")
-        hosts = self.workdir / "hosts.json"
-        entries = [{"name": h, "mac": MACS[h], "port": 6230 + int(h[-1]), "disk_gb": DISK_GB, "memory": MEMORY} for h in self.hosts]
-        hosts.write_text(json.dumps(entries))
-        cmd = [sys.executable, "-m", "vaquero.lab.bmc", "--hosts", str(hosts), "--password-file", str(pw)]
-        cmd += ["--state-dir", str(self.workdir / "vms"), "--control-port", "6229"]
-        self.net.popen(cmd, log_file=self.workdir / "labbmc.log")
-        self.net.wait_port("127.0.0.1", 6229, timeout=20)
+    def host_entries(self) -> list[dict[str, Any]]:
+        return [{"name": h, "mac": MACS[h], "port": 6230 + int(h[-1]), "disk_gb": DISK_GB, "memory": MEMORY} for h in self.hosts]
 
 
 def key_pair(folder: Path) -> tuple[Path, str]:
@@ -99,32 +91,43 @@ def deploy_assets():
     t0 = time.monotonic()
     image = build("debian-12")
     ramdisk = build_ramdisk()
+    probe_repo = build_probe_repo()
     print(f"\nimage install e2e: image and ramdisk ready in {time.monotonic() - t0:.1f} s (image {'cached' if image.cached else 'built'})")
-    return image, ramdisk
+    return image, ramdisk, probe_repo
 
 
 def test_push_approve_two_hosts_installed_from_the_debian_image_ssh_validated_ready(tmp_path, monkeypatch, deploy_assets) -> None:
     require_prerequisites()
-    image, ramdisk = deploy_assets
+    image, ramdisk, probe_repo = deploy_assets
     monkeypatch.setenv("VAQUERO_WEBHOOK_SECRET", SECRET)
     key, public = key_pair(tmp_path / "ssh")
     # The private half's own bytes (line 5 of an OpenSSH ed25519 key holds the secret seed; lines 2-3
     # are a constant header and the public key, which the host's own keys share or carry).
     private_body = key.read_text().splitlines()[4][6:46]
     lab = ImageLab(tmp_path, HOSTS, PASSWORD)
+    prober = None
     try:
         lab.make_repo(
             profile=PROFILE,
             policy={"max_concurrent": 2, "min_available": 0, "on_failure": "halt"},
             vars={"ssh_keys": [public]},
-            hooks={"pre_shutdown": ["announce-drain"], "validate": ["agent-saw-callback", "ssh-login"]},
+            hooks={"pre_shutdown": ["announce-drain"], "validate": ["agent-saw-callback", "ssh-login", "probe-answers"]},
+            upgrade={"strategy": "reboot", "rollback": True, "ssh": {"user": "debian", "key": str(key)}},
         )
         prepare_image_profile(lab.repo, PROFILE, ramdisk.kernel, ramdisk.initrd, image.compressed)
+        set_probe_version(lab, "1")
+        edit_cluster(lab.repo, vars={"ssh_keys": [public], "apt_repo": f"http://{REPO_ADDRESS}:{REPO_PORT}/"})
         set_ssh_key(lab.repo, key)
         with_hosts = lab.commit("lab on the Debian 12 image, with the lab's SSH key")
         edit_cluster(lab.repo, hosts=[])
         empty = lab.commit("lab without hosts")
         lab.start()
+        # The lab's package repository (vaquero-probe 1, 2 and 3), served on the bridge.
+        lab.net.popen(
+            [sys.executable, "-m", "http.server", "--bind", REPO_ADDRESS, str(REPO_PORT), "--directory", str(probe_repo)], log_file=lab.workdir / "repo.log"
+        )
+        lab.net.wait_port(REPO_ADDRESS, REPO_PORT, timeout=20)
+        prober = Prober(lab, HOSTS)
         lab.standalone_start(f"{lab.repo}@main")  # --approve: the empty lab becomes the current revision
         assert lab.wait_plan(empty, ("succeeded", "failed"), timeout=120)["state"] == "succeeded", lab.log()
 
@@ -187,5 +190,132 @@ def test_push_approve_two_hosts_installed_from_the_debian_image_ssh_validated_re
             assert grep.returncode == 1, f"the private key is in {grep.stdout.strip()}"
         assert private_body not in lab.log(10**8)
         print(f"\nimage install e2e: approve -> {', '.join(HOSTS)} ready from the Debian 12 image in {took:.1f} s")
+
+        # Both responders answer version 1, installed by cloud-init from the lab's repository.
+        wait_until(lambda: prober.last() == {h: "vaquero-probe 1" for h in HOSTS}, timeout=180, what="both responders answering vaquero-probe 1", interval=1)
+        upgraded = in_place_upgrade(lab, prober, added, "2")
+        rolled_back = failed_upgrade_rolls_back(lab, prober, upgraded)
+        assert rolled_back
     finally:
+        if prober is not None:
+            prober.stop()
         lab.close()
+
+
+class Prober:
+    """Asks every host's responder (vaquero-probe, port 8080) what it runs, once a second, from a
+    process inside the lab's namespace; each round is one JSON line: time and host -> body or null."""
+
+    CODE = r"""
+import concurrent.futures as cf, json, sys, time, urllib.request
+out, urls = sys.argv[1], dict(a.split("=", 1) for a in sys.argv[2:])
+def ask(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.read(200).decode(errors="replace").strip()
+    except Exception:
+        return None
+with cf.ThreadPoolExecutor(len(urls)) as pool, open(out, "a", buffering=1) as fh:
+    while True:
+        t = time.time()
+        answers = dict(zip(urls, pool.map(ask, urls.values())))
+        fh.write(json.dumps({"t": t, "up": answers}) + "\n")
+        time.sleep(max(0.0, 1.0 - (time.time() - t)))
+"""
+
+    def __init__(self, lab: ImageLab, hosts: list[str]) -> None:
+        self.file = lab.workdir / "probe.jsonl"
+        urls = [f"{h}=http://10.90.0.1{h[-1]}:8080/" for h in hosts]
+        self.proc = lab.net.popen([sys.executable, "-c", self.CODE, str(self.file), *urls], log_file=lab.workdir / "prober.log")
+
+    def rounds(self, since: float = 0.0, until: float = float("inf")) -> list[dict[str, Any]]:
+        if not self.file.exists():
+            return []
+        rows = [json.loads(line) for line in self.file.read_text().splitlines() if line.endswith("}")]
+        return [r for r in rows if since <= r["t"] <= until]
+
+    def last(self) -> dict[str, Any] | None:
+        rows = self.rounds()
+        return rows[-1]["up"] if rows else None
+
+    def stop(self) -> None:
+        LabNetwork.stop(self.proc, timeout=5)
+
+
+def since(events: list[dict[str, Any]], t: float) -> list[dict[str, Any]]:
+    return [e for e in events if e["time"] >= t]
+
+
+def push_and_approve(lab: ImageLab, before: str, message: str) -> tuple[str, dict[str, Any], float, float]:
+    sha = lab.commit(message)
+    answer = deliver(lab, push_body(lab.repo, before, sha))
+    assert answer["status"] == 202, answer
+    plan = lab.wait_plan(sha, ("pending_approval", "invalid", "approved", "succeeded"), timeout=120)
+    assert plan["state"] == "pending_approval", plan
+    assert sorted((h["host"], h["action"]) for h in plan["plan"]["hosts"]) == [(h, "upgrade") for h in HOSTS]
+    t0 = time.time()
+    approved = lab.api("POST", f"/v1/plans/{plan['id']}/approve", {"digest": plan["digest"]})
+    assert approved["status"] == 200, approved
+    plan = lab.wait_plan(sha, ("succeeded", "failed", "cancelled"), timeout=PLAN_TIMEOUT)
+    return sha, plan, t0, time.time()
+
+
+def set_probe_version(lab: ImageLab, version: str) -> None:
+    path = lab.repo / "profiles" / f"{PROFILE}.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["packages"] = [{"name": "vaquero-probe", "version": version}]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def in_place_upgrade(lab: ImageLab, prober: Prober, before: str, version: str) -> str:
+    """vaquero-probe 1 -> 2 with upgrade.strategy reboot: over SSH, one host at a time
+    (max_concurrent 1, min_available 1), each rebooted through its OS; min_available is measured by
+    the prober: in every round of the upgrade at least one responder answered."""
+    set_probe_version(lab, version)
+    edit_cluster(lab.repo, policy={"max_concurrent": 1, "min_available": 1, "on_failure": "halt"})
+    sha, plan, t0, t1 = push_and_approve(lab, before, f"vaquero-probe {version}: in place, one host at a time")
+    assert plan["state"] == "succeeded", f"{lab.store.get('/runs/' + plan['id'])}\n{lab.log()}"
+    for name in HOSTS:
+        events = since(lab.timeline(name), t0)
+        assert collapse([e["state"] for e in events]) == ["pending", "draining", "installing", "rebooting", "validating", "ready"], events
+        assert "vaquero-probe=2" in by_state(events, "installing")["reason"]
+        validating = by_state(events, "validating")["detail"]
+        assert validating["rebooted_by"] == "os" and validating["packages"] == {"vaquero-probe": version}, validating
+        assert lab.store.get(f"/hosts/{name}")["sha"] == sha
+    rounds = prober.rounds(t0, t1)
+    assert len(rounds) > 20, rounds
+    answering = [sum(1 for v in r["up"].values() if v) for r in rounds]
+    assert min(answering) >= 1, f"a round of the upgrade with no responder answering: {[r for r in rounds if not any(r['up'].values())][:3]}"
+    for name in HOSTS:  # each responder really went away (its host rebooted) and came back on the new version
+        assert any(r["up"][name] is None for r in rounds), f"{name}'s responder never stopped answering"
+    wait_until(
+        lambda: prober.last() == {h: f"vaquero-probe {version}" for h in HOSTS}, timeout=30, what="both responders answering the new version", interval=1
+    )
+    print(f"\nin-place upgrade e2e: {', '.join(HOSTS)} to vaquero-probe {version} in {t1 - t0:.1f} s; fewest responders up in a round: {min(answering)}")
+    return sha
+
+
+def failed_upgrade_rolls_back(lab: ImageLab, prober: Prober, before: str) -> str:
+    """vaquero-probe 3 installs but never answers: the first host fails its validate hook, upgrade.rollback
+    takes it back to the previous revision (vaquero-probe 2, in place again), the plan halts and the
+    second host is never touched."""
+    set_probe_version(lab, "3")
+    sha, plan, t0, t1 = push_and_approve(lab, before, "vaquero-probe 3: broken")
+    run = lab.store.get("/runs/" + plan["id"])
+    assert plan["state"] == "failed", f"{run}\n{lab.log()}"
+    first, second = HOSTS
+    events = since(lab.timeline(first), t0)
+    seq = collapse([e["state"] for e in events])
+    assert seq[:6] == ["pending", "draining", "installing", "rebooting", "validating", "failed"], seq
+    assert seq[-5:] == ["draining", "installing", "rebooting", "validating", "ready"], seq
+    assert "vaquero-probe=3" in by_state(events, "installing")["reason"]
+    reinstall = [e for e in events if e["state"] == "installing"][-1]
+    assert "vaquero-probe=2" in reinstall["reason"], reinstall
+    failed = next(e for e in events if e["state"] == "failed")
+    assert "probe-answers" in json.dumps(failed), failed
+    assert lab.store.get(f"/hosts/{first}")["sha"] == before
+    untouched = [e["state"] for e in since(lab.timeline(second), t0)]
+    assert not set(untouched) - {"pending", "ready"}, untouched  # queued at most, never drained
+    assert prober.last() == {h: "vaquero-probe 2" for h in HOSTS}, prober.rounds()[-3:]
+    print(f"\nrollback e2e: {first} failed on vaquero-probe 3 and was rolled back to 2 in {t1 - t0:.1f} s")
+    return sha

@@ -66,6 +66,8 @@ DEBIAN_12 = Recipe(
         "ifupdown",
         "isc-dhcp-client",
         "python3",
+        # Ansible's apt and package_facts modules (the in-place upgrade over SSH) need python3-apt
+        "python3-apt",
         "sudo",
         # hostnamectl (cloud-init's set-hostname on systemd) talks to systemd-hostnamed over D-Bus
         "dbus",

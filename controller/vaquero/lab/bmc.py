@@ -84,6 +84,19 @@ def host_uuid(entry: dict[str, Any], known: dict[str, uuid.UUID], sot: Path) -> 
     return found
 
 
+def _guest_restarted(console: Path) -> bool:
+    """Linux's last console line on a reboot is "reboot: Restarting system" (then, on x86,
+    "reboot: machine restart"); on a power off it is "reboot: Power down"."""
+    try:
+        with console.open("rb") as fh:
+            fh.seek(max(0, console.stat().st_size - 2048))
+            tail = fh.read().decode(errors="replace")
+    except OSError:
+        return False
+    said = [line for line in tail.splitlines() if "reboot: " in line]
+    return bool(said) and ("Restarting system" in said[-1] or "machine restart" in said[-1])
+
+
 class VmBmc(EmulatedBmc):
     def __init__(
         self, name: str, mac: str, port: int, authdata: dict[str, str], address: str, net: _Here, state_dir: Path, memory: int, system_uuid: uuid.UUID
@@ -111,6 +124,22 @@ class VmBmc(EmulatedBmc):
             if self.vm.disk is not None:
                 self.vm.boot = self._boot_target()
             self.vm.start()
+            threading.Thread(target=self._watch, args=(self.vm.proc,), name=f"{self.name}-reset", daemon=True).start()
+
+    def _watch(self, proc: Any) -> None:
+        """A guest that reboots itself: QEMU runs with -no-reboot (each power on is a process of its
+        own, with the boot device of that moment), so the process ends; a server would restart. When
+        the kernel's last words were a restart, start the VM again as the machine's warm reset would:
+        the BMC's persistent boot device, a one-time device already spent."""
+        proc.wait()
+        with self.lock:
+            if self.vm.proc is not proc:  # stopped or replaced by the BMC itself
+                return
+            if not _guest_restarted(self.vm.log):
+                return  # the guest powered off
+            self._note("guest reset")
+            self.vm.proc = None
+            self._start()
 
     def _boot_target(self) -> str:
         """What this power on boots (hosts with a disk): the BMC's device; a one-time device is spent."""

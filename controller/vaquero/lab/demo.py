@@ -111,11 +111,16 @@ class StandaloneLab:
         with os.fdopen(fd, "w") as fh:
             fh.write(self.password + "\n")
         hosts = self.workdir / "hosts.json"
-        hosts.write_text(json.dumps([{"name": h, "mac": MACS[h], "port": 6230 + int(h[-1])} for h in self.hosts]))
+        hosts.write_text(json.dumps(self.host_entries()))
         cmd = [sys.executable, "-m", "vaquero.lab.bmc", "--hosts", str(hosts), "--password-file", str(pw)]
         cmd += ["--state-dir", str(self.workdir / "vms"), "--control-port", "6229", "--memory", "256"]
         self.net.popen(cmd, log_file=self.workdir / "labbmc.log")
         self.net.wait_port("127.0.0.1", 6229, timeout=20)
+
+    def host_entries(self) -> list[dict[str, Any]]:
+        """The lab BMC's hosts.json (vaquero.lab.bmc): one VM per host; a lab whose hosts need a
+        disk, more memory or another UUID says so here."""
+        return [{"name": h, "mac": MACS[h], "port": 6230 + int(h[-1])} for h in self.hosts]
 
     def standalone_start(self, spec: str, *, approve: bool = True) -> None:
         env = {**os.environ, LAB_PASSWORD_ENV: self.password, "PYTHONUNBUFFERED": "1"}

@@ -368,6 +368,19 @@ class Disk(Model):
         return self
 
 
+# A Debian package name (Debian Policy 5.6.1) and version (5.6.12, the epoch's colon only after
+# digits at the start): both become one apt argument, name=version, over SSH.
+PackageName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9+.-]{1,127}$")]
+PackageVersion = Annotated[str, StringConstraints(pattern=r"^([0-9]{1,9}:)?[0-9A-Za-z][0-9A-Za-z.+~-]{0,127}$")]
+
+
+class Package(Model):
+    """An OS package the profile holds at one version."""
+
+    name: PackageName
+    version: PackageVersion
+
+
 class ConfigTemplate(Model):
     format: Literal["cloud-init", "ignition"]
     template: RelPath | None = Field(None, description="path of a Jinja2 template inside the SoT repository")
@@ -393,6 +406,20 @@ class Profile(Model):
         "", description="Jinja2 template of the kernel command line; once rendered: key or key=value tokens (see cmdline_error)"
     )
     config: ConfigTemplate | None = None
+    packages: list[Package] = Field(
+        [],
+        description="OS packages at these versions (Debian: apt): upgrade.strategy reboot installs them over SSH before the reboot,"
+        " a rollback returns to the previous profile's versions",
+    )
+
+    @field_validator("packages")
+    @classmethod
+    def _one_version_each(cls, v: list[Package]) -> list[Package]:
+        names = [p.name for p in v]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"package {twice[0]} is listed more than once")
+        return v
 
 
 # --- Hook ---------------------------------------------------------------------------------
@@ -500,9 +527,23 @@ class Policy(Model):
         return v
 
 
+class UpgradeSsh(Model):
+    """How the in-place upgrade logs in to a host's operating system (at its SoT address)."""
+
+    user: LoginName = Field(description="the login, with passwordless sudo (e.g. debian, whose keys cloud-init sets from vars.ssh_keys)")
+    key: AbsPath = Field(description="path of the private key on the node running the playbook (ssh reads it, never Vaquero)")
+    port: int = Field(22, ge=1, le=65535)
+
+
 class Upgrade(Model):
     strategy: Literal["reinstall", "reboot"] = Field("reinstall", description="netboot the new profile, or reboot into it")
     rollback: bool = Field(False, description="return to the previous profile when the upgrade fails")
+    ssh: UpgradeSsh | None = Field(
+        None,
+        description="reboot: apply the profile's packages over SSH and reboot through the OS, with the BMC as the fallback;"
+        " unset: the BMC shuts the host down and powers it on",
+    )
+    reboot_timeout: int = Field(600, ge=30, le=7200, description="reboot: seconds for the OS to come back over SSH before the BMC power-cycles it")
 
 
 class Bmc(Model):

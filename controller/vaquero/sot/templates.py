@@ -260,7 +260,7 @@ def host_context(
         },
         "cluster": {"name": cluster.name},
         "site": {"name": site.name},
-        "profile": {"name": profile.name, "version": profile.version},
+        "profile": {"name": profile.name, "version": profile.version, "packages": [p.model_dump() for p in profile.packages]},
         "network": net_ctx,
         "vars": {**cluster.vars, **host.vars},
         "urls": {"callback": urls.callback(host), "config": urls.config(host), "assets": urls.assets()},

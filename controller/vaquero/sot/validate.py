@@ -216,7 +216,20 @@ def _check_clusters(sot: SoT) -> list[SoTError]:
                 errors.append(sot.error("Cluster", cluster.name, ("depends_on", i), f"unknown cluster {dep!r}"))
         errors += _check_hook_refs(sot, cluster, (), cluster.hooks)
         errors += _check_policy(sot, cluster)
+        errors += _check_in_place(sot, cluster)
     return errors
+
+
+def _check_in_place(sot: SoT, cluster: Cluster) -> list[SoTError]:
+    """Packages a reboot upgrade must install need a way in: without upgrade.ssh they would be skipped."""
+    if cluster.upgrade.strategy != "reboot" or cluster.upgrade.ssh is not None:
+        return []
+    names = {cluster.profile, *(h.profile for h in cluster.hosts if h.profile is not None)}
+    with_packages = sorted(n for n in names if (p := sot.profiles.get(n)) is not None and p.packages)
+    if not with_packages:
+        return []
+    why = f"profile {with_packages[0]} lists packages, which upgrade.strategy reboot installs over SSH: give upgrade.ssh (user, key)"
+    return [sot.error("Cluster", cluster.name, ("upgrade",), why)]
 
 
 def _dupes(sot: SoT, what: str, items: Iterable[tuple[Any, Cluster, tuple[str | int, ...]]]) -> list[SoTError]:

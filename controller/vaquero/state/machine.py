@@ -1,7 +1,8 @@
 """The host lifecycle: states, the transitions allowed between them, and the timeline of events.
 
 enrolled -> pending -> (draining) -> powering_off -> netbooting -> installing -> rebooting
--> validating -> ready, with `failed` reachable from every active state. A host taken out of the
+-> validating -> ready, with `failed` reachable from every active state; an in-place upgrade goes
+draining -> installing (packages over SSH) -> rebooting (through the OS) -> validating -> ready. A host taken out of the
 SoT is decommissioned: pending -> draining -> wiping (its disks zeroed by the deploy ramdisk) ->
 powering_off -> removed. Each transition is an
 event (time, SoT SHA, plan id, actor, reason) appended to the host's timeline. Events carry
@@ -41,7 +42,8 @@ _ACTIVE = (S.PENDING, S.DRAINING, S.WIPING, S.POWERING_OFF, S.NETBOOTING, S.INST
 TRANSITIONS: dict[State, frozenset[State]] = {
     S.ENROLLED: frozenset({S.PENDING, S.READY, S.REMOVED}),
     S.PENDING: frozenset({S.DRAINING, S.POWERING_OFF, S.NETBOOTING, S.READY, S.ENROLLED, S.FAILED, S.REMOVED}),
-    S.DRAINING: frozenset({S.POWERING_OFF, S.WIPING, S.FAILED}),
+    # An in-place upgrade (strategy reboot over SSH) installs on the running OS after the drain.
+    S.DRAINING: frozenset({S.POWERING_OFF, S.WIPING, S.INSTALLING, S.FAILED}),
     # Decommission: the wipe boot, then power off; `removed` only after the power reads back off.
     S.WIPING: frozenset({S.POWERING_OFF, S.FAILED}),
     S.POWERING_OFF: frozenset({S.NETBOOTING, S.REBOOTING, S.READY, S.FAILED, S.REMOVED}),

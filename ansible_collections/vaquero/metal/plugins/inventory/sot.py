@@ -15,7 +15,8 @@ description:
     for each of its roles (dashes become underscores).
   - Host variables carry the SoT view of the host under C(vaquero_host), its cluster, site, profile,
     boot method (C(vaquero_boot_method)), the cluster's policy (C(vaquero_policy)) and upgrade
-    settings (C(vaquero_upgrade)), hook names per phase (C(vaquero_hooks)) and BMC (C(vaquero_bmc)).
+    settings (C(vaquero_upgrade)), the packages its profile holds at a version (C(vaquero_packages)),
+    hook names per phase (C(vaquero_hooks)) and BMC (C(vaquero_bmc)).
     BMC credentials appear as references (environment variable or file name), never as the secret
     itself; modules resolve them when they run.
   - An invalid SoT raises a parse error carrying every error with its file and line. Ansible turns
@@ -189,8 +190,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             "vaquero_sot_root": str(sot.root),
             "vaquero_sot_sha": sot.sha,
             "vaquero_policy": cluster.policy.model_dump(mode="json"),
-            # upgrade.strategy (reinstall | reboot) and rollback: read by the rolling_upgrade role.
+            # upgrade.strategy (reinstall | reboot), rollback and ssh: read by the rolling_upgrade role.
             "vaquero_upgrade": cluster.upgrade.model_dump(mode="json"),
+            # The OS packages the profile holds at a version: a reboot upgrade installs them over SSH.
+            "vaquero_packages": [p.model_dump(mode="json") for p in getattr(sot.profiles.get(profile), "packages", [])],
             "vaquero_hooks": {
                 phase: list(host.hooks.get(phase, cluster.hooks.get(phase, [])))
                 for phase in ("pre_shutdown", "pre_reboot", "post_reboot", "validate")
