@@ -5,6 +5,12 @@ disk, DMI UUID the SoT's) netboot the deploy ramdisk, which writes the Debian 12
 disk -> Debian runs cloud-init and phones home -> the validate hook logs in over SSH with the
 lab's key and checks hostname, address and ssh.service -> `ready`.
 
+Then, on the same hosts, the in-place upgrade (upgrade.strategy reboot over SSH): a push moves
+the profile's package vaquero-probe (a tiny HTTP responder cloud-init installed from the lab's
+repository) from 1 to 2, one host at a time, with min_available 1 measured by a prober asking both
+responders every second; and a push to the broken version 3 fails the first host's validate hook,
+upgrade.rollback brings it back to 2, and the second host is never touched.
+
 The webhook path of test_webhook_to_ready.py (`vaquero standalone`, its API and agent in a
 network namespace, emulated IPMI BMCs driving the QEMU processes). The two hosts install at once
 (policy max_concurrent 2).
@@ -111,7 +117,7 @@ def test_push_approve_two_hosts_installed_from_the_debian_image_ssh_validated_re
             profile=PROFILE,
             policy={"max_concurrent": 2, "min_available": 0, "on_failure": "halt"},
             vars={"ssh_keys": [public]},
-            hooks={"pre_shutdown": ["announce-drain"], "validate": ["agent-saw-callback", "ssh-login", "probe-answers"]},
+            hooks={"pre_shutdown": ["announce-drain"], "validate": ["agent-saw-callback", "ssh-login", "cloud-init-done", "probe-answers"]},
             upgrade={"strategy": "reboot", "rollback": True, "ssh": {"user": "debian", "key": str(key)}},
         )
         prepare_image_profile(lab.repo, PROFILE, ramdisk.kernel, ramdisk.initrd, image.compressed)
@@ -312,7 +318,7 @@ def failed_upgrade_rolls_back(lab: ImageLab, prober: Prober, before: str) -> str
     reinstall = [e for e in events if e["state"] == "installing"][-1]
     assert "vaquero-probe=2" in reinstall["reason"], reinstall
     failed = next(e for e in events if e["state"] == "failed")
-    assert "probe-answers" in json.dumps(failed), failed
+    assert "probe-answers" in json.dumps(failed) and "failed after 5 attempt(s)" in json.dumps(failed), failed
     assert lab.store.get(f"/hosts/{first}")["sha"] == before
     untouched = [e["state"] for e in since(lab.timeline(second), t0)]
     assert not set(untouched) - {"pending", "ready"}, untouched  # queued at most, never drained

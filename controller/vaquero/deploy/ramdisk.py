@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vaquero.lab.initramfs import UDHCPC_SCRIPT, _module_order
-from vaquero.lab.kernel import DEFAULT_CACHE, Kernel, LabError, fetch_kernel
+from vaquero.lab.kernel import DEFAULT_CACHE, Kernel, LabError, fetch_kernel, run_tool
 
 from .init_script import INIT
 
@@ -72,18 +72,6 @@ class Ramdisk:
         }
 
 
-def _run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
-    try:
-        out = subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True, env=env, timeout=600)
-    except FileNotFoundError as exc:
-        raise LabError(f"{cmd[0]} is not installed") from exc
-    except subprocess.CalledProcessError as exc:
-        raise LabError(f"{' '.join(cmd)} failed: {exc.stderr.strip()[-400:]}") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise LabError(f"{' '.join(cmd)} took more than {exc.timeout:g} s") from exc
-    return out.stdout
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -94,7 +82,7 @@ def _sha256(path: Path) -> str:
 
 def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, tuple[str, str, str]]:
     """package -> (version, .deb file name, .deb sha256) of the candidate in the apt index (no download)."""
-    out = _run(["apt-cache", "show", "--no-all-versions", *packages])
+    out = run_tool(["apt-cache", "show", "--no-all-versions", *packages])
     found: dict[str, tuple[str, str, str]] = {}
     for para in out.strip().split("\n\n"):
         fields = dict(line.split(": ", 1) for line in para.splitlines() if ": " in line and not line.startswith(" "))
@@ -115,7 +103,7 @@ def _download(cache: Path, versions: dict[str, tuple[str, str, str]]) -> dict[st
     paths = {name: debs / f"{name}_{version.replace(':', '%3a')}_{file.rsplit('_', 1)[-1]}" for name, (version, file, _) in versions.items()}
     wanted = [f"{name}={versions[name][0]}" for name, p in paths.items() if not p.is_file()]
     if wanted:
-        _run(["apt-get", "download", *wanted], cwd=debs)
+        run_tool(["apt-get", "download", *wanted], cwd=debs)
     for name, path in paths.items():
         if not path.is_file():
             raise LabError(f"apt-get download left no {path.name} in {debs}")
@@ -144,13 +132,13 @@ def _copy_modules(kernel: Kernel, root: Path, modules: tuple[str, ...]) -> list[
     for name in ("modules.builtin", "modules.order", "modules.builtin.modinfo"):
         if (kernel.modules / name).is_file():
             shutil.copy2(kernel.modules / name, dest / name)
-    _run(["depmod", "-b", str(root), kernel.version])
+    run_tool(["depmod", "-b", str(root), kernel.version])
     return list(wanted)
 
 
 def _unpack(debs: dict[str, Path], into: Path) -> None:
     for name in sorted(debs):
-        _run(["dpkg", "-x", str(debs[name]), str(into)])
+        run_tool(["dpkg", "-x", str(debs[name]), str(into)])
 
 
 def _assemble(kernel: Kernel, debs: dict[str, Path], root: Path, modules: tuple[str, ...], init: str) -> None:
@@ -188,7 +176,7 @@ def _assemble(kernel: Kernel, debs: dict[str, Path], root: Path, modules: tuple[
 def _check_libraries(root: Path, binary: Path) -> None:
     """Every library `binary` needs resolves inside the ramdisk (the packaged loader lists them)."""
     loader = root / "lib" / "x86_64-linux-gnu" / "ld-linux-x86-64.so.2"
-    out = _run([str(loader), "--library-path", str(root / "lib" / "x86_64-linux-gnu"), "--list", str(binary)], env={"PATH": "/usr/bin:/bin"})
+    out = run_tool([str(loader), "--library-path", str(root / "lib" / "x86_64-linux-gnu"), "--list", str(binary)], env={"PATH": "/usr/bin:/bin"})
     missing = [line.split()[0] for line in out.splitlines() if "not found" in line]
     resolved = [line.split("=>")[1].split()[0] for line in out.splitlines() if "=>" in line and "not found" not in line]
     outside = [path for path in resolved if not path.startswith(str(root))]

@@ -28,19 +28,23 @@ class Kernel:
     modules: Path  # .../lib/modules/<version>
 
 
-def _run(cmd: list[str], cwd: Path | None = None) -> str:
+def run_tool(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600.0) -> str:
+    """Run a build tool (apt, dpkg, depmod...); its failure, absence or overrun is a LabError
+    naming the command and the end of what it said."""
     try:
-        out = subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True)
+        out = subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, env=env, timeout=timeout)
     except FileNotFoundError as exc:
         raise LabError(f"{cmd[0]} is not installed") from exc
     except subprocess.CalledProcessError as exc:
-        raise LabError(f"{' '.join(cmd)} failed: {exc.stderr.strip()[-400:]}") from exc
-    return out.stdout
+        raise LabError(f"{' '.join(cmd)} failed: {exc.stderr.decode(errors='replace').strip()[-400:]}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise LabError(f"{' '.join(cmd)} took more than {exc.timeout:g} s") from exc
+    return out.stdout.decode(errors="replace")
 
 
 def _concrete_package(meta: str) -> str:
     """linux-image-amd64 depends on exactly one linux-image-<version>-amd64."""
-    out = _run(["apt-cache", "depends", meta])
+    out = run_tool(["apt-cache", "depends", meta])
     for line in out.splitlines():
         m = re.match(r"\s*Depends:\s*(linux-image-\S+)", line)
         if m:
@@ -77,17 +81,17 @@ def fetch_kernel(cache: Path = DEFAULT_CACHE, package: str = META_PACKAGE) -> Ke
         if not debs:
             concrete = _concrete_package(package)
             log.info("downloading %s", concrete)
-            _run(["apt-get", "download", concrete], cwd=cache)
+            run_tool(["apt-get", "download", concrete], cwd=cache)
             debs = sorted(cache.glob("linux-image-*.deb"))
         if not debs:
             raise LabError(f"apt-get download left no linux-image .deb in {cache}")
         tmp = cache / "kernel.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        _run(["dpkg", "-x", str(debs[-1]), str(tmp)])
+        run_tool(["dpkg", "-x", str(debs[-1]), str(tmp)])
         versions = [p.name.removeprefix("vmlinuz-") for p in (tmp / "boot").glob("vmlinuz-*")]
         if not versions:
             raise LabError(f"{debs[-1].name} holds no /boot/vmlinuz")
-        _run(["depmod", "-b", str(tmp), versions[0]])
+        run_tool(["depmod", "-b", str(tmp), versions[0]])
         shutil.rmtree(root, ignore_errors=True)
         tmp.rename(root)
     found = _find(root)

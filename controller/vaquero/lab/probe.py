@@ -33,7 +33,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -41,7 +40,7 @@ from pathlib import Path
 
 from vaquero.childenv import child_env
 
-from .kernel import DEFAULT_CACHE, LabError
+from .kernel import DEFAULT_CACHE, LabError, run_tool
 
 log = logging.getLogger(__name__)
 
@@ -178,23 +177,15 @@ def package_files(version: str) -> dict[str, tuple[int, bytes]]:
     return files
 
 
-def _tool(cmd: list[str], extra_env: Mapping[str, str] | None = None) -> bytes:
+def _tool(cmd: list[str], extra_env: Mapping[str, str] | None = None) -> str:
     env = child_env(extra={"LC_ALL": "C", "SOURCE_DATE_EPOCH": str(EPOCH), **(extra_env or {})})
-    try:
-        out = subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=_TIMEOUT)
-    except FileNotFoundError as exc:
-        raise LabError(f"{cmd[0]} is not installed (dpkg)") from exc
-    except subprocess.CalledProcessError as exc:
-        raise LabError(f"{' '.join(cmd)} failed: {exc.stderr.decode(errors='replace').strip()[-400:]}") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise LabError(f"{' '.join(cmd)} took more than {exc.timeout:g} s") from exc
-    return out.stdout
+    return run_tool(cmd, env=env, timeout=_TIMEOUT)
 
 
 def build_key(versions: Sequence[str]) -> str:
     """The content hash of everything that goes in: the files of each version, the format, dpkg-deb's version."""
     trees = {v: {p: [mode, hashlib.sha256(c).hexdigest()] for p, (mode, c) in package_files(v).items()} for v in versions}
-    dpkg_deb = _tool(["dpkg-deb", "--version"]).decode().splitlines()[0]
+    dpkg_deb = _tool(["dpkg-deb", "--version"]).splitlines()[0]
     doc = {"format": BUILD_FORMAT, "epoch": EPOCH, "dpkg-deb": dpkg_deb, "versions": list(versions), "trees": trees}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -215,7 +206,7 @@ def _build_deb(version: str, scratch: Path, out: Path) -> None:
 
 def _stanza(deb: Path) -> str:
     """The deb's index entry: its control fields as dpkg-deb reads them back, then where it is and its sums."""
-    control = _tool(["dpkg-deb", "-f", str(deb)]).decode().rstrip("\n")
+    control = _tool(["dpkg-deb", "-f", str(deb)]).rstrip("\n")
     body = deb.read_bytes()
     sums = (
         f"Filename: ./{deb.name}\nSize: {len(body)}\nMD5sum: {hashlib.md5(body).hexdigest()}\n"
