@@ -267,8 +267,10 @@ if (($#)); then
 else
   # Two workers (pytest-xdist), a file at a time each: much of the suite waits on QEMU guests,
   # BMC power delays and child processes, which overlap on two cores. VAQUERO_TEST_WORKERS=0 runs
-  # it in one process.
-  .venv/bin/python -m pytest -n "${VAQUERO_TEST_WORKERS:-2}" --dist loadfile tests || rc=$?
+  # it in one process. Files are dealt in collection order (tests/conftest.py puts the longest
+  # first), not re-sorted by xdist by their number of tests, which sent the one-test, 19-minute
+  # Debian e2e last.
+  .venv/bin/python -m pytest -n "${VAQUERO_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder tests || rc=$?
 fi
 # Nothing is printed after pytest's summary line. Exit code 5 (no tests collected) is a
 # failure like any other non-zero code: the suite always has tests.
