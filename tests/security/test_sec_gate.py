@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -208,7 +207,6 @@ def test_runaway_revisions_become_invalid_and_the_next_push_is_planned(live, rep
     for sha in (loops, bomb, good):
         peak = live.plan(revs[sha]["plan"])["validation"]["peak_rss"]
         assert 0 < peak < MEMORY
-    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 < MEMORY
 
 
 def test_a_revision_interrupted_again_and_again_is_given_up_and_the_queue_moves_on(tmp_path):
