@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from ports import free_port
 from requirements import need
 from waiting import wait_until
 
@@ -27,29 +28,6 @@ HERE = Path(__file__).parent
 LAB_SOT = HERE.parents[1] / "inventories" / "lab"
 PASSWORD = "Pw-0f-the-BMC-9q7z"  # tests grep logs for this string
 USERNAME = "admin"
-
-
-def free_port(kind: int = socket.SOCK_STREAM, count: int = 1) -> int:
-    """A free loopback port (the first of ``count`` consecutive free ones)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count > 65000:
-            continue
-        ok = True
-        for p in range(base, base + count):
-            try:
-                with socket.socket(socket.AF_INET, kind) as s:
-                    s.bind(("127.0.0.1", p))
-            except OSError:
-                ok = False
-                break
-        if ok:
-            return base
-    raise RuntimeError("no free port range")
-
-
 
 
 def stop(proc: subprocess.Popen) -> None:

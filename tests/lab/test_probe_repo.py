@@ -19,7 +19,6 @@ import os
 import pwd
 import re
 import shlex
-import socket
 import subprocess
 import threading
 import urllib.request
@@ -28,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from ports import free_port
 from requirements import missing, need, need_root
 from waiting import wait_until
 
@@ -55,12 +55,6 @@ def ok(cmd: list[str], **kw) -> str:
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def read_unit(path: Path) -> configparser.ConfigParser:

@@ -13,20 +13,16 @@ import time
 import urllib.request
 from pathlib import Path
 
+from ports import free_port
+
 from vaquero.sot import load
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_failed_drain_hook_cuts_no_power(lab_sot: Path, tmp_path: Path) -> None:
     node2_uuid = next(str(h.uuid) for _, _, h in load(lab_sot, semantic=False).hosts() if h.name == "node2")
-    port, control = _free_port(), _free_port(socket.SOCK_STREAM)
+    port, control = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     (tmp_path / "pw").write_text("drain-guard-pw\n")
     cmd = [sys.executable, "-m", "vaquero.bmc.emulator", "--port", str(port), "--password-file", str(tmp_path / "pw"), "--control-port", str(control)]
     cmd += ["--uuid", node2_uuid]  # node2's machine, as the SoT says: the roles check the BMC's identity first

@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+from ports import free_port
 from requirements import need
 
 from vaquero.sot import load
@@ -22,17 +23,11 @@ from vaquero.sot import load
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_os_that_cannot_be_asked_is_power_cycled_by_the_bmc_and_the_host_fails_if_it_stays_silent(lab_sot: Path, tmp_path: Path) -> None:
     need("ipmitool", "ipmitool")
     need("ssh", "openssh-client")
     node2_uuid = next(str(h.uuid) for _, _, h in load(lab_sot, semantic=False).hosts() if h.name == "node2")
-    port, control, ssh_port = _free_port(), _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_STREAM)
+    port, control, ssh_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
     (tmp_path / "pw").write_text("fallback-pw\n")
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
