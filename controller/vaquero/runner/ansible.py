@@ -12,6 +12,12 @@ allow-listed one (:mod:`vaquero.childenv`) before the job starts, so neither ans
 nor the modules and hook commands under it, nor ``artifacts/<ident>/command`` see the
 controller's variables.
 
+Cancelling (an operator's abort, a lost leadership, a stopping worker): ansible-playbook runs
+under a keeper process (:mod:`vaquero.runner.reaper`) that every process of the launch stays
+below, however it detaches; the cancel callback has the keeper kill them all and answers
+"cancel" to ansible-runner only once the keeper has read back that none is left (else
+:class:`ProcessesLeft`).
+
 Events: the ``vaquero.metal.host_state`` module returns ``vaquero_event``; the handler turns it
 into a host state transition. ``vaquero.metal.hook`` returns ``vaquero_hook``; the handler keeps
 its output in the host's timeline. A failed task (not ignored) or an unreachable host moves the
@@ -25,6 +31,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +43,8 @@ from vaquero.content import content_dir
 from vaquero.secretref import SECRETS_DIR_ENV
 from vaquero.state.machine import Event, State, TransitionRefused, current, transition
 from vaquero.state.store import Store
+
+from . import reaper
 
 log = logging.getLogger("vaquero.runner")
 
@@ -139,6 +148,10 @@ def job_env(runner_env: dict[str, str], envvars: dict[str, str], deny: set[str] 
     return ansible_env(extra={**own, **envvars}, deny=deny)
 
 
+class ProcessesLeft(RuntimeError):
+    """A cancelled launch whose processes could not all be seen gone (they may still be driving BMCs)."""
+
+
 @dataclass
 class Launch:
     status: str
@@ -180,11 +193,20 @@ def launch(
     variables = {"vaquero_run": ctx.run, "vaquero_plan": ctx.plan, "vaquero_run_sha": ctx.sha or "", "upgrade_serial": len(hosts)}
     variables.update(extravars or {})
     last_check = [0.0, False]
+    token = uuid.uuid4().hex
+    not_stopped: list[str] = []  # why the launch's processes are not known to be gone, once it was cancelled
 
     def cancel_callback() -> bool:
         now = time.monotonic()
-        if now - last_check[0] > 0.5:
+        if now - last_check[0] > 0.5 and not last_check[1]:
             last_check[0], last_check[1] = now, cancelled()
+            if last_check[1]:
+                # Before answering "cancel": ansible-runner would SIGKILL the keeper's process group,
+                # which the workers left (setsid). The keeper kills them all and reads back that none is left.
+                keeper = reaper.find(token)
+                why = reaper.stop(keeper) if keeper is not None else "its keeper process was not found"
+                if why is not None:
+                    not_stopped.append(why)
         return bool(last_check[1])
 
     def event_handler(event: dict[str, Any]) -> bool:
@@ -216,7 +238,11 @@ def launch(
     secret_names = frozenset(os.listdir(folder)) if folder and os.path.isdir(folder) else frozenset()
     r.config.env = job_env(r.config.env, envvars, deny=secret_names)
     # How often ansible-runner asks the cancel callback (default 5 s): a controller that lost the
-    # leadership (or an operator's abort) kills the playbook's process group within this.
+    # leadership (or an operator's abort) stops the launch within this.
     r.config.pexpect_timeout = 0.25
+    # ansible-playbook runs under a keeper: nothing the launch starts outlives it, see vaquero.runner.reaper.
+    r.config.command = reaper.command(r.config.command, token)
     r.run()
+    if not_stopped:
+        raise ProcessesLeft(f"run {ctx.run}: launch {ident} was cancelled, but its processes are not known to be gone: {not_stopped[0]}")
     return Launch(status=r.status, rc=r.rc, ident=ident, failures=dict(ctx.failures))
