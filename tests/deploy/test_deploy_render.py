@@ -19,11 +19,11 @@ from vaquero.agent.state import BootStates
 from vaquero.callback import failure
 from vaquero.deploy.init_script import INIT, LIB
 from vaquero.render import render_site
-from vaquero.render.deploy import PHONE_HOME_PLACEHOLDER, deploy_instructions
+from vaquero.render.deploy import deploy_instructions
 from vaquero.render.site import RenderError
 from vaquero.sot import SoTInvalid, load
 from vaquero.sot.models import Disk, DiskImage, Profile
-from vaquero.sot.templates import TOKEN_PLACEHOLDER, BootUrls
+from vaquero.sot.templates import PHONE_HOME_PLACEHOLDER, TOKEN_PLACEHOLDER, BootUrls
 
 REPO = Path(__file__).resolve().parents[2]
 SHA = "ab" * 32

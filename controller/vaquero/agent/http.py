@@ -55,10 +55,10 @@ from urllib.parse import parse_qsl
 
 from vaquero.render.boot_iso import BASE_ISO, IsoError, build_iso
 from vaquero.render.bundle import HostBoot, SiteBundle
-from vaquero.render.deploy import PHONE_HOME_PLACEHOLDER, with_erase
+from vaquero.render.deploy import with_erase
 from vaquero.render.ipxe import mac_key, unknown_script
 from vaquero.render.site import RenderError
-from vaquero.sot.templates import TOKEN_PLACEHOLDER
+from vaquero.sot.templates import PHONE_HOME_PLACEHOLDER, TOKEN_PLACEHOLDER
 
 from .state import ERASE_MODES, TOKEN_RE, BootStates, StateError, TokenRefused, token_hint
 
@@ -91,6 +91,7 @@ _RANGE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
 _NOCLOUD_FILES = ("user-data", "meta-data", "vendor-data")
 _TEXT = b"text/plain; charset=utf-8"
 _JSON = b"application/json"
+_CONFIG_TYPES = {"ignition": _JSON, "preseed": b"text/plain; charset=utf-8"}
 
 
 def _prepared(status: int, body: bytes, ctype: bytes = _TEXT, host: str | None = None, kind: str | None = None) -> Prepared:
@@ -159,10 +160,16 @@ def iso_token(install_token: str, host: str) -> str:
 
 def phone_home_token(install_token: str, host: str) -> str:
     """The installed OS's one-time phone-home token, derived from the install token (HMAC-SHA256,
-    URL-safe). The deploy ramdisk writes the URL carrying it to the disk; the agent keeps only its
+    URL-safe). The deploy ramdisk (or an installer through its config) writes the URL carrying it to the disk; the agent keeps only its
     digest once the ramdisk's callback has used the install token up."""
     mac = hmac.new(install_token.encode(), f"vaquero-phone-home:{host}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def _with_tokens(rendered: bytes, token: str, host: str) -> bytes:
+    """A rendered config or deploy text with this install's token and the phone-home token derived
+    from it put in for their placeholders (both URL-safe base64: nothing to quote)."""
+    return rendered.replace(TOKEN_PLACEHOLDER.encode(), token.encode()).replace(PHONE_HOME_PLACEHOLDER.encode(), phone_home_token(token, host).encode())
 
 
 def progress_event(report: Any) -> dict[str, Any] | None:
@@ -492,9 +499,9 @@ class BootApp:
         if hb is None or hb.config is None or (file != "config" and (hb.config_format != "cloud-init" or file not in _NOCLOUD_FILES)):
             return await self._reply(send, 404, b"not found\n", method)
         assert token is not None  # authorize() refuses a missing token
-        config = hb.config.replace(TOKEN_PLACEHOLDER.encode(), token.encode())
+        config = _with_tokens(hb.config, token, name)
         if file == "config":
-            ctype = _JSON if hb.config_format == "ignition" else b"text/cloud-config; charset=utf-8"
+            ctype = _CONFIG_TYPES.get(hb.config_format or "", b"text/cloud-config; charset=utf-8")
             status, headers, body, _, _, _ = _prepared(200, config, ctype)
         else:
             data = {"user-data": config, "meta-data": hb.meta_data, "vendor-data": b""}[file]
@@ -521,8 +528,7 @@ class BootApp:
         if hb is None or hb.deploy is None or name not in self.bundle.hosts:
             return await self._reply(send, 404, b"not found\n", method)
         # Both tokens are URL-safe base64 (TOKEN_RE): nothing to quote in a key='value' line.
-        body = hb.deploy.replace(TOKEN_PLACEHOLDER.encode(), token.encode())
-        body = body.replace(PHONE_HOME_PLACEHOLDER.encode(), phone_home_token(token, name).encode())
+        body = _with_tokens(hb.deploy, token, name)
         log.info("deploy instructions served", extra={"host": name, "event": "deploy.instructions"})
         return await self._reply(send, 200, body, method)
 
@@ -652,7 +658,7 @@ class BootApp:
                 # A wipe that cannot say what it zeroed did not show it zeroed anything: not a success.
                 failed = True
                 report["reason"] = "the wipe called back success without a positive bytes_zeroed count"
-        phone = phone_home_token(token, name) if hb.deploy is not None and not wiping else None
+        phone = phone_home_token(token, name) if hb.phone_home and not wiping else None
         try:
             self.states.installed(name, report, token, client, failed=failed, phone_home=phone)
         except TokenRefused as exc:

@@ -33,6 +33,8 @@ class HostBoot:
     boot_method: str = "pxe"
     iso_script: str | None = None  # virtual_media: the script of the host's boot ISO (render.boot_iso)
     deploy: bytes | None = None  # image profiles: the deploy ramdisk's instructions (render.deploy), tokens as placeholders
+    # The installed OS reports itself at urls.phone_home (image profiles, and installer profiles that say phone_home).
+    phone_home: bool = False
     # Decommission: the iPXE script that boots the deploy ramdisk to wipe the host's disks and its
     # wipe instructions (render.deploy.wipe_instructions); None when the SoT has no image profile.
     wipe: str | None = None
@@ -136,6 +138,7 @@ def render_site(
             boot_method=method,
             iso_script=iso_script,
             deploy=deploy,
+            phone_home=h.profile is not None and (h.profile.image is not None or h.profile.phone_home),
             wipe=wipe,
             wipe_assets=wipe_assets,
             wipe_instructions=wipe_instructions(h.name, urls).encode() if wipe is not None else None,

@@ -1,4 +1,4 @@
-"""Per-host OS configuration: cloud-init NoCloud (user-data, meta-data) or Ignition JSON."""
+"""Per-host OS configuration: cloud-init NoCloud (user-data, meta-data), Ignition JSON or a debconf preseed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from vaquero.sot.models import Profile, cloud_config_error
+from vaquero.sot.models import Profile, cloud_config_error, preseed_error
 from vaquero.sot.templates import config_source, environment
 
 from .site import RenderError, safe
@@ -36,6 +36,11 @@ def render_config(root: Path, profile: Profile, context: dict[str, Any]) -> tupl
         if not isinstance(doc, dict) or not isinstance(doc.get("ignition"), dict) or "version" not in doc["ignition"]:
             raise RenderError(f"profile {profile.name}: Ignition config lacks ignition.version")
         return "ignition", (json.dumps(doc, separators=(",", ":"), sort_keys=True) + "\n").encode()
+    if profile.config.format == "preseed":
+        # Checked again whatever validation said: this text is what debian-installer will execute.
+        if (why := preseed_error(text)) is not None:
+            raise RenderError(f"profile {profile.name}: {why}")
+        return "preseed", text.encode()
     why = cloud_config_error(text)
     if why is not None:
         raise RenderError(f"profile {profile.name}: {why}")

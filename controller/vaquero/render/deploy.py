@@ -30,9 +30,6 @@ from vaquero.sot.templates import BootUrls
 from .site import RenderError, asset_relpath, safe
 
 FORMAT = "vaquero-deploy/1"
-# Stands for the installed OS's one-time phone-home token; the agent derives the real one from the
-# install token when it serves the instructions (agent.http.phone_home_token).
-PHONE_HOME_PLACEHOLDER = "VAQUERO_PHONE_HOME_TOKEN_PLACEHOLDER"
 GIB = 1 << 30
 # Stands for the erase mode of a wipe; the agent puts in one of ERASE_MODES when it serves the text.
 ERASE_PLACEHOLDER = "VAQUERO_ERASE_PLACEHOLDER"
@@ -89,7 +86,7 @@ def nocloud_url(urls: BootUrls, host: str) -> str:
 
 
 def phone_home_url(urls: BootUrls, host: str) -> str:
-    return f"{urls.base}/v1/boot/phone-home/{host}?token={PHONE_HOME_PLACEHOLDER}"
+    return urls.phone_home(host)
 
 
 def _line(key: str, value: object, rule: str, where: str) -> str:

@@ -168,6 +168,38 @@ def cloud_config_error(text: str) -> str | None:
     return None
 
 
+# debconf-set-selections' line: owner, question, type, value. Owners and questions are debconf names
+# (d-i's own plus packages'); the value runs to the end of the line.
+_PRESEED_LINE = re.compile(r"^([a-z0-9][a-z0-9.+-]*)[ \t]+([A-Za-z0-9][A-Za-z0-9/_.+:-]*)[ \t]+([a-z]+)(?:[ \t](.*))?$")
+_PRESEED_TYPES = frozenset({"string", "boolean", "select", "multiselect", "note", "password", "text", "title", "error", "seen"})
+_PRESEED_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f\u0085\u2028\u2029]")
+
+
+def preseed_error(text: str) -> str | None:
+    """Why a rendered preseed is refused, naming the line.
+
+    Every line is a comment, blank, or one whole answer. Backslash continuations are refused: a
+    template value ending in a backslash would join the next answer to it, and one line per answer
+    is what the checks here (and a reviewer) can see.
+    """
+    for n, line in enumerate(text.split("\n"), 1):
+        if _PRESEED_CONTROL.search(line.replace("\r", "") if line.endswith("\r") else line):
+            return f"preseed line {n}: a control character (only tabs are allowed)"
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            return f"preseed line {n}: ends with a backslash (continuation lines are not accepted: one answer per line)"
+        m = _PRESEED_LINE.match(stripped)
+        if m is None:
+            return f"preseed line {n}: not 'owner question type value': {stripped[:80]!r}"
+        if m.group(3) not in _PRESEED_TYPES:
+            return f"preseed line {n}: unknown type {m.group(3)!r} for {m.group(2)}"
+        if m.group(3) == "boolean" and (m.group(4) or "").strip() not in ("true", "false"):
+            return f"preseed line {n}: {m.group(2)} is boolean: true or false, not {(m.group(4) or '').strip()[:40]!r}"
+    return None
+
+
 # vars feed templates (cmdline, cloud-init, Ignition): bounded in size and depth, keys are Keys,
 # strings are one line. A long list of PEM blocks belongs in a template or a file, not in vars.
 VARS_MAX_NODES = 10_000
@@ -382,7 +414,9 @@ class Package(Model):
 
 
 class ConfigTemplate(Model):
-    format: Literal["cloud-init", "ignition"]
+    format: Literal["cloud-init", "ignition", "preseed"] = Field(
+        description="cloud-init (NoCloud user-data), ignition (JSON) or preseed (debconf answers for debian-installer)"
+    )
     template: RelPath | None = Field(None, description="path of a Jinja2 template inside the SoT repository")
     inline: Template | None = Field(None, description="the Jinja2 template itself")
 
@@ -406,6 +440,11 @@ class Profile(Model):
         "", description="Jinja2 template of the kernel command line; once rendered: key or key=value tokens (see cmdline_error)"
     )
     config: ConfigTemplate | None = None
+    phone_home: bool = Field(
+        False,
+        description="installer profiles: the installed OS reports itself to urls.phone_home (the config must use it) and the"
+        " install waits for that report before the validate hooks; image profiles always do",
+    )
     packages: list[Package] = Field(
         [],
         description="OS packages at these versions (Debian: apt): upgrade.strategy reboot installs them over SSH before the reboot,"

@@ -6,9 +6,11 @@ validates is a template that renders on the agent.
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import json
 import re
+import shlex
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +28,9 @@ from .models import Cluster, Host, Network, Profile, Site
 # real token in when it arms the host. URL-safe base64 characters only, like the token itself, so
 # it needs no quoting in a URL, an iPXE line, a kernel cmdline or YAML.
 TOKEN_PLACEHOLDER = "VAQUERO_INSTALL_TOKEN_PLACEHOLDER"
+# Stands for the installed OS's one-time phone-home token; the agent derives the real one from the
+# install token when it serves a config or deploy instructions (agent.http.phone_home_token).
+PHONE_HOME_PLACEHOLDER = "VAQUERO_PHONE_HOME_TOKEN_PLACEHOLDER"
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,11 @@ class BootUrls:
     def nocloud(self, host: Host) -> str:
         """A NoCloud seed (cloud-init appends the file name, so the token is a path segment)."""
         return f"{self.base}/v1/boot/nocloud/{host.name}/{self.token}/"
+
+    def phone_home(self, host: Host | str) -> str:
+        """Where the installed OS reports that it booted (once, with a token derived from this install's)."""
+        name = host if isinstance(host, str) else host.name
+        return f"{self.base}/v1/boot/phone-home/{name}?token={PHONE_HOME_PLACEHOLDER}"
 
     def assets(self) -> str:
         return f"{self.base}/assets"
@@ -158,6 +168,25 @@ def _json_for_yaml(obj: Any, **kwargs: Any) -> str:
     return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def _shquote(value: Any) -> str:
+    """One POSIX shell word (for preseed late_command, Ignition units, runcmd strings); a value
+    holding a line break is refused rather than quoted across lines."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+    text = str(value)
+    if "\n" in text or "\r" in text or "\x00" in text:
+        raise jinja2.TemplateRuntimeError("shquote: the value holds a line break or NUL")
+    return shlex.quote(text)
+
+
+def _b64encode(value: Any) -> str:
+    """Base64 of the value's UTF-8 text: a multi-line file (a unit, a script) as one shell-safe word, for
+    formats that take one line per entry (a preseed's late_command)."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+    return base64.b64encode(str(value).encode()).decode()
+
+
 class SoTEnvironment(ImmutableSandboxedEnvironment):
     """The sandbox for SoT templates: no file access, bounded loops, calls, sizes, output and time."""
 
@@ -171,6 +200,8 @@ class SoTEnvironment(ImmutableSandboxedEnvironment):
         self.globals["range"] = _range
         self.filters["vaquero_loop_guard"] = _loop_guard
         self.policies["json.dumps_function"] = _json_for_yaml
+        self.filters["shquote"] = _shquote
+        self.filters["b64encode"] = _b64encode
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
@@ -263,7 +294,7 @@ def host_context(
         "profile": {"name": profile.name, "version": profile.version, "packages": [p.model_dump() for p in profile.packages]},
         "network": net_ctx,
         "vars": {**cluster.vars, **host.vars},
-        "urls": {"callback": urls.callback(host), "config": urls.config(host), "assets": urls.assets()},
+        "urls": {"callback": urls.callback(host), "config": urls.config(host), "phone_home": urls.phone_home(host), "assets": urls.assets()},
         "sot": {"sha": sha},
     }
 

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import jinja2
 
 from .errors import SoTError
-from .models import PHASES, Cluster, Host, Policy, Profile, Site, boot_method, cloud_config_error, cmdline_error, normalize_cmdline
-from .templates import config_source, environment, host_context, primary_network
+from .models import PHASES, Cluster, Host, Policy, Profile, Site, boot_method, cloud_config_error, cmdline_error, normalize_cmdline, preseed_error
+from .templates import PHONE_HOME_PLACEHOLDER, config_source, environment, host_context, primary_network
 
 if TYPE_CHECKING:  # annotations only: the loader runs these checks, so it is the one that imports
     from .loader import SoT
@@ -350,6 +350,10 @@ def _check_templates(sot: SoT) -> list[SoTError]:
     failed: set[tuple[str, str]] = set()  # one error per profile and template, not one per host
     networks: dict[int, dict[str, Any]] = {}
     for profile in sot.profiles.values():
+        if profile.phone_home and profile.image is None and profile.config is None:
+            errors.append(
+                sot.error("Profile", profile.name, ("phone_home",), "phone_home is true but the profile has no config to tell the OS urls.phone_home")
+            )
         try:
             cmdline = env.from_string(profile.cmdline) if profile.cmdline else None
         except jinja2.TemplateSyntaxError as exc:
@@ -400,4 +404,15 @@ def _check_templates(sot: SoT) -> list[SoTError]:
                 except ValueError as exc:
                     failed.add((profile.name, field))
                     errors.append(sot.error("Profile", profile.name, ("config",), f"Ignition config for host {host.name} is not JSON: {exc}"))
+                    continue
+            if field == "config" and profile.config is not None and profile.config.format == "preseed" and (why := preseed_error(out)):
+                failed.add((profile.name, field))
+                errors.append(sot.error("Profile", profile.name, ("config",), f"for host {host.name} (cluster {cluster.name}): {why}"))
+                continue
+            if field == "config" and profile.phone_home and profile.image is None and PHONE_HOME_PLACEHOLDER not in out:
+                # The install would wait for a report nothing was told where to send.
+                failed.add((profile.name, field))
+                errors.append(
+                    sot.error("Profile", profile.name, ("phone_home",), f"phone_home is true but the config for host {host.name} never uses urls.phone_home")
+                )
     return errors

@@ -108,6 +108,13 @@ image_sha256:
   returned: always
   type: str
   sample: 0f4c6e1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6
+phone_home:
+  description:
+    - Whether the installed OS of the host's profile reports itself once it booted from its disk (an image profile, or an
+      installer profile with C(phone_home) true), so that a C(wait_for=phone_home) wait after the install has a report to wait for.
+  returned: always
+  type: bool
+  sample: true
 waited:
   description: Seconds waited.
   returned: always
@@ -169,16 +176,26 @@ def main():
     phone_home = p["wait_for"] == "phone_home"
     what = "phoned home" if phone_home else "called back"
     image_sha256 = None
+    phone_home_expected = False
     try:
         sot = load(p["sot"], semantic=False)
-        image_sha256 = image_digest(sot, p["host"])
+        profile = host_profile(sot, p["host"])
+        image_sha256 = image_digest(profile)
+        phone_home_expected = phones_home(profile)
         url = p["url"] or status_url(sot, p["host"])
         if module.check_mode:
             # One look, no wait: the tasks before this one did not power cycle the host in check mode.
             status = read_status(url)
             if not (phoned_home(status, p["since"]) if phone_home else installed(status, p["since"])):
                 waited = round(time.monotonic() - start, 1)
-                module.exit_json(changed=False, called_back=False, image_sha256=image_sha256, waited=waited, msg="%s has not %s yet" % (p["host"], what))
+                module.exit_json(
+                    changed=False,
+                    called_back=False,
+                    image_sha256=image_sha256,
+                    phone_home=phone_home_expected,
+                    waited=waited,
+                    msg="%s has not %s yet" % (p["host"], what),
+                )
         else:
             status = wait_for_callback(url, since=p["since"], timeout=p["timeout"], interval=p["interval"], wait_for=p["wait_for"], image_sha256=image_sha256)
     except CallbackError as exc:
@@ -186,18 +203,29 @@ def main():
     except Exception as exc:  # the SoT could not be read
         module.fail_json(msg="%s: %s" % (type(exc).__name__, exc), image_sha256=image_sha256, waited=round(time.monotonic() - start, 1))
     module.exit_json(
-        changed=False, called_back=True, callback=status, image_sha256=image_sha256, waited=round(time.monotonic() - start, 1), msg="%s %s" % (p["host"], what)
+        changed=False,
+        called_back=True,
+        callback=status,
+        image_sha256=image_sha256,
+        phone_home=phone_home_expected,
+        waited=round(time.monotonic() - start, 1),
+        msg="%s %s" % (p["host"], what),
     )
 
 
-def image_digest(sot, host):
-    """The sha256 of the host's profile's image, None for an installer profile (or a host not in the SoT:
-    status_url then names what is missing)."""
+def host_profile(sot, host):
+    """The host's profile, None for a host not in the SoT (status_url then names what is missing)."""
     found = sot.host(host)
-    if found is None:
-        return None
-    profile = sot.profile_of(*found)
+    return sot.profile_of(*found) if found is not None else None
+
+
+def image_digest(profile):
+    """The sha256 of the profile's image, None for an installer profile."""
     return profile.image.sha256 if profile is not None and profile.image is not None else None
+
+
+def phones_home(profile):
+    return profile is not None and (profile.image is not None or profile.phone_home)
 
 
 def phoned_home(status, since):
