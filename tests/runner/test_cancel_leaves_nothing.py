@@ -199,3 +199,31 @@ def test_keeper_stop_reads_back_and_answers_none(tmp_path: Path) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         proc.wait(10)
+
+
+PARENT = """
+import subprocess, sys
+from vaquero.runner import reaper
+subprocess.Popen(reaper.command(["sh", "-c", sys.argv[1]], "dies")).wait()
+"""
+
+
+def test_a_dying_controller_takes_its_launch_along(tmp_path: Path) -> None:
+    """The process that started the keeper is SIGKILLed (nothing of it runs cleanup): the keeper is told
+    (PR_SET_PDEATHSIG) and stops the launch, a detached daemon included."""
+    need("setsid", "util-linux")
+    ready = tmp_path / "ready"
+    script = f'setsid -f {sys.executable} -c "import time; time.sleep(3600)" {tmp_path}; touch {ready}; exec sleep 3600'
+    env = {**os.environ, "PYTHONPATH": str(Path(reaper.__file__).parents[2])}
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, script], env=env)
+    try:
+        wait_until(ready.exists, 30, "the command to start its daemon")
+        assert any("time.sleep(3600)" in c for c in processes_of(tmp_path).values())
+        parent.kill()
+        parent.wait(10)
+        wait_until(lambda: not processes_of(tmp_path), 30, "the launch of the dead controller to be stopped")
+    finally:
+        kill(processes_of(tmp_path))
+        with contextlib.suppress(ProcessLookupError):
+            parent.kill()
+        parent.wait(10)
