@@ -173,7 +173,8 @@ def test_keeper_passes_the_status_on_and_stops_what_a_command_left(tmp_path: Pat
     # The command ends only once the daemon is up (it writes to the fifo): the keeper has something to stop.
     daemon = f"import time; open('{fifo}', 'w').write('up'); time.sleep(3600)"
     script = f'setsid -f {sys.executable} -c "{daemon}" {tmp_path}; read up < {fifo}; test "$up" = up && exit 3'
-    proc = subprocess.run(reaper.command(["sh", "-c", script], "t"), capture_output=True, text=True, timeout=60)
+    env = {**os.environ, "FAKE_DIR": str(tmp_path)}  # marks every process below, for processes_of
+    proc = subprocess.run(reaper.command(["sh", "-c", script], "t"), capture_output=True, text=True, timeout=60, env=env)
     try:
         assert proc.returncode == 3, proc.stderr
         assert "stopping what it left running" in proc.stderr and "(python" in proc.stderr, proc.stderr
@@ -187,7 +188,7 @@ def test_keeper_stop_reads_back_and_answers_none(tmp_path: Path) -> None:
     need("setsid", "util-linux")
     ready = tmp_path / "ready"
     script = f'setsid -f {sys.executable} -c "import time; time.sleep(3600)" {tmp_path}; touch {ready}; exec sleep 3600'
-    proc = subprocess.Popen(reaper.command(["sh", "-c", script], "tok"), stderr=subprocess.PIPE)
+    proc = subprocess.Popen(reaper.command(["sh", "-c", script], "tok"), env={**os.environ, "FAKE_DIR": str(tmp_path)})
     try:
         wait_until(ready.exists, 30, "the command to start its daemon")
         assert reaper.find("tok") == proc.pid
@@ -214,7 +215,7 @@ def test_a_dying_controller_takes_its_launch_along(tmp_path: Path) -> None:
     need("setsid", "util-linux")
     ready = tmp_path / "ready"
     script = f'setsid -f {sys.executable} -c "import time; time.sleep(3600)" {tmp_path}; touch {ready}; exec sleep 3600'
-    env = {**os.environ, "PYTHONPATH": str(Path(reaper.__file__).parents[2])}
+    env = {**os.environ, "PYTHONPATH": str(Path(reaper.__file__).parents[2]), "FAKE_DIR": str(tmp_path)}
     parent = subprocess.Popen([sys.executable, "-c", PARENT, script], env=env)
     try:
         wait_until(ready.exists, 30, "the command to start its daemon")

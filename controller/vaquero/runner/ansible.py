@@ -203,8 +203,11 @@ def launch(
             if last_check[1]:
                 # Before answering "cancel": ansible-runner would SIGKILL the keeper's process group,
                 # which the workers left (setsid). The keeper kills them all and reads back that none is left.
-                keeper = reaper.find(token)
-                why = reaper.stop(keeper) if keeper is not None else "its keeper process was not found"
+                try:
+                    keeper = reaper.find(token)
+                    why = reaper.stop(keeper) if keeper is not None else "its keeper process was not found"
+                except Exception as exc:  # raising here would make ansible-runner skip even its own kill
+                    why = f"stopping its keeper failed: {type(exc).__name__}: {exc}"
                 if why is not None:
                     not_stopped.append(why)
         return bool(last_check[1])
