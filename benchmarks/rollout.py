@@ -14,7 +14,10 @@ Then times make_plan + render_text (the loads are not timed) of both, the policy
     sum over its stages of ceil(hosts in stage / b) with b = min(max_concurrent, hosts - min_available):
     no plan can take more in-service hosts down at once (min_available) or start a stage before the
     previous one is ready; a dependency chain costs the sum of its clusters and independent
-    chains run in parallel, so the plan's bound is its longest chain. The plain
+    chains run in parallel, so the plan's bound is its longest chain. The bound is a few lines of
+    arithmetic over the SoT's raw YAML (yaml.safe_load), not Vaquero's ordering code, and the plan's
+    waves are checked against the same YAML (every host once, at most b per cluster and wave,
+    stages and depends_on in order) before its length counts. The plain
     ceil(hosts / max_concurrent) per chain is printed beside it: it is lower whenever min_available
     or stages force smaller waves, and no plan that keeps them can reach it.
 Usage: benchmarks/rollout.py [--hosts N] [--clusters N] [--sites N] [--repeat N]
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import statistics
 import sys
 import tempfile
@@ -107,28 +111,102 @@ def generate(root: Path, sites: int, clusters: int, hosts: int, version: str, ba
         (root / "clusters" / f"c{c}.yaml").write_text(yaml.safe_dump(cluster, sort_keys=False))
 
 
-def lower_bound(sot: Any) -> tuple[int, int]:
-    """(bound honouring min_available and stages, plain ceil(n / max_concurrent)), longest chain of each."""
-    from vaquero.policy.waves import order_hosts, split_stages
-    from vaquero.sot.validate import resolve_count
+def raw_clusters(root: Path) -> dict[str, dict[str, Any]]:
+    """The clusters as written in the SoT's YAML, read with nothing of Vaquero's."""
+    clusters = {}
+    for path in sorted((root / "clusters").glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        clusters[doc["name"]] = doc
+    return clusters
 
+
+def wave_capacity(cluster: dict[str, Any]) -> int:
+    """In-service hosts one wave may take down: min(max_concurrent, hosts - min_available).
+
+    Policy defaults as docs/sot.md gives them: max_concurrent 1, min_available 0; a percentage is
+    rounded up (a safety floor is never rounded away). Every host here is in service and upgraded.
+    """
+    policy = cluster.get("policy") or {}
+    n = len(cluster["hosts"])
+    floor = policy.get("min_available", 0)
+    if isinstance(floor, str):
+        floor = math.ceil(int(floor.rstrip("%")) * n / 100)
+    return min(policy.get("max_concurrent", 1), n - floor)
+
+
+def stage_sizes(cluster: dict[str, Any]) -> list[int]:
+    """Hosts per stage: a host belongs to the first stage sharing one of its roles; the rest form a last stage."""
+    stages = (cluster.get("policy") or {}).get("stages") or []
+    counts = [0] * (len(stages) + 1)
+    for host in cluster["hosts"]:
+        roles = set(host.get("roles") or [])
+        index = next((i for i, stage in enumerate(stages) if roles & set(stage["roles"])), len(stages))
+        counts[index] += 1
+    return [c for c in counts if c]
+
+
+def lower_bound(clusters: dict[str, dict[str, Any]]) -> tuple[int, int]:
+    """(bound honouring min_available and stages, plain ceil(n / max_concurrent)), longest chain of each.
+
+    Computed from the raw YAML, independently of Vaquero's ordering code: a cluster needs at least
+    sum over its stages of ceil(hosts in stage / capacity) waves (stages never share a wave, and no
+    wave may take more than the capacity down); a cluster starts after its dependencies finish, so
+    a chain costs the sum of its clusters; independent chains run side by side.
+    """
     strict: dict[str, int] = {}
     plain: dict[str, int] = {}
 
     def cost(name: str) -> tuple[int, int]:
         if name not in strict:
-            c = sot.clusters[name]
-            n = len(c.hosts)
-            batch = min(c.policy.max_concurrent, n - resolve_count(c.policy.min_available, n))
-            own = sum(-(-len(hosts) // batch) for _, hosts in split_stages(c, order_hosts(c, {h.name for h in c.hosts})))
-            deps = [cost(d) for d in c.depends_on]
+            c = clusters[name]
+            capacity = wave_capacity(c)
+            own = sum(math.ceil(k / capacity) for k in stage_sizes(c)) if capacity > 0 else 0
+            deps = [cost(d) for d in c.get("depends_on") or []]
             strict[name] = own + max((d[0] for d in deps), default=0)
-            plain[name] = -(-n // c.policy.max_concurrent) + max((d[1] for d in deps), default=0)
+            max_concurrent = (c.get("policy") or {}).get("max_concurrent", 1)
+            plain[name] = math.ceil(len(c["hosts"]) / max_concurrent) + max((d[1] for d in deps), default=0)
         return strict[name], plain[name]
 
-    for name in sot.clusters:
+    for name in clusters:
         cost(name)
     return max(strict.values()), max(plain.values())
+
+
+def check_plan(clusters: dict[str, dict[str, Any]], waves: list[Any]) -> list[str]:
+    """What the planned waves break of the raw YAML's rules, checked without Vaquero's code (empty: none)."""
+    where: dict[str, int] = {}
+    per_wave: dict[tuple[str, int], int] = {}
+    problems = []
+    for wave in waves:
+        for step in wave.steps:
+            if step.host in where:
+                problems.append(f"host {step.host} is in waves {where[step.host]} and {wave.number}")
+            where[step.host] = wave.number
+            per_wave[step.cluster, wave.number] = per_wave.get((step.cluster, wave.number), 0) + 1
+    for name, c in clusters.items():
+        names = [h["name"] for h in c["hosts"]]
+        missing = [h for h in names if h not in where]
+        if missing:
+            problems.append(f"cluster {name}: {len(missing)} host(s) in no wave, e.g. {missing[0]}")
+            continue
+        busiest = max((k for (cl, _), k in per_wave.items() if cl == name), default=0)
+        if busiest > wave_capacity(c):
+            problems.append(f"cluster {name}: {busiest} hosts in one wave, capacity {wave_capacity(c)}")
+        stages = (c.get("policy") or {}).get("stages") or []
+        stage_of = {}
+        for host in c["hosts"]:
+            roles = set(host.get("roles") or [])
+            stage_of[host["name"]] = next((i for i, stage in enumerate(stages) if roles & set(stage["roles"])), len(stages))
+        for i in range(len(stages)):
+            done = [where[h] for h in names if stage_of[h] <= i]
+            later = [where[h] for h in names if stage_of[h] > i]
+            if done and later and min(later) <= max(done):
+                problems.append(f"cluster {name}: a host after stage {stages[i]['name']} runs in wave {min(later)}, before that stage ends")
+        for dep in c.get("depends_on") or []:
+            last_dep = max(where[h["name"]] for h in clusters[dep]["hosts"])
+            if min(where[h] for h in names) <= last_dep:
+                problems.append(f"cluster {name} starts at or before wave {last_dep}, where {dep} (depends_on) still runs")
+    return problems
 
 
 def main() -> int:
@@ -144,11 +222,13 @@ def main() -> int:
     now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)  # a Wednesday noon: most windows are closed
     with tempfile.TemporaryDirectory() as tmp:
         sots = {}
+
         for kind in ("bare", "policy"):
             for rev, version in (("old", "1"), ("new", "2")):
                 root = Path(tmp, kind, rev)
                 generate(root, args.sites, args.clusters, args.hosts, version, bare=kind == "bare")
                 sots[kind, rev] = load(root, semantic=rev == "old") if rev == "old" else load(root)
+        raw = raw_clusters(Path(tmp, "policy", "new"))
     # The four loaded revisions are long-lived: keep the collector from re-walking them in both timings.
     gc.collect()
     gc.freeze()
@@ -182,7 +262,12 @@ def main() -> int:
         return 1
     b, p = statistics.median(bare_times), statistics.median(policy_times)
     waves = len(plan.schedule.waves)
-    bound, plain = lower_bound(sots["policy", "new"])
+    bound, plain = lower_bound(raw)
+    problems = check_plan(raw, plan.schedule.waves)
+    if problems:
+        # A plan that breaks a rule is no result: its wave count says nothing against the bound.
+        print(f"the policy plan breaks {len(problems)} rule(s) of the SoT, e.g.: " + "; ".join(problems[:5]), file=sys.stderr)
+        return 1
     waits = sum(1 for d in plan.schedule.decisions if " waits: window opens " in d)
     held = sum(1 for d in plan.schedule.decisions if " held: " in d)
     chains = args.clusters // CHAIN
@@ -193,9 +278,9 @@ def main() -> int:
     print(f"  of which the policy engine (waves.schedule): policy {ep:.3f}s, bare {eb:.3f}s ({ep / eb:.2f}x)")
     print(f"rollout plan time vs bare plan ratio {p / b:.2f} (policy {p:.3f}s, bare {b:.3f}s, target <= 2.0)")
     print(
-        f"rollout makespan vs lower bound ratio {waves / bound:.2f} (planned {waves} waves, bound {bound} = longest chain of "
-        f"per-cluster sum over stages of ceil(n / min(max_concurrent, n - min_available)); "
-        f"ceil(n / max_concurrent) per chain alone: {plain}; target 1.0)"
+        f"rollout makespan vs lower bound ratio {waves / bound:.2f} (planned {waves} waves, checked against the raw YAML: every host "
+        f"once, capacity, stages, depends_on; bound {bound} from the raw YAML = longest chain of per-cluster sum over stages of "
+        f"ceil(n / min(max_concurrent, n - min_available)); ceil(n / max_concurrent) per chain alone: {plain}; target 1.0)"
     )
     return 0
 
