@@ -28,6 +28,7 @@ from bmc_helpers import PASSWORD, USERNAME, free_port, stop
 from waiting import wait_until
 
 from vaquero.bmc import BmcCircuitOpen, BmcUnreachable, Endpoint, Guard, GuardPolicy, open_bmc
+from vaquero.bmc.emulator import system_uuid_for
 from vaquero.bmc.fleetguard import GUARD_DIR_ENV, MAX_SESSIONS_ENV, FleetDir, GuardConfigError, GuardDirError, configured_max_sessions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -324,7 +325,8 @@ def _inventory(tmp: Path, hosts: dict[str, dict]) -> Path:
     for name, bmc in hosts.items():
         inv["all"]["children"]["fleet"]["hosts"][name] = {
             "vaquero_bmc": {"username": USERNAME, "password_file": str(pw), **bmc},
-            "vaquero_host": {"power": "on"},
+            # the machine the emulated BMC is (power.yml checks the BMC's system UUID first)
+            "vaquero_host": {"power": "on", "uuid": str(system_uuid_for(bmc["port"]))},
         }
     path = tmp / "inventory.yml"
     path.write_text(yaml.safe_dump(inv))

@@ -70,28 +70,31 @@ def _bindable(port: int) -> bool:
         return False
 
 
-def _sot(lab_sot: Path, dest: Path, node2: int, node3: int, reinstall: bool) -> Path:
+def _sot(lab_sot: Path, dest: Path, node2: int, node3: int, change: str | None) -> Path:
     subprocess.run(["cp", "-r", f"{lab_sot}/.", str(dest)], check=True)
     path = dest / "clusters" / "lab.yaml"
     text = path.read_text().replace("port: 6232,", f"port: {node2},").replace("port: 6233,", f"port: {node3},")
     text = text.replace("on_failure: retry", "on_failure: halt")
-    if reinstall:
+    if change == "reinstall":
         text = text.replace("ips: {prov: 10.90.0.12}", "ips: {prov: 10.90.0.12}\n    reinstall: 1")
+    elif change == "power":
+        text = text.replace("ips: {prov: 10.90.0.12}", 'ips: {prov: 10.90.0.12}\n    power: "off"')
     path.write_text(text)
     return dest
 
 
-def test_swapped_bmc_fails_the_host_in_the_timeline_with_no_power_or_boot(tmp_path, lab_sot, bmcs, monkeypatch) -> None:
+@pytest.mark.parametrize("change", ["reinstall", "power"])  # install.yml, power.yml
+def test_swapped_bmc_fails_the_host_in_the_timeline_with_no_power_or_boot(tmp_path, lab_sot, bmcs, monkeypatch, change) -> None:
     port, uuids, bmc_state = bmcs
     monkeypatch.setenv("VAQUERO_LAB_BMC_PASSWORD", PASSWORD)
     monkeypatch.delenv("VAQUERO_CONTENT_DIR", raising=False)  # the checkout's real playbooks
     (tmp_path / "old").mkdir()
     (tmp_path / "new").mkdir()
-    old = load(_sot(lab_sot, tmp_path / "old", port, port + 1, reinstall=False), sha="a" * 40)
-    # The new revision reinstalls node2, and (by mistake) swaps node2's and node3's BMC addresses.
-    new_dir = _sot(lab_sot, tmp_path / "new", port + 1, port, reinstall=True)
+    old = load(_sot(lab_sot, tmp_path / "old", port, port + 1, change=None), sha="a" * 40)
+    # The new revision reinstalls node2 (or powers it off), and (by mistake) swaps node2's and node3's BMC addresses.
+    new_dir = _sot(lab_sot, tmp_path / "new", port + 1, port, change=change)
     plan = make_plan(old, load(new_dir, sha="b" * 40))
-    assert ("node2", "reinstall") in [(h.host, h.action) for h in plan.hosts], plan.to_dict()
+    assert ("node2", change) in [(h.host, h.action) for h in plan.hosts], plan.to_dict()
     store = SQLiteStore(tmp_path / "state.db")
     for host in ("node1", "node2", "node3", "node4"):
         transition(store, Event(host, "ready", None, "test", "installed earlier", sha="a" * 40))
@@ -107,7 +110,7 @@ def test_swapped_bmc_fails_the_host_in_the_timeline_with_no_power_or_boot(tmp_pa
     assert f"host node2: the ipmi BMC at 127.0.0.1:{port + 1} is not this host's BMC" in reason, reason
     assert f"the BMC reports system UUID {uuids['node3']}, the SoT expects {uuids['node2']}" in reason, reason
     seq = [e["state"] for e in timeline(store, "node2")]
-    assert "powering_off" not in seq and "netbooting" not in seq, seq  # the run never got near the power
+    assert not {"draining", "powering_off", "netbooting"} & set(seq), seq  # the run never got near a hook or the power
     # Counted by the BMCs: no power or boot request on either; the one node2's entry names got Get System GUID only.
     state = bmc_state()
     assert [s["counts"] for s in state.values()] == [{}, {}], state

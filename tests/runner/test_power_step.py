@@ -42,7 +42,7 @@ def _free_udp_block(count: int) -> int:
 
 
 @pytest.fixture
-def bmcs(tmp_path: Path):
+def bmcs(tmp_path: Path, lab_sot: Path):
     port = _free_udp_block(4)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -51,6 +51,8 @@ def bmcs(tmp_path: Path):
     pw.write_text(PASSWORD)
     cmd = [sys.executable, "-m", "vaquero.bmc.emulator", "--address", "127.0.0.1", "--port", str(port), "--count", "4"]
     cmd += ["--username", "admin", "--password-file", str(pw), "--control-port", str(control), "--acpi-delay", "0.2"]
+    # The lab hosts' machines: power.yml checks each BMC's system UUID against the SoT first.
+    cmd += [a for _, _, h in load(lab_sot, semantic=False).hosts() for a in ("--uuid", str(h.uuid))]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
     def state() -> dict:

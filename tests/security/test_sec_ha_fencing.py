@@ -277,6 +277,8 @@ def bmc_fleet(tmp_path: Path) -> Iterator[tuple[int, Path, int]]:
     log.touch()
     cmd = [sys.executable, str(script), "--address", "127.0.0.1", "--port", str(port), "--count", "4", "--username", "admin"]
     cmd += ["--password-file", str(pw), "--control-port", str(control), "--acpi-delay", str(ACPI_DELAY)]
+    # node1..node4's machines: power.yml and the roles check each BMC's system UUID against the SoT first.
+    cmd += [a for _, _, h in load(REPO / "inventories" / "lab", semantic=False).hosts() for a in ("--uuid", str(h.uuid))]
     out = open(tmp_path / "emulator.out", "wb")
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HA_BMC_LOG": str(log)}, preexec_fn=_die_with_parent)
     try:
