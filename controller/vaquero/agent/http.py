@@ -100,8 +100,12 @@ def _prepared(status: int, body: bytes, ctype: bytes = _TEXT, host: str | None =
     return (status, headers, body, host, kind, raw)
 
 
-def safe_path(root: Path, rel: str) -> Path | None:
-    """root/rel when rel is a plain relative path to a regular file inside root, else None."""
+def safe_path(root: Path, rel: str, *, follow_file_links: bool = False) -> Path | None:
+    """root/rel when rel is a plain relative path to a regular file inside root, else None.
+
+    follow_file_links (the iPXE root): a file that is a symlink in root is followed wherever it
+    points, as the TFTP server does (Debian's /usr/lib/ipxe/ipxe.efi -> /boot/ipxe.efi); folders on
+    the way must still be real folders inside root. Asset roots never follow links out of root."""
     if not rel or "\x00" in rel or "\\" in rel or rel.startswith("/"):
         return None
     parts = rel.split("/")
@@ -110,9 +114,15 @@ def safe_path(root: Path, rel: str) -> Path | None:
     candidate = root.joinpath(*parts)
     try:
         real = candidate.resolve(strict=True)
+        top = root.resolve(strict=True)
+        parent = candidate.parent.resolve(strict=True)
     except (OSError, RuntimeError):
         return None
-    if not real.is_relative_to(root.resolve()) or not real.is_file():
+    if follow_file_links:
+        inside = parent == top.joinpath(*parts[:-1])
+    else:
+        inside = real.is_relative_to(top)
+    if not inside or not real.is_file():
         return None
     return real
 
@@ -369,7 +379,7 @@ class BootApp:
             if path.startswith("/assets/"):
                 return await self._file(self.asset_root, path[len("/assets/") :], scope, send, method, client)
             if path.startswith("/ipxe/") and self.ipxe_root is not None:
-                return await self._file(self.ipxe_root, path[len("/ipxe/") :], scope, send, method, client)
+                return await self._file(self.ipxe_root, path[len("/ipxe/") :], scope, send, method, client, follow_file_links=True)
             if path.startswith("/v1/boot/status/"):
                 name = path[len("/v1/boot/status/") :]
                 if self.host(name) is None and name not in self.states.hosts:
@@ -415,11 +425,11 @@ class BootApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body if method == "GET" else b""})
 
-    async def _file(self, root: Path, rel: str, scope: Scope, send: Send, method: str, client: str) -> None:
+    async def _file(self, root: Path, rel: str, scope: Scope, send: Send, method: str, client: str, *, follow_file_links: bool = False) -> None:
         if is_escape(rel):
             log.warning("path escape refused: %r from %s", rel, client, extra={"host": client})
             return await self._reply(send, 400, b"bad path\n", method)
-        real = safe_path(root, rel)
+        real = safe_path(root, rel, follow_file_links=follow_file_links)
         if real is None:
             log.warning("no such file: %r from %s", rel, client, extra={"host": client})
             return await self._reply(send, 404, b"not found\n", method)
