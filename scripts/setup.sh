@@ -19,7 +19,7 @@ APT_PACKAGES=(
   etcd-server etcd-client
   nginx-light wrk curl
   mmdebstrap grub-pc-bin grub-efi-amd64-bin gdisk mtools dosfstools e2fsprogs qemu-utils
-  xz-utils zstd openssh-client
+  xz-utils zstd openssh-client dropbear-bin
 )
 
 missing=()

@@ -26,6 +26,7 @@ from typing import Any
 import jinja2
 
 from vaquero.childenv import HOOK_ALLOW, ansible_env, child_env
+from vaquero.hostkeys import known_hosts
 from vaquero.secretref import SECRETS_DIR_ENV
 from vaquero.sot.loader import SoT
 from vaquero.sot.models import Cluster, Hook, Host
@@ -150,10 +151,11 @@ def _ssh(address: str | None, port: int, timeout: float) -> tuple[bool, str, int
     return False, f"no SSH on {address}:{port} within {timeout:g}s ({last})", None
 
 
-def ssh_command(address: str, port: int, user: str, key: str, known_hosts: Path, unit: str, connect_timeout: float) -> list[str]:
+def ssh_command(address: str, port: int, user: str, key: str, known_hosts: Path, unit: str, connect_timeout: float, *, pinned: bool = False) -> list[str]:
     """The ssh command line of an ssh_check: no user or system config, no agent, only the SoT's key,
-    batch mode. The host keys are new at each install (cloud-init makes them at first boot), so the
-    first one seen is taken into a known_hosts file of this check alone (trust on first use)."""
+    batch mode. `pinned`: known_hosts holds the keys the installed OS reported when it phoned home
+    (vaquero.hostkeys) and the host must show one of them; else the host keys are new at each install
+    (cloud-init makes them at first boot) and the first one seen is taken (trust on first use)."""
     ssh = shutil.which("ssh") or "ssh"
     probe = f'echo "hostname=$(hostname)"; echo "addresses=$(hostname -I)"; echo "unit=$(systemctl is-active -- {shlex.quote(unit)})"'
     options = {
@@ -161,7 +163,7 @@ def ssh_command(address: str, port: int, user: str, key: str, known_hosts: Path,
         "IdentitiesOnly": "yes",
         "IdentityAgent": "none",
         "PasswordAuthentication": "no",
-        "StrictHostKeyChecking": "accept-new",
+        "StrictHostKeyChecking": "yes" if pinned else "accept-new",
         "UserKnownHostsFile": str(known_hosts),
         "GlobalKnownHostsFile": "/dev/null",
         "ConnectTimeout": str(max(1, int(connect_timeout))),
@@ -186,9 +188,12 @@ def ssh_verdict(output: str, name: str, address: str, unit: str) -> tuple[bool, 
     return all(ok for ok, _ in checks), "; ".join(("ok: " if ok else "MISMATCH: ") + text for ok, text in checks)
 
 
-def _ssh_check(address: str | None, port: int, user: str, key: str, unit: str, name: str, timeout: float) -> tuple[bool, str, int | None]:
+def _ssh_check(
+    address: str | None, port: int, user: str, key: str, unit: str, name: str, timeout: float, host_keys: list[str] | None = None
+) -> tuple[bool, str, int | None]:
     """Log in over SSH with the SoT's key and check the host's hostname, address and unit. Retries a
-    failed connection (ssh exit 255) until the timeout; a host that answered is judged at once."""
+    failed connection (ssh exit 255) until the timeout; a host that answered is judged at once, and
+    so is a host whose key is not one of `host_keys` (those it reported when it phoned home)."""
     if not address:
         return False, "the host has no address on its primary network", None
     if not os.path.isfile(key):
@@ -196,9 +201,14 @@ def _ssh_check(address: str | None, port: int, user: str, key: str, unit: str, n
     deadline = time.monotonic() + timeout
     last = "not tried"
     with tempfile.TemporaryDirectory(prefix="vaquero-ssh-") as tmp:
+        if host_keys:
+            try:
+                (Path(tmp) / "known_hosts").write_text(known_hosts(address, port, host_keys))
+            except ValueError as exc:
+                return False, f"ssh_check: the host keys to hold {address} to are unusable: {exc}", None
         while True:
             left = deadline - time.monotonic()
-            cmd = ssh_command(address, port, user, key, Path(tmp) / "known_hosts", unit, min(10.0, max(1.0, left)))
+            cmd = ssh_command(address, port, user, key, Path(tmp) / "known_hosts", unit, min(10.0, max(1.0, left)), pinned=bool(host_keys))
             try:
                 res = subprocess.run(
                     cmd, capture_output=True, text=True, timeout=max(5.0, min(30.0, left + 5)), env=child_env(allow=HOOK_ALLOW), stdin=subprocess.DEVNULL
@@ -210,6 +220,9 @@ def _ssh_check(address: str | None, port: int, user: str, key: str, unit: str, n
                     ok, verdict = ssh_verdict(res.stdout, name, address, unit)
                     return ok, f"ssh {user}@{address}:{port}: {verdict}" + ("" if ok else f"\n{(res.stdout + res.stderr)[-1000:]}"), res.returncode
                 last = f"ssh {user}@{address}:{port}: {res.stderr.strip()[-300:] or 'connection failed'}"
+                if host_keys and "Host key verification failed" in res.stderr:
+                    # Another machine answers for the address: no retry makes it the host.
+                    return False, f"ssh {user}@{address}:{port}: the host's SSH key is none of the {len(host_keys)} it reported when it phoned home", 255
             if time.monotonic() + 2 >= deadline:
                 return False, f"no SSH login within {timeout:g}s ({last})", None
             time.sleep(2)
@@ -263,7 +276,7 @@ def sot_file(sot: SoT, rel: str) -> Path:
     return path
 
 
-def attempt_once(sot: SoT, hook: Hook, cluster: Cluster, host: Host, phase: str) -> tuple[bool, str, int | None]:
+def attempt_once(sot: SoT, hook: Hook, cluster: Cluster, host: Host, phase: str, host_keys: list[str] | None = None) -> tuple[bool, str, int | None]:
     ctx = context(sot, cluster, host)
     env = {
         "VAQUERO_HOST": host.name,
@@ -283,7 +296,7 @@ def attempt_once(sot: SoT, hook: Hook, cluster: Cluster, host: Host, phase: str)
         return _ssh(_host_ip(sot, cluster, host), hook.port, hook.timeout)
     if hook.type == "ssh_check":
         assert hook.user is not None and hook.ssh_key is not None  # the model requires both for ssh_check
-        return _ssh_check(_host_ip(sot, cluster, host), hook.port, hook.user, hook.ssh_key, hook.unit, host.name, hook.timeout)
+        return _ssh_check(_host_ip(sot, cluster, host), hook.port, hook.user, hook.ssh_key, hook.unit, host.name, hook.timeout, host_keys)
     if hook.type == "kubernetes_drain":
         return _kubectl(["drain", host.name, "--ignore-daemonsets", "--delete-emptydir-data", f"--timeout={hook.timeout}s"], hook.timeout)
     if hook.type == "kubernetes_uncordon":
@@ -293,8 +306,9 @@ def attempt_once(sot: SoT, hook: Hook, cluster: Cluster, host: Host, phase: str)
     raise HookError(f"hook type {hook.type} is run by the hooks role, not here")
 
 
-def run_hook(sot: SoT, name: str, host_name: str, phase: str, *, sleep: Any = time.sleep) -> HookResult:
-    """Run one hook for one host with its timeout, retries and delay. Never raises for a failed check."""
+def run_hook(sot: SoT, name: str, host_name: str, phase: str, *, sleep: Any = time.sleep, host_keys: list[str] | None = None) -> HookResult:
+    """Run one hook for one host with its timeout, retries and delay. Never raises for a failed check.
+    `host_keys`: the SSH host keys the host reported (vaquero.hostkeys), which an ssh_check holds it to."""
     hook = sot.hooks.get(name)
     if hook is None:
         raise HookError(f"hook {name!r} is not defined in the SoT")
@@ -310,7 +324,7 @@ def run_hook(sot: SoT, name: str, host_name: str, phase: str, *, sleep: Any = ti
     for number in range(1, hook.retries + 2):
         start = time.monotonic()
         try:
-            ok, output, rc = attempt_once(sot, hook, cluster, host, phase)
+            ok, output, rc = attempt_once(sot, hook, cluster, host, phase, host_keys)
         except HookError as exc:
             ok, output, rc = False, str(exc), None
         result.attempts.append(Attempt(number, ok, _tail(output), round(time.monotonic() - start, 3), rc))

@@ -174,6 +174,8 @@ def test_push_approve_two_hosts_installed_from_the_debian_image_ssh_validated_re
             validating = by_state(events, "validating")
             booted = validating["detail"]["phone_home"]
             assert booted["event"] == "booted" and booted["hostname"] == name and booted["image"]["name"] == "debian-12", booted
+            # with its SSH host keys, which the ssh_check below and the in-place upgrades are held to
+            assert [k.split()[0] for k in booted["ssh_host_keys"]] == ["ecdsa-sha2-nistp256", "ssh-ed25519"], booted
             # The SSH login: hostname, address and ssh.service as the SoT says.
             ssh = next(e["detail"]["hook"] for e in events if e["detail"].get("hook", {}).get("name") == "ssh-login")
             assert ssh["ok"], ssh

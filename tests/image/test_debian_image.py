@@ -22,6 +22,7 @@ from image_helpers import GROW, TIMINGS, Listener, boot, nocloud_seed
 from requirements import need
 from waiting import wait_until
 
+from vaquero.hostkeys import host_keys
 from vaquero.image import fat, grub
 from vaquero.image.build import DEFAULT_CACHE, Built, build, cache_key, sha256_file
 from vaquero.image.gpt import Layout, plan
@@ -260,7 +261,7 @@ write_files:
 runcmd:
   - [sh, -c, 'echo "VAQUERO-BOOTED-$(hostname) root-bytes=$(df -B1 --output=size / | tail -n1 | tr -d " ")
       marker=$(cat /var/lib/vaquero-test/marker) host-keys=$(cd /etc/ssh && ls ssh_host_*_key | tr "\\n" ,)
-      sshd-keys=$(sshd -T | grep -c "^hostkey ") VAQUERO-END" > /dev/ttyS0']
+      sshd-keys=$(sshd -T | grep -c "^hostkey ") ed25519=$(cut -d" " -f2 /etc/ssh/ssh_host_ed25519_key.pub) VAQUERO-END" > /dev/ttyS0']
 """
 
 
@@ -278,7 +279,7 @@ def _boot_and_check(built: Built, firmware: str, listener: Listener, tmp_path: P
 def _check_boot(built: Built, firmware: str, vm, listener: Listener, started: float) -> None:
     text = vm.wait_for("VAQUERO-END", timeout=900)
     TIMINGS[f"{firmware} boot to marker"] = time.monotonic() - started
-    line = re.search(r"VAQUERO-BOOTED-(\S+) root-bytes=(\d+) marker=(\S+) host-keys=(\S*) sshd-keys=(\d+) VAQUERO-END", text)
+    line = re.search(r"VAQUERO-BOOTED-(\S+) root-bytes=(\d+) marker=(\S+) host-keys=(\S*) sshd-keys=(\d+) ed25519=(\S+) VAQUERO-END", text)
     assert line, text[-3000:]
     assert line.group(1) == HOSTNAME  # the hostname came from the seed's meta-data
     assert line.group(3) == "from-the-seed"
@@ -293,6 +294,9 @@ def _check_boot(built: Built, firmware: str, vm, listener: Listener, started: fl
     assert report["event"] == "booted" and report["hostname"] == HOSTNAME
     assert report["image"] == {"name": "debian-12", "key": built.key}
     assert report["kernel"] == built.info["kernel"] and report["instance_id"] == f"{HOSTNAME}-1"
+    # the host keys cloud-init made, as later SSH logins are held to them (vaquero.hostkeys)
+    keys = host_keys(report["ssh_host_keys"])
+    assert [k.split()[0] for k in keys] == ["ecdsa-sha2-nistp256", "ssh-ed25519"] and f"ssh-ed25519 {line.group(6)}" in keys, report
     assert "not-a-real-token" not in vm.text()  # the URL's token is never printed
 
 

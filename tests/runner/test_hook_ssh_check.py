@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 from requirements import need
+from waiting import wait_until
 
 from vaquero.hooks import run_hook, ssh_command, ssh_verdict
 from vaquero.sot import load
@@ -90,3 +91,65 @@ def test_a_missing_key_file_or_no_sshd_fails_and_says_why(lab_sot: Path, tmp_pat
     out = res.attempts[0].output
     assert not res.ok and "no SSH login within 3s" in out and f"debian@127.0.0.1:{port}" in out, out
     assert "PRIVATE KEY" not in out and key.read_text().splitlines()[1] not in out
+
+
+@pytest.fixture
+def dropbear(tmp_path: Path):
+    """A real SSH server (dropbear) on a loopback port, with a host key of its own: (port, its public key)."""
+    server = need("dropbear", "dropbear-bin")
+    keygen = need("dropbearkey", "dropbear-bin")
+    key = tmp_path / "dropbear_ed25519"
+    subprocess.run([keygen, "-t", "ed25519", "-f", str(key)], check=True, capture_output=True, timeout=60)
+    public = next(
+        line
+        for line in subprocess.run([keygen, "-y", "-f", str(key)], check=True, capture_output=True, text=True, timeout=60).stdout.splitlines()
+        if line.startswith("ssh-")
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [server, "-F", "-E", "-R", "-s", "-p", f"127.0.0.1:{port}", "-r", str(key), "-P", str(tmp_path / "dropbear.pid")], stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_until(lambda: _answers(port), timeout=30, what="dropbear's banner")
+        yield port, " ".join(public.split()[:2])
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            return sock.recv(8).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def test_a_host_is_held_to_the_keys_it_reported(lab_sot: Path, tmp_path: Path, dropbear) -> None:
+    """With the keys the host reported at its phone home, an ssh_check takes only a server showing one
+    of them: another key fails at once (no retry makes another machine the host); the reported key
+    gets as far as the login (refused here: the server has no such user), never a host key question."""
+    need("ssh", "openssh-client")
+    port, public = dropbear
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, capture_output=True)
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True, capture_output=True)
+    stranger = " ".join(Path(f"{other}.pub").read_text().split()[:2])
+    _ssh_hook(lab_sot, key, port)
+    sot = load(lab_sot, semantic=False)
+
+    res = run_hook(sot, "ssh-login", "node1", "validate", host_keys=[stranger])
+    out = res.attempts[0].output
+    assert not res.ok and "the host's SSH key is none of the 1 it reported when it phoned home" in out, out
+    assert res.attempts[0].rc == 255 and len(res.attempts) == 1
+
+    res = run_hook(sot, "ssh-login", "node1", "validate", host_keys=[stranger, public])
+    out = res.attempts[0].output
+    assert not res.ok and "Permission denied" in out and "none of the" not in out, out  # the key matched; the login itself was refused
+
+    # Unpinned (no report), the first key is taken: the same login failure, after accept-new.
+    res = run_hook(sot, "ssh-login", "node1", "validate")
+    assert not res.ok and "Permission denied" in res.attempts[0].output and "none of the" not in res.attempts[0].output

@@ -14,6 +14,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 from ports import free_port
 from requirements import need
@@ -23,7 +24,10 @@ from vaquero.sot import load
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_os_that_cannot_be_asked_is_power_cycled_by_the_bmc_and_the_host_fails_if_it_stays_silent(lab_sot: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("trust_first_key", [True, False])
+def test_os_that_cannot_be_asked_is_power_cycled_by_the_bmc_and_the_host_fails_if_it_stays_silent(lab_sot: Path, tmp_path: Path, trust_first_key: bool) -> None:
+    """No agent holds a phone-home report of this host, so no SSH host keys: only a cluster that trusts
+    the first key goes on to SSH at all; without it the host fails before any SSH or BMC request."""
     need("ipmitool", "ipmitool")
     need("ssh", "openssh-client")
     node2_uuid = next(str(h.uuid) for _, _, h in load(lab_sot, semantic=False).hosts() if h.name == "node2")
@@ -40,7 +44,8 @@ def test_os_that_cannot_be_asked_is_power_cycled_by_the_bmc_and_the_host_fails_i
         subprocess.run(ipmi, check=True, capture_output=True, timeout=60, env={**os.environ, "IPMI_PASSWORD": "fallback-pw"})
         path = lab_sot / "clusters" / "lab.yaml"
         doc = yaml.safe_load(path.read_text().replace("port: 6232", f"port: {port}"))
-        doc["upgrade"] = {"strategy": "reboot", "ssh": {"user": "debian", "key": str(key), "port": ssh_port}, "reboot_timeout": 30}
+        ssh = {"user": "debian", "key": str(key), "port": ssh_port, "trust_first_key": trust_first_key}
+        doc["upgrade"] = {"strategy": "reboot", "ssh": ssh, "reboot_timeout": 30}
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         env = {**os.environ, "VAQUERO_LAB_BMC_PASSWORD": "fallback-pw", "ANSIBLE_NOCOLOR": "1"}
         env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
@@ -50,6 +55,12 @@ def test_os_that_cannot_be_asked_is_power_cycled_by_the_bmc_and_the_host_fails_i
         res = subprocess.run(play, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         out = res.stdout
         assert res.returncode == 2, out[-4000:]
+        if not trust_first_key:
+            assert "node2: its installed OS reported no SSH host keys when it phoned home" in out, out[-4000:]
+            assert "Reboot through the operating system" not in out and "Install the profile's packages" not in out
+            with urllib.request.urlopen(f"http://127.0.0.1:{control}/", timeout=5) as resp:
+                assert json.loads(resp.read())[str(port)]["counts"] == {"power_on": 1}  # ipmitool's, nothing from the upgrade
+            return
         # The OS was asked first, over SSH; it could not be reached, so the BMC power-cycled the host.
         assert "TASK [vaquero.metal.rolling_upgrade : Reboot through the operating system" in out
         assert f"port {ssh_port}: Connection refused" in out, out[-4000:]

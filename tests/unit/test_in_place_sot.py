@@ -100,7 +100,7 @@ def test_the_inventory_hands_the_role_the_packages_and_the_ssh_login(tmp_path: P
     )
     hv = json.loads(out.stdout)
     assert hv["vaquero_packages"] == [{"name": "vaquero-probe", "version": "2"}]
-    assert hv["vaquero_upgrade"] == {"strategy": "reboot", "rollback": False, "ssh": {**SSH, "port": 22}, "reboot_timeout": 600}
+    assert hv["vaquero_upgrade"] == {"strategy": "reboot", "rollback": False, "ssh": {**SSH, "port": 22, "trust_first_key": False}, "reboot_timeout": 600}
     assert hv["ansible_host"] == "10.90.0.12"
 
 

@@ -124,6 +124,8 @@ def main():
         "boot_id": read("/proc/sys/kernel/random/boot_id"),
         "kernel": read("/proc/sys/kernel/osrelease"),
         "image": image,
+        # what later SSH logins are held to (vaquero.hostkeys): "type base64", the comment dropped
+        "ssh_host_keys": sorted(" ".join(read(p).split()[:2]) for p in Path("/etc/ssh").glob("ssh_host_*_key.pub") if read(p)),
     }}
     body = json.dumps(report).encode()
     for attempt in range(1, 31):

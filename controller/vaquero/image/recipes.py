@@ -11,7 +11,7 @@ from typing import Any
 
 # Bump when the builder changes what it writes into an image (files, layout, boot code), so
 # images cached by an older builder are not handed out for a newer recipe.
-BUILDER_VERSION = "3"
+BUILDER_VERSION = "4"
 
 MIB = 1024 * 1024
 

@@ -572,6 +572,11 @@ class UpgradeSsh(Model):
     user: LoginName = Field(description="the login, with passwordless sudo (e.g. debian, whose keys cloud-init sets from vars.ssh_keys)")
     key: AbsPath = Field(description="path of the private key on the node running the playbook (ssh reads it, never Vaquero)")
     port: int = Field(22, ge=1, le=65535)
+    trust_first_key: bool = Field(
+        False,
+        description="log in to a host that reported no SSH host keys when it phoned home, trusting the first key it shows;"
+        " false: such a host fails the upgrade (its identity over SSH cannot be checked)",
+    )
 
 
 class Upgrade(Model):

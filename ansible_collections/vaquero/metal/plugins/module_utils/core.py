@@ -42,6 +42,7 @@ try:
         wait_for_callback,
     )
     from vaquero.hooks import HookError, run_hook
+    from vaquero.hostkeys import HostKeyError, host_keys
     from vaquero.secretref import SecretMissing, resolve_secret
 
     HAS_VAQUERO = True
@@ -88,6 +89,9 @@ except ImportError:
     class HookError(Exception):
         pass
 
+    class HostKeyError(ValueError):
+        pass
+
     class SecretMissing(Exception):
         pass
 
@@ -125,6 +129,7 @@ except ImportError:
     status_url = None
     wait_for_callback = None
     run_hook = None
+    host_keys = None
     resolve_secret = None
 
 
@@ -148,6 +153,7 @@ __all__ = [
     "HAS_VAQUERO",
     "HOST_NAME",
     "HookError",
+    "HostKeyError",
     "RenderError",
     "Secret",
     "SecretMissing",
@@ -165,6 +171,7 @@ __all__ = [
     "ensure_asset",
     "ensure_boot",
     "ensure_power",
+    "host_keys",
     "installed",
     "load",
     "mac_key",

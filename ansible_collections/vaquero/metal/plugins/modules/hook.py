@@ -39,6 +39,14 @@ options:
     description: The SoT folder (normally C(vaquero_sot_root) from the C(vaquero.metal.sot) inventory).
     type: path
     required: true
+  ssh_host_keys:
+    description:
+      - The SSH host public keys (V(type base64) lines) the host's installed OS reported when it phoned home
+        (the C(ssh_host_keys) that M(vaquero.metal.wait_callback) returns). An C(ssh_check) hook then
+        accepts only a host that shows one of them, and fails at once when another key answers.
+      - Omitted or empty, an C(ssh_check) trusts the first key the host shows.
+    type: list
+    elements: str
 requirements:
   - vaquero
 notes:
@@ -101,6 +109,7 @@ def main():
             host=dict(type="str", required=True),
             phase=dict(type="str", required=True, choices=["pre_shutdown", "pre_reboot", "post_reboot", "validate"]),
             sot=dict(type="path", required=True),
+            ssh_host_keys=dict(type="list", elements="str", no_log=False),  # public keys: nothing secret
         ),
         supports_check_mode=True,
     )
@@ -121,7 +130,7 @@ def main():
         module.exit_json(changed=changes(hook.type), msg="would run hook %s (%s)" % (p["name"], hook.type), vaquero_hook=predicted, include=None)
     # A tasks hook runs nothing here (run_hook only finds its file), so check mode takes this path too.
     try:
-        result = run_hook(sot, p["name"], p["host"], p["phase"])
+        result = run_hook(sot, p["name"], p["host"], p["phase"], host_keys=p["ssh_host_keys"] or None)
     except HookError as exc:
         module.fail_json(msg=str(exc), vaquero_hook=empty, include=None)
     data = result.to_dict()

@@ -108,6 +108,15 @@ image_sha256:
   returned: always
   type: str
   sample: 0f4c6e1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6
+ssh_host_keys:
+  description:
+    - With O(wait_for=phone_home), the SSH host public keys (V(type base64)) the installed OS reported in its
+      phone home, checked (known key types, the key data of its stated type); an empty list when it reported none.
+      M(vaquero.metal.hook) holds later SSH logins to them.
+  returned: success
+  type: list
+  elements: str
+  sample: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFhP1ZV1pJSmM3xk2bGkC0dP8lYcZGn2qmC4ov5yVq2m"]
 phone_home:
   description:
     - Whether the installed OS of the host's profile reports itself once it booted from its disk (an image profile, or an
@@ -128,6 +137,8 @@ from ansible_collections.vaquero.metal.plugins.module_utils.core import (
     AGENT_BASE_URL,
     HOST_NAME,
     CallbackError,
+    HostKeyError,
+    host_keys,
     installed,
     load,
     read_status,
@@ -199,12 +210,20 @@ def main():
         else:
             status = wait_for_callback(url, since=p["since"], timeout=p["timeout"], interval=p["interval"], wait_for=p["wait_for"], image_sha256=image_sha256)
     except CallbackError as exc:
-        module.fail_json(msg=str(exc), image_sha256=image_sha256, waited=round(time.monotonic() - start, 1))
+        module.fail_json(msg=str(exc), called_back=False, image_sha256=image_sha256, waited=round(time.monotonic() - start, 1))
     except Exception as exc:  # the SoT could not be read
         module.fail_json(msg="%s: %s" % (type(exc).__name__, exc), image_sha256=image_sha256, waited=round(time.monotonic() - start, 1))
+    keys = []
+    if phone_home:
+        try:
+            keys = host_keys(((status.get("report") or {}).get("phone_home") or {}).get("ssh_host_keys"))
+        except HostKeyError as exc:
+            why = "%s phoned home with unusable SSH host keys: %s" % (p["host"], exc)
+            module.fail_json(msg=why, called_back=True, waited=round(time.monotonic() - start, 1))
     module.exit_json(
         changed=False,
         called_back=True,
+        ssh_host_keys=keys,
         callback=status,
         image_sha256=image_sha256,
         phone_home=phone_home_expected,
