@@ -24,6 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from vaquero.image.build import sha256_file
 from vaquero.lab.initramfs import UDHCPC_SCRIPT, _module_order
 from vaquero.lab.kernel import DEFAULT_CACHE, Kernel, LabError, fetch_kernel, run_tool
 
@@ -72,13 +73,6 @@ class Ramdisk:
         }
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, tuple[str, str, str]]:
     """package -> (version, .deb file name, .deb sha256) of the candidate in the apt index (no download)."""
@@ -107,7 +101,7 @@ def _download(cache: Path, versions: dict[str, tuple[str, str, str]]) -> dict[st
     for name, path in paths.items():
         if not path.is_file():
             raise LabError(f"apt-get download left no {path.name} in {debs}")
-        got = _sha256(path)
+        got = sha256_file(path)
         if got != versions[name][2]:
             path.unlink()
             raise LabError(f"{path.name} has sha256 {got}, the apt index says {versions[name][2]}: removed")
@@ -219,7 +213,7 @@ def build_ramdisk(cache: Path = DEFAULT_CACHE, modules: tuple[str, ...] = MODULE
                     root.mkdir()
                     _assemble(kernel, debs, root, modules, init)
                     _cpio(root, out)
-    return Ramdisk(kernel=kernel.vmlinuz, initrd=out, kernel_sha256=_sha256(kernel.vmlinuz), initrd_sha256=_sha256(out), key=key)
+    return Ramdisk(kernel=kernel.vmlinuz, initrd=out, kernel_sha256=sha256_file(kernel.vmlinuz), initrd_sha256=sha256_file(out), key=key)
 
 
 def export(ramdisk: Ramdisk, out_dir: Path) -> Ramdisk:

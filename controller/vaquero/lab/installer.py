@@ -13,7 +13,6 @@ own apt source (`lab.mirror`), which is where this package comes from too.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import lzma
 import re
@@ -25,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from vaquero.childenv import child_env
+from vaquero.image.build import sha256_file
 
 from .kernel import DEFAULT_CACHE, LabError, run_tool
 
@@ -59,13 +59,6 @@ def _candidate(package: str) -> tuple[str, str]:
     return version, sums[0]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def fetch_installer(cache: Path = DEFAULT_CACHE, package: str = PACKAGE) -> InstallerAssets:
     """The d-i netboot `linux` and `initrd.gz`, downloaded and unpacked the first time."""
@@ -83,7 +76,7 @@ def fetch_installer(cache: Path = DEFAULT_CACHE, package: str = PACKAGE) -> Inst
         debs = list(tmp.glob("*.deb"))
         if len(debs) != 1:
             raise LabError(f"apt-get download {package}={version} left {len(debs)} .deb files in {tmp}, expected 1")
-        got = _sha256(debs[0])
+        got = sha256_file(debs[0])
         if got != sha:
             raise LabError(f"{debs[0].name}: sha256 {got}, but the apt index says {sha}")
         unpacked = tmp / "root"
