@@ -14,7 +14,7 @@ Run it inside the lab's network namespace (the VMs' taps go on its bridge)::
     # hosts.json: [{"name": "node1", "mac": "52:54:00:00:10:01", "port": 6231}, ...]
 
 An entry may add ``"disk_gb": N`` (a blank qcow2 ``<state-dir>/<name>.qcow2``, made once),
-``"memory": MiB`` and ``"firmware": "bios" | "uefi"``. A host with a disk boots what its BMC's boot
+``"memory": MiB`` and ``"firmware": "bios" | "uefi" | "uefi-http"`` (see qemu.Vm). A host with a disk boots what its BMC's boot
 device says, at each power on: ``pxe`` the network, ``disk`` the disk; a one-time (not persistent)
 device is spent by that power on, as the IPMI spec has the BIOS clear it, and with none set the
 disk comes first (a blank disk falls through to the network).

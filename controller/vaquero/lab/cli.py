@@ -65,7 +65,12 @@ def add_parser(subparsers: Any) -> None:
     n = sub.add_parser("netboot", help="netboot a lab host end to end: namespace, dnsmasq, agent, QEMU; prints its callback")
     n.add_argument("--host", default="node1")
     n.add_argument("--sot", help="lab SoT folder (default inventories/lab)")
-    n.add_argument("--firmware", choices=["bios", "uefi"], default="uefi", help="uefi: PXE -> TFTP ipxe.efi -> iPXE -> HTTP")
+    n.add_argument(
+        "--firmware",
+        choices=["bios", "uefi", "uefi-http"],
+        default="uefi",
+        help="uefi: PXE -> TFTP ipxe.efi -> iPXE -> HTTP; uefi-http: UEFI HTTP boot, ipxe.efi over HTTP",
+    )
     n.add_argument("--timeout", type=float, default=300)
     n.add_argument("--workdir", help="keep logs here (default: a new temporary folder)")
     n.set_defaults(func=cmd_netboot)

@@ -4,7 +4,14 @@ A VM may have a virtio disk (a qcow2 file, made once with qemu-img at the size g
 boots the device its BMC chose (``boot``: ``network`` or ``disk``), as a server with a disk and a
 PXE-capable NIC does, and ``uuid`` makes its DMI system UUID the SoT's. ``firmware="uefi"`` with a
 disk runs OVMF from pflash (the 4 MiB code image read-only, a per-VM copy of its variable store),
-like a real machine's NVRAM."""
+like a real machine's NVRAM.
+
+``firmware="uefi-http"`` is the same OVMF with its PXE boot options switched off through fw_cfg
+(edk2's ``opt/org.tianocore/IPv4PXESupport`` and ``IPv6PXESupport``, read by its PXE driver), so
+its first network boot option is "UEFI HTTPv4": the firmware's own DHCP (vendor class
+``HTTPClient``, arch 16) gets a URL and it fetches that file over HTTP, no TFTP. This stands in for
+a BMC's one-time UefiHttp boot override; the agent and its DHCP configuration are the same for
+both UEFI paths."""
 
 from __future__ import annotations
 
@@ -21,6 +28,11 @@ OVMF = ("/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd")
 OVMF_CODE_4M = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS_4M = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 BOOT_TARGETS = ("network", "disk")
+FIRMWARES = ("bios", "uefi", "uefi-http")
+# edk2 reads these at boot (OvmfPkg's PxeBcPcdProducerLib, in Debian 12's ovmf): "no" removes the
+# PXEv4/PXEv6 boot options, leaving HTTPv4 first. Checked: the firmware's first DHCPDISCOVER then
+# carries vendor class HTTPClient:Arch:00016, and no TFTP request follows.
+_NO_PXE = ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no", "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no"]
 
 
 def make_disk(path: Path, size_gb: float) -> Path:
@@ -52,6 +64,7 @@ class Vm:
     # "bios": SeaBIOS + QEMU's iPXE option ROM (iPXE from the first DHCP: HTTP script at once).
     # "uefi": OVMF with its own PXE stack and no option ROM: DHCP -> ipxe.efi over TFTP -> iPXE
     # -> HTTP script, the path real legacy PXE firmware takes.
+    # "uefi-http": OVMF, no option ROM, PXE off: UEFI HTTP boot, DHCP -> ipxe.efi over HTTP -> iPXE.
     firmware: str = "bios"
     kernel: Path | None = None
     initrd: Path | None = None
@@ -69,7 +82,10 @@ class Vm:
             raise LabError("qemu-system-x86_64 is not installed (qemu-system-x86)")
         if self.boot not in BOOT_TARGETS:
             raise LabError(f"boot must be one of {', '.join(BOOT_TARGETS)}, not {self.boot!r}")
-        nic = f"{self.nic},netdev=n0,mac={self.mac}" + (",romfile=" if self.firmware == "uefi" else "")
+        if self.firmware not in FIRMWARES:
+            raise LabError(f"firmware must be one of {', '.join(FIRMWARES)}, not {self.firmware!r}")
+        uefi = self.firmware != "bios"
+        nic = f"{self.nic},netdev=n0,mac={self.mac}" + (",romfile=" if uefi else "")
         if self.disk is not None:
             # bootindex orders the boot devices for SeaBIOS and OVMF alike; the one not chosen comes
             # second, as on a server whose boot override is spent.
@@ -81,13 +97,15 @@ class Vm:
         ]  # fmt: skip
         if self.uuid is not None:
             cmd += ["-uuid", self.uuid]
-        if self.firmware == "uefi" and self.disk is not None:
+        if uefi and self.disk is not None:
             cmd += self._pflash()
-        elif self.firmware == "uefi":
+        elif uefi:
             ovmf = next((p for p in OVMF if Path(p).is_file()), None)
             if ovmf is None:
                 raise LabError("OVMF is not installed (Debian package ovmf)")
             cmd += ["-bios", ovmf]
+        if self.firmware == "uefi-http":
+            cmd += _NO_PXE
         if self.disk is not None:
             serial = "vq-" + self.disk.stem[:16]
             cmd += ["-drive", f"file={self.disk},if=none,id=d0,format=qcow2",
