@@ -1,22 +1,28 @@
 """Netboot end to end: QEMU start -> install callback through the whole chain, vs the same
 kernel + initramfs + command line booted directly with QEMU's -kernel (the floor).
 
-Chains measured (TCG, one lab namespace, the agent with dnsmasq/TFTP/HTTP inside it):
+Chains measured (TCG, one lab namespace, one agent with dnsmasq/TFTP/HTTP inside it for all):
   - uefi: OVMF PXE -> DHCP -> ipxe.efi over TFTP -> iPXE DHCP -> HTTP chain + host script ->
           kernel + initrd over HTTP -> Linux DHCP -> config -> callback;
           floor: OVMF + -kernel/-initrd, Linux DHCP -> config -> callback
+  - uefi-http: OVMF UEFI HTTP boot (PXE options off, see vaquero.lab.qemu) -> DHCP (vendor class
+          HTTPClient) -> ipxe.efi over HTTP -> iPXE DHCP -> ... as uefi; same floor as uefi
   - bios: SeaBIOS + QEMU's iPXE ROM -> DHCP -> HTTP chain + host script -> kernel + initrd ->
           ... -> callback; floor: SeaBIOS + -kernel/-initrd
 The time is from QEMU's start to the moment the agent records the callback. Lower is better;
-target netboot <= 1.5x direct.
+target netboot <= 1.5x direct. Each netboot's path is read back from the agent's own log (TFTP
+transfers, its HTTP access log): a UEFI HTTP boot with a TFTP transfer, or a PXE boot without
+one, fails the run.
 
-    python benchmarks/netboot_e2e.py [--runs 3] [--firmware uefi bios]
+    python benchmarks/netboot_e2e.py [--runs 3] [--firmware uefi uefi-http bios]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,12 +32,52 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "controller"))
 
 NODE1 = "52:54:00:00:10:01"
+NODE1_IP = "10.90.0.11"
+FLOOR = {"uefi": "uefi", "uefi-http": "uefi", "bios": "bios"}  # uefi-http's floor is OVMF + -kernel, as uefi's
+CHAIN = {"uefi": "PXE+TFTP {efi}+iPXE+HTTP", "uefi-http": "UEFI HTTP {efi}+iPXE+HTTP", "bios": "iPXE ROM+HTTP"}
 
 
-def one(lab, firmware: str, direct: bool, cmdline: str) -> float:
-    code, body = lab.http("POST", "/v1/boot/install/node1")
+def check_path(firmware: str, log: str, efi_file: str) -> None:
+    """The boot took the path it is counted under, by the agent's own log of this boot."""
+    msgs = [json.loads(line).get("msg", "") for line in log.splitlines() if line.startswith("{")]
+    tftp = sum(m.startswith("tftp sending") and m.endswith(f" to {NODE1_IP}") for m in msgs)
+    http_efi = sum(m.startswith(f'{NODE1_IP} "GET /ipxe/{efi_file}" 200') for m in msgs)
+    # OVMF's PXE asks for the file's size in one TFTP request and downloads it in another.
+    ok = {"uefi": tftp >= 1 and http_efi == 0, "uefi-http": tftp == 0 and http_efi == 1, "bios": tftp == 0 and http_efi == 0}[firmware]
+    if not ok:
+        raise SystemExit(
+            f"{firmware}: not the path measured: the agent logged {tftp} TFTP transfer(s) and {http_efi} HTTP GET(s) of /ipxe/{efi_file} for node1"
+        )
+
+
+def arm(lab) -> None:
+    """Arm node1 again (an admin call): the agent's token read from its state folder, handed to curl
+    on stdin so it is on no command line."""
+    token = (lab.workdir / "state" / "admin-token").read_text().strip()
+    url = f"http://{lab.address}:{lab.http_port}/v1/boot/install/node1"
+    cmd = lab.net.command(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H", "@-", url])
+    res = subprocess.run(cmd, input=f"Authorization: Bearer {token}\n", capture_output=True, text=True, timeout=30)
+    if res.stdout != "200":
+        raise SystemExit(f"cannot arm node1: HTTP {res.stdout or '-'} {res.stderr.strip()[:300]}")
+
+
+def direct_cmdline(lab) -> str:
+    """The command line iPXE would give the kernel now: from node1's script as the agent serves it
+    after arming (with this install's token), minus iPXE's initrd= (QEMU's -initrd needs none)."""
+    code, script = lab.http("GET", "/v1/boot/ipxe/" + NODE1.replace(":", "-"))
     if code != 200:
-        raise SystemExit(f"cannot arm node1: {code} {body!r}")
+        raise SystemExit(f"node1's script: HTTP {code}")
+    line = next(ln for ln in script.decode().splitlines() if ln.startswith("kernel "))
+    words = line.split()[1:]
+    if words[0] == "--name":
+        words = words[2:]
+    return " ".join(w for w in words[1:] if not w.startswith("initrd="))  # words[0] is the kernel's URL
+
+
+def one(lab, firmware: str, direct: bool, efi_file: str) -> float:
+    arm(lab)
+    cmdline = direct_cmdline(lab) if direct else ""
+    offset = lab.agent_log.stat().st_size
     t0 = time.time()
     vm = lab.boot(NODE1, name=f"{firmware}-{'direct' if direct else 'net'}", direct=direct, append=cmdline, firmware=firmware)
     rc = vm.wait(300)
@@ -39,38 +85,43 @@ def one(lab, firmware: str, direct: bool, cmdline: str) -> float:
     vm.stop()
     if rc is None or st["state"] != "installed":
         raise SystemExit(f"{firmware} {'direct' if direct else 'netboot'}: no callback (rc {rc}); console:\n{vm.console()[-1500:]}")
+    if not direct:
+        with lab.agent_log.open(errors="replace") as fh:
+            fh.seek(offset)
+            check_path(firmware, fh.read(), efi_file)
     return float(st["since"]) - t0
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--firmware", nargs="+", default=["uefi", "bios"], choices=["uefi", "bios"])
-    ap.add_argument("--efi-file", default="ipxe.efi", choices=["ipxe.efi", "snponly.efi"], help="iPXE binary UEFI PXE gets over TFTP")
+    ap.add_argument("--firmware", nargs="+", default=["uefi", "uefi-http", "bios"], choices=list(FLOOR))
+    ap.add_argument(
+        "--efi-file", default="ipxe.efi", choices=["ipxe.efi", "snponly.efi"], help="iPXE binary UEFI firmware gets (PXE: TFTP, UEFI HTTP boot: HTTP)"
+    )
     args = ap.parse_args()
 
     from vaquero.lab.harness import Lab
-    from vaquero.render import render_site
-    from vaquero.sot import load
 
     with tempfile.TemporaryDirectory(prefix="vq-bench-netboot-") as tmp, Lab(Path(tmp) / "lab") as lab:
-        lab.start_agent(extra=["--efi-file", args.efi_file])
-        install = render_site(load(str(lab.sot))).hosts["node1"].install or ""
-        kernel_line = next(line for line in install.splitlines() if line.startswith("kernel "))
-        cmdline = kernel_line.split(" ", 3)[3]  # kernel --name NAME URL <cmdline>
-        cmdline = " ".join(w for w in cmdline.split() if not w.startswith("initrd="))
+        # --access-log: the agent logs each HTTP request, so the path each boot took can be read back.
+        lab.start_agent(extra=["--efi-file", args.efi_file, "--access-log"])
+        floors = list(dict.fromkeys(FLOOR[fw] for fw in args.firmware))
         times: dict[tuple[str, str], list[float]] = {}
         for _ in range(args.runs):
-            for fw in args.firmware:  # interleaved, so load from elsewhere hits both alike
-                times.setdefault((fw, "netboot"), []).append(one(lab, fw, False, cmdline))
-                times.setdefault((fw, "direct"), []).append(one(lab, fw, True, cmdline))
+            # interleaved, so load from elsewhere hits every chain and floor alike
+            for fw in args.firmware:
+                times.setdefault((fw, "netboot"), []).append(one(lab, fw, False, args.efi_file))
+            for fw in floors:
+                times.setdefault((fw, "direct"), []).append(one(lab, fw, True, args.efi_file))
         for (fw, kind), ts in times.items():
-            print(f"# {fw:4s} {kind:8s} " + " ".join(f"{t:.1f}" for t in ts) + " s")
+            print(f"# {fw:9s} {kind:8s} " + " ".join(f"{t:.1f}" for t in ts) + " s")
         for fw in args.firmware:
             n = statistics.median(times[(fw, "netboot")])
-            d = statistics.median(times[(fw, "direct")])
-            chain = f"PXE+TFTP {args.efi_file}+iPXE+HTTP" if fw == "uefi" else "iPXE ROM+HTTP"
-            print(f"netboot_e2e_{fw} ratio {n / d:.2f} (netboot {n:.1f} s via {chain}, direct -kernel {d:.1f} s, medians of {args.runs}; target <= 1.5)")
+            d = statistics.median(times[(FLOOR[fw], "direct")])
+            name = fw.replace("-", "_")
+            chain = CHAIN[fw].format(efi=args.efi_file)
+            print(f"netboot_e2e_{name} ratio {n / d:.2f} (netboot {n:.1f} s via {chain}, direct -kernel {d:.1f} s, medians of {args.runs}; target <= 1.5)")
     return 0
 
 
