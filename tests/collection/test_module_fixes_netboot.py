@@ -5,6 +5,7 @@ wait_callback check mode, hook check mode predicting the real run. Real ansible-
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -234,6 +236,47 @@ def test_wait_callback_check_mode_looks_once_and_bounds_are_refused(tmp_path, ag
 
     r, _ = playbook(tmp_path, task("unreachable", "wait_callback", {**base, "url": f"http://127.0.0.1:{free_port()}/v1/boot/status/node3"}, check_mode=True))
     assert r["unreachable"]["failed"] and "unreachable" in r["unreachable"]["msg"]  # check mode does not pretend
+
+
+def test_wait_callback_gives_the_reported_host_keys_as_known_hosts_for_an_ip_only(tmp_path):
+    """The phone home's ssh_host_keys come back checked, and as known_hosts lines for the address and
+    port SSH will use (vaquero.hostkeys); a name instead of an IP, or a key that is not one, fails."""
+    keys = []
+    for kind in ("ed25519", "ecdsa"):
+        subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "root@node3", "-f", str(tmp_path / kind)], check=True, capture_output=True)
+        keys.append((tmp_path / f"{kind}.pub").read_text().strip())
+    doc = {"host": "node3", "state": "installed", "phoned_home_at": 1000.0, "report": {"phone_home": {"event": "booted", "ssh_host_keys": keys}}}
+
+    class Status(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(doc).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Status)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        base = {"host": "node3", "sot": str(LAB), "url": f"http://127.0.0.1:{srv.server_port}/v1/boot/status/node3", "wait_for": "phone_home", "timeout": 5}
+        tasks = (
+            task("port22", "wait_callback", {**base, "ssh_address": "10.90.0.13"})
+            + task("port2222", "wait_callback", {**base, "ssh_address": "10.90.0.13", "ssh_port": 2222})
+            + task("a_name", "wait_callback", {**base, "ssh_address": "node3.example"})
+        )
+        r, _ = playbook(tmp_path, tasks)
+        wanted = sorted(" ".join(k.split()[:2]) for k in keys)
+        assert r["port22"]["ssh_host_keys"] == wanted and r["port22"]["known_hosts"] == "".join(f"10.90.0.13 {k}\n" for k in wanted)
+        assert r["port2222"]["known_hosts"] == "".join(f"[10.90.0.13]:2222 {k}\n" for k in wanted)
+        assert r["a_name"]["failed"] and r["a_name"]["called_back"] and "no known_hosts for SSH at 'node3.example'" in r["a_name"]["msg"]
+        doc["report"]["phone_home"]["ssh_host_keys"] = [keys[0].replace("ssh-ed25519", "ecdsa-sha2-nistp256")]
+        r, _ = playbook(tmp_path, task("forged", "wait_callback", {**base, "ssh_address": "10.90.0.13"}))
+        assert r["forged"]["failed"] and "unusable SSH host keys" in r["forged"]["msg"] and "known_hosts" not in r["forged"]
+    finally:
+        srv.shutdown()
 
 
 # --- hook ----------------------------------------------------------------------------------------

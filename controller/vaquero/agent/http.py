@@ -91,7 +91,7 @@ _RANGE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
 _NOCLOUD_FILES = ("user-data", "meta-data", "vendor-data")
 _TEXT = b"text/plain; charset=utf-8"
 _JSON = b"application/json"
-_CONFIG_TYPES = {"ignition": _JSON, "preseed": b"text/plain; charset=utf-8"}
+_CONFIG_TYPES = {"ignition": _JSON, "preseed": _TEXT}
 
 
 def _prepared(status: int, body: bytes, ctype: bytes = _TEXT, host: str | None = None, kind: str | None = None) -> Prepared:

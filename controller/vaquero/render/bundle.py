@@ -138,7 +138,7 @@ def render_site(
             boot_method=method,
             iso_script=iso_script,
             deploy=deploy,
-            phone_home=h.profile is not None and (h.profile.image is not None or h.profile.phone_home),
+            phone_home=h.profile is not None and h.profile.expects_phone_home,
             wipe=wipe,
             wipe_assets=wipe_assets,
             wipe_instructions=wipe_instructions(h.name, urls).encode() if wipe is not None else None,

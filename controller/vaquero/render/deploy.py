@@ -85,10 +85,6 @@ def nocloud_url(urls: BootUrls, host: str) -> str:
     return f"{urls.base}/v1/boot/nocloud/{host}/{urls.token}/"
 
 
-def phone_home_url(urls: BootUrls, host: str) -> str:
-    return urls.phone_home(host)
-
-
 def _line(key: str, value: object, rule: str, where: str) -> str:
     text = str(value)
     if not _VALUE[rule].fullmatch(text):
@@ -113,7 +109,7 @@ def deploy_instructions(host: str, profile: Profile, urls: BootUrls) -> str:
         _line("progress_url", progress_url(urls, name), "url", where),
         _line("callback_url", callback_url(urls, name), "url", where),
         _line("nocloud_url", nocloud_url(urls, name), "url", where),
-        _line("phone_home_url", phone_home_url(urls, name), "url", where),
+        _line("phone_home_url", urls.phone_home(name), "url", where),
     ]
     if disk is not None and disk.path is not None:
         lines.append(_line("disk_path", disk.path, "devpath", where))

@@ -183,7 +183,8 @@ def preseed_error(text: str) -> str | None:
     is what the checks here (and a reviewer) can see.
     """
     for n, line in enumerate(text.split("\n"), 1):
-        if _PRESEED_CONTROL.search(line.replace("\r", "") if line.endswith("\r") else line):
+        # A CRLF file's \r ends its lines; any other \r is a control character like the rest.
+        if _PRESEED_CONTROL.search(line.removesuffix("\r")):
             return f"preseed line {n}: a control character (only tabs are allowed)"
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
@@ -450,6 +451,12 @@ class Profile(Model):
         description="OS packages at these versions (Debian: apt): upgrade.strategy reboot installs them over SSH before the reboot,"
         " a rollback returns to the previous profile's versions",
     )
+
+    @property
+    def expects_phone_home(self) -> bool:
+        """The installed OS reports itself at urls.phone_home: always after an image deploy (the ramdisk
+        writes the URL), after an installer only when the profile says phone_home."""
+        return self.image is not None or self.phone_home
 
     @field_validator("packages")
     @classmethod

@@ -168,12 +168,17 @@ def _json_for_yaml(obj: Any, **kwargs: Any) -> str:
     return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def _text(value: Any) -> str:
+    """A filter's input as text; an undefined variable raises Jinja's own error (named, with its line)."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+    return str(value)
+
+
 def _shquote(value: Any) -> str:
     """One POSIX shell word (for preseed late_command, Ignition units, runcmd strings); a value
     holding a line break is refused rather than quoted across lines."""
-    if isinstance(value, jinja2.Undefined):
-        value._fail_with_undefined_error()
-    text = str(value)
+    text = _text(value)
     if "\n" in text or "\r" in text or "\x00" in text:
         raise jinja2.TemplateRuntimeError("shquote: the value holds a line break or NUL")
     return shlex.quote(text)
@@ -182,9 +187,7 @@ def _shquote(value: Any) -> str:
 def _b64encode(value: Any) -> str:
     """Base64 of the value's UTF-8 text: a multi-line file (a unit, a script) as one shell-safe word, for
     formats that take one line per entry (a preseed's late_command)."""
-    if isinstance(value, jinja2.Undefined):
-        value._fail_with_undefined_error()
-    return base64.b64encode(str(value).encode()).decode()
+    return base64.b64encode(_text(value).encode()).decode()
 
 
 class SoTEnvironment(ImmutableSandboxedEnvironment):

@@ -42,7 +42,7 @@ try:
         wait_for_callback,
     )
     from vaquero.hooks import HookError, run_hook
-    from vaquero.hostkeys import HostKeyError, host_keys
+    from vaquero.hostkeys import HostKeyError, host_keys, known_hosts
     from vaquero.secretref import SecretMissing, resolve_secret
 
     HAS_VAQUERO = True
@@ -130,6 +130,7 @@ except ImportError:
     wait_for_callback = None
     run_hook = None
     host_keys = None
+    known_hosts = None
     resolve_secret = None
 
 
@@ -173,6 +174,7 @@ __all__ = [
     "ensure_power",
     "host_keys",
     "installed",
+    "known_hosts",
     "load",
     "mac_key",
     "mask_url",

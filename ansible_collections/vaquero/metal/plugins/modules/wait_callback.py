@@ -56,6 +56,15 @@ options:
     type: str
     choices: [install, phone_home]
     default: install
+  ssh_address:
+    description:
+      - With O(wait_for=phone_home), the IP address SSH reaches the host at; RV(known_hosts) then binds the
+        reported host keys to it (and O(ssh_port)). Must be an IP address.
+    type: str
+  ssh_port:
+    description: The SSH port of O(ssh_address).
+    type: int
+    default: 22
 requirements:
   - vaquero
 attributes:
@@ -117,6 +126,13 @@ ssh_host_keys:
   type: list
   elements: str
   sample: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFhP1ZV1pJSmM3xk2bGkC0dP8lYcZGn2qmC4ov5yVq2m"]
+known_hosts:
+  description:
+    - With O(wait_for=phone_home) and O(ssh_address), known_hosts lines binding RV(ssh_host_keys) to that
+      address and port (empty when the host reported no keys).
+  returned: success
+  type: str
+  sample: "10.90.0.11 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFhP1ZV1pJSmM3xk2bGkC0dP8lYcZGn2qmC4ov5yVq2m\n"
 phone_home:
   description:
     - Whether the installed OS of the host's profile reports itself once it booted from its disk (an image profile, or an
@@ -140,6 +156,7 @@ from ansible_collections.vaquero.metal.plugins.module_utils.core import (
     HostKeyError,
     host_keys,
     installed,
+    known_hosts,
     load,
     read_status,
     status_url,
@@ -176,6 +193,8 @@ def main():
             timeout=dict(type="int", default=900),
             interval=dict(type="float", default=1),
             wait_for=dict(type="str", default="install", choices=["install", "phone_home"]),
+            ssh_address=dict(type="str"),
+            ssh_port=dict(type="int", default=22),
         ),
         supports_check_mode=True,
     )
@@ -192,7 +211,7 @@ def main():
         sot = load(p["sot"], semantic=False)
         profile = host_profile(sot, p["host"])
         image_sha256 = image_digest(profile)
-        phone_home_expected = phones_home(profile)
+        phone_home_expected = profile is not None and profile.expects_phone_home
         url = p["url"] or status_url(sot, p["host"])
         if module.check_mode:
             # One look, no wait: the tasks before this one did not power cycle the host in check mode.
@@ -214,16 +233,24 @@ def main():
     except Exception as exc:  # the SoT could not be read
         module.fail_json(msg="%s: %s" % (type(exc).__name__, exc), image_sha256=image_sha256, waited=round(time.monotonic() - start, 1))
     keys = []
+    lines = None
     if phone_home:
         try:
             keys = host_keys(((status.get("report") or {}).get("phone_home") or {}).get("ssh_host_keys"))
         except HostKeyError as exc:
             why = "%s phoned home with unusable SSH host keys: %s" % (p["host"], exc)
             module.fail_json(msg=why, called_back=True, waited=round(time.monotonic() - start, 1))
+        if p["ssh_address"] is not None:
+            try:
+                lines = known_hosts(p["ssh_address"], p["ssh_port"], keys)
+            except ValueError as exc:  # not an IP address, or a port out of range
+                why = "%s: no known_hosts for SSH at %r: %s" % (p["host"], p["ssh_address"], exc)
+                module.fail_json(msg=why, called_back=True, waited=round(time.monotonic() - start, 1))
     module.exit_json(
         changed=False,
         called_back=True,
         ssh_host_keys=keys,
+        known_hosts=lines,
         callback=status,
         image_sha256=image_sha256,
         phone_home=phone_home_expected,
@@ -241,10 +268,6 @@ def host_profile(sot, host):
 def image_digest(profile):
     """The sha256 of the profile's image, None for an installer profile."""
     return profile.image.sha256 if profile is not None and profile.image is not None else None
-
-
-def phones_home(profile):
-    return profile is not None and (profile.image is not None or profile.phone_home)
 
 
 def phoned_home(status, since):
