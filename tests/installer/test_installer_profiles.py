@@ -133,6 +133,7 @@ def test_a_var_that_would_change_the_preseed_is_refused_at_validation_and_render
     [
         ("d-i a/b string x\u2028d-i preseed/early_command string reboot\n", "line 1: a control character"),
         ("d-i a/b string x\x1bc\n", "line 1: a control character"),
+        ("d-i a/b string x\rd-i c/d string y\r\n", "line 1: a control character"),  # a CR inside a CRLF line
         ("# ok\nd-i a/b strin x\n", "line 2: unknown type 'strin'"),
         ("d-i a/b boolean yes\n", "boolean: true or false"),
         ("d-i a/b\n", "not 'owner question type value'"),
@@ -141,6 +142,10 @@ def test_a_var_that_would_change_the_preseed_is_refused_at_validation_and_render
 )
 def test_preseed_lines_are_refused_with_their_line_number(text: str, why: str) -> None:
     assert why in (preseed_error(text) or "")
+
+
+def test_a_crlf_preseed_is_read_as_its_lines() -> None:
+    assert preseed_error("#_preseed_V1\r\nd-i a/b string x\r\nd-i c/d boolean true\r\n") is None
 
 
 def test_phone_home_needs_a_config_that_tells_the_os_where(tmp_path: Path) -> None:
