@@ -22,11 +22,13 @@ signed Release through the mirror: the part that needs no udeb from the archive.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +149,26 @@ def by_state(events: list[dict[str, Any]], state: str) -> dict[str, Any]:
     return next(e for e in events if e["state"] == state and not e["detail"].get("hook"))
 
 
+@contextlib.contextmanager
+def approved_node1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installer: InstallerAssets) -> Iterator[tuple[InstallerLab, DebianMirror, str, float]]:
+    """The lab and its mirror up, the push that adds node1 on the installer profile approved: (lab,
+    mirror, the pushed SHA, when it was approved); both stopped afterwards, however the test ends."""
+    monkeypatch.setenv("VAQUERO_WEBHOOK_SECRET", SECRET)
+    lab, mirror = None, None
+    try:
+        lab, mirror, empty, with_host = start(tmp_path, installer)
+        added, plan = push_node1(lab, empty, with_host)
+        t0 = time.monotonic()
+        approved = lab.api("POST", f"/v1/plans/{plan['id']}/approve", {"digest": plan["digest"]})
+        assert approved["status"] == 200, approved
+        yield lab, mirror, added, t0
+    finally:
+        if mirror is not None:
+            mirror.stop()
+        if lab is not None:
+            lab.close()
+
+
 def test_push_approve_node1_installed_by_debian_installer_phones_home_ssh_validated_ready(tmp_path, monkeypatch, installer) -> None:
     require_prerequisites()
     archive = check_archive(installer, apt_upstream())
@@ -157,14 +179,7 @@ def test_push_approve_node1_installed_by_debian_installer_phones_home_ssh_valida
             + ", ".join(p.rsplit("/", 1)[-1] for p in archive.missing),
             pytrace=False,
         )
-    monkeypatch.setenv("VAQUERO_WEBHOOK_SECRET", SECRET)
-    lab, mirror = None, None
-    try:
-        lab, mirror, empty, with_host = start(tmp_path, installer)
-        added, plan = push_node1(lab, empty, with_host)
-        t0 = time.monotonic()
-        approved = lab.api("POST", f"/v1/plans/{plan['id']}/approve", {"digest": plan["digest"]})
-        assert approved["status"] == 200, approved
+    with approved_node1(tmp_path, monkeypatch, installer) as (lab, mirror, added, t0):
         plan = lab.wait_plan(added, ("succeeded", "failed", "cancelled"), timeout=PLAN_TIMEOUT)
         took = time.monotonic() - t0
         consoles = sorted((lab.workdir / "vms").glob(f"{HOST}.console*.log"))
@@ -183,10 +198,11 @@ def test_push_approve_node1_installed_by_debian_installer_phones_home_ssh_valida
         booted = by_state(events, "validating")["detail"]["phone_home"]
         assert booted["event"] == "booted" and booted["hostname"] == HOST and booted["installer"] == "debian-installer", booted
         assert re.fullmatch(r"6\.1\.0-\d+-amd64", booted["kernel"]), booted  # the kernel d-i installed from the archive
-        # The profile's validate hook: hostname, address and vaquero-booted.service as the SoT says.
+        # The profile's validate hook: hostname, address and ssh.service as the SoT says, held to the reported host keys.
+        assert booted["ssh_host_keys"], booted
         ssh = next(e["detail"]["hook"] for e in events if e["detail"].get("hook", {}).get("name") == "debian-ssh-login")
         out = ssh["attempts"][-1]["output"]
-        assert ssh["ok"] and f"ok: hostname {HOST}" in out and f"SoT address {ADDRESS}" in out and "ok: vaquero-booted.service is active" in out, ssh
+        assert ssh["ok"] and f"ok: hostname {HOST}" in out and f"SoT address {ADDRESS}" in out and "ok: ssh.service is active" in out, ssh
         # The BMC: pxe once, then the disk for good; two boots (d-i, then the installed system).
         bmc = lab.bmcs()[HOST]
         assert bmc["boot"] == {"device": "disk", "persistent": True, "uefi": False} and bmc["power"] == "on" and bmc["boots"] == 2, bmc
@@ -205,11 +221,6 @@ def test_push_approve_node1_installed_by_debian_installer_phones_home_ssh_valida
             f"disk boot -> phone home {phone:.1f} s; mirror: {stats['requests']} requests, {stats['bytes_sent'] / 1e6:.1f} MB to the guest, "
             f"{stats['bytes_upstream'] / 1e6:.1f} MB from upstream, {stats['cache_hits']} from the lab cache"
         )
-    finally:
-        if mirror is not None:
-            mirror.stop()
-        if lab is not None:
-            lab.close()
 
 
 def test_d_i_netbooted_by_vaquero_reads_its_preseed_and_checks_the_signed_archive_through_the_mirror(tmp_path, monkeypatch, installer) -> None:
@@ -218,14 +229,7 @@ def test_d_i_netbooted_by_vaquero_reads_its_preseed_and_checks_the_signed_archiv
     Release and its signature, then its udeb index: d-i asks for the index only once gpgv has
     accepted the signature with the keyring in its initrd."""
     require_prerequisites()
-    monkeypatch.setenv("VAQUERO_WEBHOOK_SECRET", SECRET)
-    lab, mirror = None, None
-    try:
-        lab, mirror, empty, with_host = start(tmp_path, installer)
-        added, plan = push_node1(lab, empty, with_host)
-        t0 = time.monotonic()
-        approved = lab.api("POST", f"/v1/plans/{plan['id']}/approve", {"digest": plan["digest"]})
-        assert approved["status"] == 200, approved
+    with approved_node1(tmp_path, monkeypatch, installer) as (lab, mirror, added, t0):
         index = "/debian/dists/bookworm/main/debian-installer/binary-amd64/Packages.xz"
 
         def reached_index() -> bool:
@@ -248,8 +252,3 @@ def test_d_i_netbooted_by_vaquero_reads_its_preseed_and_checks_the_signed_archiv
         assert collapse([e["state"] for e in events])[:3] == ["pending", "powering_off", "netbooting"], events
         stats = mirror.stats.as_dict()
         print(f"\nd-i e2e (preseed + signed archive): approve -> d-i reading the udeb index in {took:.1f} s; mirror {stats}")
-    finally:
-        if mirror is not None:
-            mirror.stop()
-        if lab is not None:
-            lab.close()
