@@ -115,13 +115,10 @@ def safe_path(root: Path, rel: str, *, follow_file_links: bool = False) -> Path 
     try:
         real = candidate.resolve(strict=True)
         top = root.resolve(strict=True)
-        parent = candidate.parent.resolve(strict=True)
+        # Only a followed link needs its folder resolved too (asset requests are the hot path).
+        inside = candidate.parent.resolve(strict=True) == top.joinpath(*parts[:-1]) if follow_file_links else real.is_relative_to(top)
     except (OSError, RuntimeError):
         return None
-    if follow_file_links:
-        inside = parent == top.joinpath(*parts[:-1])
-    else:
-        inside = real.is_relative_to(top)
     if not inside or not real.is_file():
         return None
     return real
