@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from bmc_helpers import PASSWORD, ipmitool, start_ipmi_fleet, stop
+from bmc_helpers import PASSWORD, USERNAME, ipmitool, start_ipmi_fleet, stop
 
 from vaquero.bmc import BmcUnsupported, BootDevice, BootMode, PowerState, open_bmc
 
@@ -137,3 +137,68 @@ def test_ipmi_sim_guid_matches_ipmitool(ipmi_sim):
     shown = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("System GUID"))
     assert inv.mismatches(uuid=shown) == []  # whichever byte order ipmitool shows it in
     assert inv.mismatches(uuid="00000000-0000-0000-0000-000000000000")
+
+
+_IO_THREAD_PROBE = r"""
+import json, sys, threading
+import pyghmi.ipmi.private.session as ps
+from vaquero.bmc import Endpoint, GuardPolicy, PowerState, open_bmc
+
+args = json.loads(sys.stdin.read())
+ep = Endpoint(kind="ipmi", address="127.0.0.1", host="node0", port=args["port"], username=args["username"], password=args["password"])
+policy = GuardPolicy(deadline=15.0)
+out = {}
+with open_bmc(ep, policy=policy) as bmc:
+    bmc.get_power_state()  # starts pyghmi's I/O thread
+first = ps.iothread
+
+# 1. an exception inside the I/O thread's packet dispatch (the KeyError of a session that
+#    another thread's logout removed in between)
+real_graball, raised = ps._io_graball, []
+def graball_once_broken(*a):
+    if not raised:
+        raised.append(1)
+        raise KeyError("session removed by another thread's logout")
+    return real_graball(*a)
+ps._io_graball = graball_once_broken
+with open_bmc(ep, policy=policy) as bmc:
+    bmc.power_on()
+    out["after_exception"] = bmc.get_power_state().value
+out["raised"] = len(raised)
+out["same_thread_alive"] = ps.iothread is first and first.is_alive()
+
+# 2. the I/O thread gone anyway (here: told to stop, as pyghmi's own join() does)
+first.running = False
+ps.iosockets[0].sendto(b"\x01", (ps.myself, ps.iosockets[0].getsockname()[1]))
+threading.Thread.join(first, 10)
+out["first_ended"] = not first.is_alive()
+with open_bmc(ep, policy=policy) as bmc:
+    bmc.power_off(soft=False)
+    out["after_end"] = bmc.get_power_state().value
+out["new_thread_alive"] = ps.iothread is not first and ps.iothread.is_alive()
+print(json.dumps(out))
+"""
+
+
+def test_pyghmi_io_thread_survives_and_is_revived(ipmi_bmc):
+    """pyghmi runs all IPMI I/O of a process on one thread. An exception there (a race in its
+    packet dispatch) ended that thread and every later IPMI call in the process timed out (seen in
+    CI). The driver keeps the thread going and starts a new one if it ended. In a child process, so a
+    failure here cannot take IPMI from the tests that follow."""
+    import json
+    import subprocess
+    import sys
+
+    args = {"port": ipmi_bmc.port, "username": USERNAME, "password": PASSWORD}
+    res = subprocess.run([sys.executable, "-c", _IO_THREAD_PROBE], input=json.dumps(args), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out == {
+        "raised": 1,
+        "after_exception": PowerState.ON.value,
+        "same_thread_alive": True,
+        "first_ended": True,
+        "after_end": PowerState.OFF.value,
+        "new_thread_alive": True,
+    }
+    assert PASSWORD not in res.stderr

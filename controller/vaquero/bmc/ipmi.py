@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -26,28 +27,65 @@ _AUTH_WORDS = ("password", "unauthorized", "unknown user", "privilege", "authent
 
 
 _PATCHED = False
+_REVIVE = threading.Lock()
 _POLL = 0.02
 
 
 def _patch_pyghmi() -> None:
-    """Cap pyghmi's waits at 20 ms and close a race in its session breakdown, once per process.
+    """Make pyghmi's one I/O thread per process safe to depend on, once per process.
 
-    pyghmi's I/O thread can take in an answer just before a caller registers to wait for it; the
-    caller then sleeps until its retransmit deadline (0.5-1 s) with the answer already queued
-    (measured: 1 login in 25 took ~0.7 s with no packet lost). Waking every 20 ms to look at the
-    queue turns that into at most 20 ms; the waits' deadlines, hence pyghmi's retries, are unchanged.
+    1. Waits are capped at 20 ms and bounded. pyghmi's I/O thread can take in an answer just before
+       a caller registers to wait for it; the caller then sleeps until its retransmit deadline
+       (0.5-1 s) with the answer already queued (measured: 1 login in 25 took ~0.7 s with no packet
+       lost). Waking every 20 ms to look at the queue turns that into at most 20 ms; the waits'
+       deadlines, hence pyghmi's retries, are unchanged. pyghmi's own wait has no timeout (it
+       relies on the I/O thread to wake it), so a waiter the I/O thread lost would sleep forever.
+    2. The I/O thread survives an exception. Its packet dispatch looks a session up twice while
+       another thread's logout may delete it in between (KeyError); the thread then ended, and
+       with it every IPMI session of the process: each later login waited for answers nobody read
+       (seen in CI: every IPMI test after one failure on that worker). A packet lost that way is
+       retransmitted by pyghmi like any lost packet.
+    3. A session breakdown keeps its reason (see mark_broken).
     """
     global _PATCHED
     if _PATCHED:
         return
     from pyghmi.ipmi.private import session as psession
 
-    orig = psession._io_wait
+    def bounded_wait(timeout: float | None, myaddr: Any = None, evq: Any = None) -> None:
+        wait = min(timeout, _POLL) if timeout is not None else _POLL
+        evt = threading.Event()
+        if evq is not None:
+            evq.append(evt)
+        deadline = psession._monotonic_time() + wait
+        psession.ioqueue.append((deadline, evt, myaddr))
+        if deadline < psession.selectdeadline:  # wake the I/O thread's select to take the new deadline
+            sock = psession.iosockets[0]
+            sock.sendto(b"\x01", (psession.myself, sock.getsockname()[1]))
+        evt.wait(wait)
 
-    def capped(timeout: float, myaddr: Any = None, evq: Any = None) -> None:
-        orig(min(timeout, _POLL) if timeout is not None else _POLL, myaddr, evq)
+    psession._io_wait = bounded_wait
 
-    psession._io_wait = capped
+    orig_define = psession.define_worker
+
+    def define_worker() -> type:
+        base: Any = orig_define()
+
+        class KeptWorker(base):  # type: ignore[misc,valid-type]
+            def run(self) -> None:
+                while True:
+                    try:
+                        base.run(self)
+                        return  # join() asked it to stop
+                    except Exception:
+                        if not self.running:
+                            return
+                        log.warning("pyghmi I/O thread failed; it goes on", exc_info=True)
+                        time.sleep(_POLL)  # a failure that repeats must not spin a core
+
+        return KeptWorker
+
+    psession.define_worker = define_worker
 
     # pyghmi's _mark_broken logs the session out (which sets ``broken`` and clears ``logging``)
     # before it sets ``errormsg``: a login waiting in another thread sees the broken session in
@@ -61,6 +99,22 @@ def _patch_pyghmi() -> None:
 
     psession.Session._mark_broken = mark_broken
     _PATCHED = True
+
+
+def _revive_io_thread() -> None:
+    """Start a new pyghmi I/O thread if the one this process has is gone (one started before
+    :func:`_patch_pyghmi`, or ended by something an Exception handler cannot catch)."""
+    from pyghmi.ipmi.private import session as psession
+
+    with _REVIVE:
+        old = psession.iothread
+        if old is None or old.is_alive():
+            return
+        log.warning("pyghmi I/O thread had ended; starting a new one")
+        worker = psession.define_worker()()
+        worker.daemon = True
+        psession.iothread = worker
+        worker.start()
 
 
 class IpmiBmc(Bmc):
@@ -105,6 +159,7 @@ class IpmiBmc(Bmc):
         from pyghmi.ipmi import command
 
         _patch_pyghmi()
+        _revive_io_thread()
         ep = self.endpoint
         from pyghmi.ipmi.private import session as psession
 
