@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,3 +66,34 @@ def test_invalid_sot_fails_with_file_and_line(tmp_path):
     assert "clusters/lab.yaml:5: profile: unknown profile 'nope'" in res.stderr
     data = json.loads(res.stdout) if res.returncode == 0 else {"_meta": {"hostvars": {}}}
     assert "node1" not in data["_meta"]["hostvars"]
+
+
+def test_profile_install_timeout_reaches_the_install_roles(tmp_path):
+    """A profile's install_timeout becomes the inventory's vaquero_install_timeout, and the install
+    and upgrade roles' timeouts default to it (else 900), through a real ansible-playbook run that
+    loads both roles' own defaults files."""
+    roles = REPO / "ansible_collections/vaquero/metal/roles"
+    play = tmp_path / "timeouts.yml"
+    play.write_text(
+        f"""
+- hosts: all
+  gather_facts: false
+  connection: local
+  tasks:
+    - ansible.builtin.include_vars: {roles / "netboot_install/defaults/main.yml"}
+    - ansible.builtin.include_vars: {roles / "rolling_upgrade/defaults/main.yml"}
+    - ansible.builtin.debug:
+        msg: "TIMEOUTS {{{{ inventory_hostname }}}} {{{{ netboot_install_timeout | int }}}} {{{{ rolling_upgrade_install_timeout | int }}}}"
+"""
+    )
+    seen = {}
+    for inv in ("inventories/installers/inventory.vaquero.yml", "inventories/lab/inventory.vaquero.yml"):
+        res = subprocess.run(
+            [str(BIN / "ansible-playbook"), "-i", inv, str(play)], cwd=REPO, capture_output=True, text=True, timeout=300, env=dict(os.environ)
+        )
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        for host, netboot, upgrade in re.findall(r"TIMEOUTS (\S+) (\d+) (\d+)", res.stdout):
+            seen[host] = (int(netboot), int(upgrade))
+    assert seen["deb1"] == (3600, 3600)
+    assert seen["fc1"] == (1800, 1800)
+    assert seen["node1"] == (900, 900)  # the lab's profiles say nothing: the roles' default

@@ -29,6 +29,7 @@ from vaquero.agent.state import BootStates
 from vaquero.render import render_site
 from vaquero.render.site import RenderError
 from vaquero.sot import load
+from vaquero.sot.errors import SoTInvalid
 from vaquero.sot.models import preseed_error
 from vaquero.sot.templates import PHONE_HOME_PLACEHOLDER, TOKEN_PLACEHOLDER
 from vaquero.sot.validate import check
@@ -320,3 +321,17 @@ async def test_the_agent_serves_the_config_with_both_tokens_and_takes_the_phone_
 
 def bundle_mac(app: BootApp, host: str) -> str:
     return app.bundle.hosts[host].macs[0].replace(":", "-")
+
+
+@pytest.mark.parametrize("value", [30, 86401, "an hour"])
+def test_an_install_timeout_out_of_range_names_the_file_line_and_field(tmp_path: Path, value: Any) -> None:
+    root = tmp_path / "sot"
+    shutil.copytree(SOT, root)
+    path = root / "profiles" / "debian-12-installer.yaml"
+    text = path.read_text().replace("install_timeout: 3600", f"install_timeout: {json.dumps(value)}")
+    path.write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("install_timeout:"))
+    with pytest.raises(SoTInvalid) as info:
+        load(root, semantic=False)
+    found = [e for e in info.value.errors if e.field == "install_timeout"]
+    assert [(e.file, e.line) for e in found] == [("profiles/debian-12-installer.yaml", line)], info.value.errors

@@ -446,6 +446,13 @@ class Profile(Model):
         description="installer profiles: the installed OS reports itself to urls.phone_home (the config must use it) and the"
         " install waits for that report before the validate hooks; image profiles always do",
     )
+    install_timeout: int | None = Field(
+        None,
+        ge=60,
+        le=86400,
+        description="seconds an install of this profile may take, power cycle to the installer's callback (an installer that"
+        " fetches packages needs longer than an image deploy); unset: the netboot_install role's default (900)",
+    )
     packages: list[Package] = Field(
         [],
         description="OS packages at these versions (Debian: apt): upgrade.strategy reboot installs them over SSH before the reboot,"

@@ -16,7 +16,8 @@ description:
   - Host variables carry the SoT view of the host under C(vaquero_host), its cluster, site, profile,
     boot method (C(vaquero_boot_method)), the cluster's policy (C(vaquero_policy)) and upgrade
     settings (C(vaquero_upgrade)), the packages its profile holds at a version (C(vaquero_packages)),
-    hook names per phase (C(vaquero_hooks)) and BMC (C(vaquero_bmc)).
+    how long an install of its profile may take (C(vaquero_install_timeout), null when the profile
+    does not say), hook names per phase (C(vaquero_hooks)) and BMC (C(vaquero_bmc)).
     BMC credentials appear as references (environment variable or file name), never as the secret
     itself; modules resolve them when they run.
   - An invalid SoT raises a parse error carrying every error with its file and line. Ansible turns
@@ -194,6 +195,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             "vaquero_upgrade": cluster.upgrade.model_dump(mode="json"),
             # The OS packages the profile holds at a version: a reboot upgrade installs them over SSH.
             "vaquero_packages": [p.model_dump(mode="json") for p in getattr(sot.profiles.get(profile), "packages", [])],
+            # How long an install of the profile may take (None: the netboot_install role's default).
+            "vaquero_install_timeout": getattr(sot.profiles.get(profile), "install_timeout", None),
             "vaquero_hooks": {
                 phase: list(host.hooks.get(phase, cluster.hooks.get(phase, [])))
                 for phase in ("pre_shutdown", "pre_reboot", "post_reboot", "validate")
