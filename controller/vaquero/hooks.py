@@ -9,9 +9,11 @@ Every attempt's output is returned so the controller keeps it in the host's time
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -108,12 +110,37 @@ def _host_ip(sot: SoT, cluster: Cluster, host: Host) -> str | None:
     return str(ip) if ip else None
 
 
+def _run(cmd: str | list[str], timeout: float, **kw: Any) -> subprocess.CompletedProcess[str]:
+    """subprocess.run with its output captured, except that a timeout ends the command's whole process
+    group, not only its first process: under ``sh -c`` that is the shell, and what the shell started
+    (a ``sleep``, a ``curl`` to a host that hangs) would run on, holding the output pipes. A
+    descendant that made a session of its own is ended by the run's keeper (vaquero.runner.reaper)
+    when the launch ends."""
+    with subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **kw
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            try:  # the pipes close once the group is gone, unless one escaped it with the pipes open
+                out, err = proc.communicate(timeout=5)
+            except subprocess.TimeoutExpired as exc:
+                out, err = _text(exc.stdout), _text(exc.stderr)
+            raise subprocess.TimeoutExpired(cmd, timeout, output=out, stderr=err) from None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _text(data: str | bytes | None) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
+
+
 def _command(cmd: str, timeout: float, env: dict[str, str], cwd: Path) -> tuple[bool, str, int | None]:
     try:
-        res = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout, env=child_env(allow=HOOK_ALLOW, extra=env), cwd=cwd)
+        res = _run(cmd, timeout, shell=True, env=child_env(allow=HOOK_ALLOW, extra=env), cwd=cwd)
     except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        return False, f"{out}\ntimed out after {timeout:g}s", None
+        return False, f"{_text(exc.stdout)}\ntimed out after {timeout:g}s", None
     return res.returncode == 0, (res.stdout + res.stderr), res.returncode
 
 
@@ -233,7 +260,7 @@ def _kubectl(args: list[str], timeout: float) -> tuple[bool, str, int | None]:
     if kubectl is None:
         return False, "kubectl is not installed on the node running the hook", None
     try:
-        res = subprocess.run([kubectl, *args], capture_output=True, text=True, timeout=timeout + 10, env=child_env(allow=HOOK_ALLOW))
+        res = _run([kubectl, *args], timeout + 10, env=child_env(allow=HOOK_ALLOW))
     except subprocess.TimeoutExpired:
         return False, f"kubectl {' '.join(args)} timed out", None
     return res.returncode == 0, res.stdout + res.stderr, res.returncode
@@ -259,7 +286,7 @@ def _playbook(sot: SoT, path: Path, host: str, timeout: float, env: dict[str, st
         env = {**env, "ANSIBLE_PYTHON_INTERPRETER": sys.executable, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
         try:
             child = ansible_env(extra={**env, **_secrets_ref()}, deny=RUNNER_ONLY)
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child, cwd=sot.root)
+            res = _run(cmd, timeout, env=child, cwd=sot.root)
         except subprocess.TimeoutExpired:
             return False, f"playbook {path.name} timed out after {timeout:g}s", None
         except FileNotFoundError:

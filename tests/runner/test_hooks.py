@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from waiting import wait_until
 
 from vaquero.hooks import HookError, hooks_for, run_hook
 from vaquero.sot import load
@@ -165,3 +166,40 @@ def test_unknown_hook_and_file_outside_the_sot(lab_sot: Path) -> None:
     sot = load(lab_sot, semantic=False)
     with pytest.raises(HookError, match="outside the SoT"):
         run_hook(sot, "announce-drain", "node1", "pre_shutdown")
+
+
+def _running(marker: str) -> list[int]:
+    """Live (not zombie) processes whose command line holds ``marker``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in cmdline and state != "Z":
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_command_hook_that_times_out_leaves_no_process_behind(lab_sot: Path) -> None:
+    """The timeout ends what the hook's shell started too (a background job and the job it waits
+    on), not only the shell: before, both sleeps ran on after the hook had failed."""
+    marker = f"31{threading.get_ident() % 10000:04d}.5"  # an unusual sleep length names our processes
+    _with_hooks(
+        lab_sot,
+        f"""\
+        apiVersion: vaquero/v1
+        kind: Hook
+        name: agent-saw-callback
+        type: command
+        command: "sleep {marker} & sleep {marker}; echo never"
+        timeout: 1
+        """,
+    )
+    sot = load(lab_sot, semantic=False)
+    res = run_hook(sot, "agent-saw-callback", "node1", "validate")
+    assert not res.ok and "timed out after 1s" in res.attempts[0].output and "never" not in res.attempts[0].output
+    wait_until(lambda: not _running(f"sleep {marker}"), timeout=30, what="the hook's sleeps to be gone")
