@@ -335,3 +335,24 @@ def test_an_install_timeout_out_of_range_names_the_file_line_and_field(tmp_path:
         load(root, semantic=False)
     found = [e for e in info.value.errors if e.field == "install_timeout"]
     assert [(e.file, e.line) for e in found] == [("profiles/debian-12-installer.yaml", line)], info.value.errors
+
+
+def test_the_federation_debian_profile_serves_d_i_a_preseed(tmp_path: Path) -> None:
+    """The sample federation SoT netboots debian-installer with url= at the config: that config is a
+    preseed debconf reads (it was cloud-init user-data, which d-i cannot read), keys included."""
+    root = tmp_path / "federation"
+    shutil.copytree(REPO / "inventories" / "federation", root)
+    path = root / "clusters" / "storage.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["vars"] = {**doc.get("vars", {}), "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFaKe0nlyForTheTestAAAAAAAAAAAAAAAAAAAAAAAAA ops@example"]}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    hb = render_site(load(root), "dc-west").hosts["stor1"]
+    text = hb.config.decode()
+    assert hb.config_format == "preseed" and preseed_error(text) is None
+    (tmp_path / "stor1.cfg").write_text(text)
+    res = subprocess.run([need("debconf-set-selections", "debconf"), "-c", str(tmp_path / "stor1.cfg")], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "warning" not in res.stderr.lower(), res.stderr
+    assert "d-i netcfg/get_hostname string stor1\n" in text
+    late = late_command(text)
+    assert subprocess.run(["sh", "-n", "-c", late], capture_output=True, timeout=30).returncode == 0
+    assert shlex.quote(doc["vars"]["ssh_keys"][0]) in late

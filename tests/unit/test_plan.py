@@ -107,7 +107,7 @@ def test_profile_upgrade_respects_min_available_and_dependencies(tmp_path):
 def test_template_content_change_upgrades_hosts_of_that_profile(tmp_path):
     old = load(REPO / "inventories" / "federation")
     root = copy(tmp_path, "federation")
-    (root / "templates/debian-user-data.j2").write_text((root / "templates/debian-user-data.j2").read_text() + "# tuned\n")
+    (root / "templates/debian-12.preseed.j2").write_text((root / "templates/debian-12.preseed.j2").read_text() + "# tuned\n")
     plan = make_plan(old, load(root))
     assert set(actions(plan).values()) == {"upgrade"}
     assert {h.cluster for h in plan.hosts} == {"storage", "edge"}
