@@ -83,6 +83,9 @@ def make_image(folder: Path) -> Image:
     with open(part, "wb") as fh:
         fh.truncate((last - first + 1) * 512)
     subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "vqroot", "-d", str(tree), "-E", "root_owner=0:0", str(part)], check=True, capture_output=True)
+    # Marked as having errors: resize2fs then refuses until e2fsck -f has run, so these deploys take
+    # the ramdisk's check-first path (the image e2e's builder image, left clean, takes the other).
+    subprocess.run(["tune2fs", "-E", "force_fsck", str(part)], check=True, capture_output=True)
     with open(raw, "r+b") as fh:
         fh.seek(MIB)
         fh.write(data)
