@@ -323,9 +323,12 @@ BASE=$(written)
     { gnu-dd of="$DEV" bs=4M iflag=fullblock conv=fsync 2>/run/dd.err; echo $? > /run/dd.rc; }
 ) &
 PIPE=$!
-LAST=-1; STILL=0
+# Looks every second (the deploy goes on as soon as the stream ends), reports every third.
+LAST=-1; STILL=0; TICK=0
 while kill -0 "$PIPE" 2>/dev/null; do
-  sleep 3
+  sleep 1
+  TICK=$((TICK + 1))
+  [ $((TICK % 3)) = 0 ] || continue
   now=$(( $(written) - BASE ))
   progress writing "$now" "$DISK_BYTES"
   if [ "$now" = "$LAST" ]; then STILL=$((STILL + 3)); else STILL=0; LAST="$now"; fi
