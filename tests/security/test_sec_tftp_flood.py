@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from waiting import wait_until
 
 from vaquero.agent.tftp import MAX_SESSIONS, TftpServer
 
@@ -33,7 +35,7 @@ SERVER = textwrap.dedent(
     from pathlib import Path
     resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, {limit}))
     from vaquero.agent.tftp import TftpServer
-    srv = TftpServer(Path(sys.argv[1]), timeout=1.0, retries=3)
+    srv = TftpServer(Path(sys.argv[1]), timeout=1.0, retries=3, max_sessions={max_sessions})
     host, port = srv.start(("127.0.0.1", 0))
     print(port, flush=True)
     for line in sys.stdin:
@@ -77,7 +79,7 @@ def server_proc(payload: tuple[Path, str], tmp_path: Path) -> Iterator[tuple[sub
     _need_curl()
     root, _ = payload
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER.format(limit=FD_LIMIT), str(root)],
+        [sys.executable, "-c", SERVER.format(limit=FD_LIMIT, max_sessions=MAX_SESSIONS), str(root)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=open(tmp_path / "tftp.log", "w"),
@@ -170,6 +172,47 @@ def test_busy_answer_when_every_transfer_moves(payload, tmp_path):
         other.close()
     finally:
         srv.stop()
+
+
+def test_waiting_ack_is_read_before_an_eviction(payload, tmp_path):
+    """A boot storm: the server reads a new request before the ACK already waiting in a full
+    server's one transfer. That transfer is moving and must stay; the newcomer gets "busy".
+    The server process is stopped while both packets arrive, so it finds them in that order."""
+    _need_curl()
+    root, _ = payload
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER.format(limit=FD_LIMIT, max_sessions=1), str(root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=open(tmp_path / "tftp.log", "w"),
+        text=True,
+    )
+    mover = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    newcomer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        mover.settimeout(10)
+        newcomer.settimeout(10)
+        mover.sendto(_rrq("ipxe.efi"), ("127.0.0.1", port))
+        pkt, peer = mover.recvfrom(65536)
+        assert pkt[:4] == b"\x00\x03\x00\x01"
+        os.kill(proc.pid, signal.SIGSTOP)
+        wait_until(lambda: Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T", what="the server stopped")
+        newcomer.sendto(_rrq("ipxe.efi"), ("127.0.0.1", port))
+        mover.sendto(b"\x00\x04\x00\x01", peer)
+        os.kill(proc.pid, signal.SIGCONT)
+        pkt, _ = mover.recvfrom(65536)
+        assert pkt[:4] == b"\x00\x03\x00\x02"
+        pkt, _ = newcomer.recvfrom(65536)
+        assert pkt[:2] == b"\x00\x05" and b"busy" in pkt
+        st = _stats(proc)
+        assert st["evicted"] == 0 and st["busy"] == 1 and st["sessions"] == 1, st
+    finally:
+        mover.close()
+        newcomer.close()
+        proc.kill()
+        proc.wait(10)
 
 
 def test_loop_that_dies_is_restarted(payload, tmp_path, monkeypatch):

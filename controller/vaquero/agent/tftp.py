@@ -15,8 +15,9 @@ TFTP error and a log line naming the client.
 
 Bounds: at most `max_sessions` transfers at once (each holds a socket). A full server makes room by
 dropping the oldest transfer that never got an ACK (a flood of read requests that are never
-acknowledged only ever evicts itself; a real client ACKs within milliseconds); when every
-transfer is moving, the request gets a TFTP "server busy" error from the main socket. A transfer
+acknowledged only ever evicts itself; a real client ACKs within milliseconds, and an ACK already
+waiting in a transfer's socket is read before it is judged; the evicted client is told "busy");
+when every transfer is moving, the request gets a TFTP "server busy" error from the main socket. A transfer
 ends after `retries` sweeps without progress or after `max_session_time` seconds. An exception in
 one session ends that session only, and a supervisor restarts the loop if it dies (`restarts`).
 """
@@ -383,8 +384,19 @@ class TftpServer:
             self._end(skey, sessions)
             self.evicted += 1
             return True
-        for fd, dl in self._fast.items():  # insertion order: oldest first
+        for fd, dl in list(self._fast.items()):  # insertion order: oldest first
             if dl.progress == 0:
+                # In a boot storm the requests are read while the first ACKs still wait in their
+                # sessions' sockets: take that ACK before judging, a transfer that moves stays.
+                if dl.on_packet():
+                    self._close_fast(fd)
+                    return True
+                if dl.progress:
+                    continue
+                try:
+                    dl.send(_BUSY)  # tell the client now rather than let it time out
+                except OSError:
+                    pass
                 self._close_fast(fd)
                 self.evicted += 1
                 return True
