@@ -17,9 +17,10 @@ from fastapi.concurrency import run_in_threadpool
 
 from .. import __version__
 from ..gate.core import Gate
-from ..gate.github import StatusReporter
+from ..gate.github import GitHubClient
+from ..gate.pulls import PullPlanner
 from ..state.store import Store
-from . import events, host_routes, plans, probes, revisions, run_history, webhook
+from . import events, host_routes, plans, probes, revisions, run_history, webhook, webhook_pulls
 from .errors import install_handlers
 from .hosts import HostViews
 from .metrics import Metrics
@@ -40,8 +41,9 @@ def _runner_routers() -> list[APIRouter]:
 def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, start_gate: bool = True, routers: Sequence[APIRouter] | None = None) -> FastAPI:
     """The API over `store`. `routers` are mounted too (default: the runner's, when importable)."""
     metrics = Metrics(store)
-    reporter = StatusReporter(settings.github_token, settings.github_api) if settings.github_token else None
+    reporter = GitHubClient(settings.github_token, settings.github_api) if settings.github_token else None
     gate = gate or Gate(store, cache=settings.cache, reporter=reporter, public_url=settings.public_url, observer=metrics, scrub=settings.scrub)
+    pulls = PullPlanner(gate, gate.reporter, public_url=settings.public_url)
     hosts = HostViews(store, gate)
 
     @asynccontextmanager
@@ -54,6 +56,7 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
             yield
         finally:
             await run_in_threadpool(hosts.stop)
+            await run_in_threadpool(pulls.stop)
             if start_gate:
                 await run_in_threadpool(gate.stop)
 
@@ -68,6 +71,7 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
     app.state.settings = settings
     app.state.store = store
     app.state.gate = gate
+    app.state.pulls = pulls
     app.state.metrics = metrics
     app.state.hosts = hosts
     install_handlers(app, settings, metrics)
@@ -79,6 +83,7 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
     app.include_router(probes.routes(store, metrics))
     app.include_router(revisions.routes(settings, store, gate))
     app.include_router(plans.routes(store, gate))
+    app.include_router(webhook_pulls.routes(store))
     app.include_router(run_history.routes(store))
     app.include_router(host_routes.routes(hosts))
     return app

@@ -67,11 +67,31 @@ class PlanSummaryOut(_Open):
     superseded_by: str | None
     run: str | None
     cancel_requested: bool
+    reviewed: dict[str, Any] | None = Field(
+        None,
+        description="on the plan of a merged pull request's merge commit: the PR, its reviewed head, `same` "
+        "(this is the plan reviewed) and `why`, or the `diff` from the reviewed plan text",
+    )
 
 
 class PlanOut(PlanSummaryOut):
     plan: dict[str, Any] | None = Field(description="the JSON plan: hosts, scopes, waves, policy decisions")
     text: str | None = Field(description="the human dump")
+
+
+class PullOut(_Open):
+    number: int
+    github: str = Field(description="OWNER/NAME of the base repository")
+    head_sha: str
+    fork: bool = Field(description="the head is in another repository: planned for review, never applied")
+    state: str = Field(description="queued | planning | planned | invalid | merged")
+    base_sha: str | None = Field(description="the applied revision the head was planned against")
+    plan: dict[str, Any] | None
+    text: str | None
+    digest: str | None = Field(description="sha256 of what the plan does (not of the commit's name): equal for a merge that changes the same")
+    errors: list[SoTErrorOut]
+    reported_via: str | None = Field(description="check_run | status (commit status and one comment, when the token may not write checks)")
+    merged_sha: str | None = None
 
 
 class PlanList(_Open):
@@ -118,10 +138,12 @@ class Timeline(_Open):
 
 
 class WebhookResult(_Open):
-    status: str = Field(description="queued | known | pong | ignored | duplicate")
+    status: str = Field(description="queued | known | pong | ignored | duplicate | dropped (PR closed) | merged (PR merged)")
     delivery: str
     event: str | None = None
     sha: str | None = None
+    pull_request: int | None = None
+    fork: bool | None = None
     revision: str | None = None
     reason: str | None = None
 

@@ -29,10 +29,11 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..sot import SoT, SoTError, SoTInvalid, SourceError, empty_sot, load
-from ..sot.source import check_subdir, checkout, contained, refuse_links, resolve_rev
+from ..sot.source import check_subdir, checkout, contained, refuse_links, resolve_rev, tree_size
 from ..state.store import Store
 from . import records as r
 from .github import StatusReporter
+from .pulls import review_of
 from .sandbox import Limits, auto_apply, run_bounded, touched_clusters
 
 __all__ = ["Gate", "GateError", "auto_apply", "check_git_url", "check_rev", "check_subdir_request", "touched_clusters"]
@@ -320,6 +321,8 @@ class Gate:
         if rev["kind"] == "git":
             with self._git:
                 gitdir, sha = resolve_rev(rev["source"], rev["sha"], self.cache)
+                if not (self.cache / "trees" / sha).is_dir() and (size := tree_size(gitdir, sha)) > self.limits.tree:
+                    raise SourceError(f"commit {sha[:12]} holds {size} bytes of files, more than the {self.limits.tree} a revision may")
                 tree = checkout(gitdir, sha, self.cache)
             root = contained(tree, rev.get("subdir") or "")
             refuse_links(tree, root)
@@ -351,6 +354,25 @@ class Gate:
             if self.observer:
                 self.observer.error("gate")
             return sha, root, {"errors": [_error(f"the revision could not be checked ({type(exc).__name__}); see the server log")]}
+
+    def check_commit(self, url: str, sha: str, *, subdir: str, label: str) -> tuple[str | None, dict[str, Any]]:
+        """(SoT folder, answer) of commit `sha`, fetched, validated and planned against the applied
+        revision exactly as a pushed revision is (the same sandbox and bounds); nothing is recorded."""
+        rev = {"id": sha, "kind": "git", "sha": sha, "source": check_git_url(url), "subdir": check_subdir_request(subdir), "label": label}
+        _, root, answer = self._evaluate(rev)
+        return root, answer
+
+    def note_review(self, sha: str) -> None:
+        """Write on the plan of commit `sha` (if planned) what review_of says about the PR it merged."""
+        rec = self.store.get(r.revision_key(sha))
+        pid = rec.value.get("plan") if rec else None
+        with self._lock:
+            plan = self.store.get(r.plan_key(pid)) if pid else None
+            if plan is None or plan.value.get("state") == r.INVALID:
+                return
+            note = review_of(self.store, plan.value)
+            if note is not None:
+                self.store.cas(plan.key, plan.value | {"reviewed": note}, expect=plan.revision)
 
     def _give_up(self, rid: str, message: str) -> dict[str, Any] | None:
         """Record revision `rid` as invalid, with an invalid plan saying why (so its plan id answers)."""
@@ -430,6 +452,8 @@ class Gate:
         value = self._plan_value(pid, rid, rev, sha, root, answer)
         planned = value["state"] != r.INVALID
         with self._lock:
+            if planned and (note := review_of(self.store, value)) is not None:
+                value["reviewed"] = note
             if value["state"] == r.PENDING_APPROVAL:
                 # A small marker per waiting plan (written first: a stale marker is harmless), so superseding
                 # never reads every plan body in the Store.

@@ -1,4 +1,4 @@
-"""Store keys and states of the gate's records: revisions, plans, webhook deliveries.
+"""Store keys and states of the gate's records: revisions, plans, pull request plans, webhook deliveries.
 
 The Store is the contract with the runner: the gate writes `/revisions/<id>` and `/plans/<id>`,
 the runner moves `approved` plans on and writes `/runs/<id>` and `/sites-applied/current`.
@@ -49,6 +49,16 @@ def pending_key(pid: str) -> str:
 
 def run_key(rid: str) -> str:
     return f"/runs/{rid}"
+
+
+def pull_key(number: int) -> str:
+    """The plan of pull request `number` (its head, validated and planned for review; never applied)."""
+    return f"/pulls/{number}"
+
+
+def merged_key(sha: str) -> str:
+    """Merge commit `sha` -> the pull request it merged, so the push's plan can say what was reviewed."""
+    return f"/pulls-merged/{sha}"
 
 
 def delivery_key(guid: str) -> str:

@@ -42,6 +42,7 @@ class Limits:
     memory: int = 1 << 30  # bytes of address space (RLIMIT_AS)
     cpu: int = 90  # CPU seconds (RLIMIT_CPU): a second bound should the clock be generous
     output: int = 256 << 20  # bytes of answer read from the child
+    tree: int = 256 << 20  # bytes of files in a fetched commit, checked before it is extracted
 
 
 def touched_clusters(plan: Plan) -> set[str]:

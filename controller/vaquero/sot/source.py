@@ -101,6 +101,16 @@ def resolve_rev(url: str, rev: str, cache: Path | None = None) -> tuple[Path, st
     return gitdir, sha
 
 
+def tree_size(gitdir: Path, sha: str) -> int:
+    """Bytes of all files in commit `sha`, read from git's index of the tree before anything is extracted."""
+    total = 0
+    for line in _git("ls-tree", "-r", "-l", "--full-tree", sha, cwd=gitdir).splitlines():
+        size = line.split("\t", 1)[0].split()[-1] if "\t" in line else "-"
+        if size.isdigit():
+            total += int(size)
+    return total
+
+
 def _links_file(tree: Path) -> Path:
     return tree.parent / f"{tree.name}.links.json"
 

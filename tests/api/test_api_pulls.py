@@ -1,0 +1,350 @@
+"""Plans on pull requests: real signed `pull_request` / `check_suite` bodies (GitHub's examples,
+rewritten to a local bare repository whose PR heads sit under refs/pull/<n>/head as on GitHub),
+the real gate and sandbox, and a local stand-in for GitHub's checks, statuses and comments API."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_helpers import FIXTURES, GITHUB_TOKEN, REPO_FULL_NAME, SECRETS, SotRepo, add_host, auth, git, make_settings, push_body, webhook_headers
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from github_standin import GitHubStandIn
+
+from vaquero.api.app import create_app
+from vaquero.state.sqlite import SQLiteStore
+
+REPO_ID = 4242
+HOOK = "/v1/webhooks/github"
+
+
+def pr_body(action: str, number: int, head: str, *, base_ref: str = "main", fork: bool = False, merged: bool = False, merge_sha: str | None = None) -> bytes:
+    name = "closed" if action == "closed" else ("synchronize" if action == "synchronize" else "opened")
+    payload = json.loads((FIXTURES / "pull_request" / f"{name}.payload.json").read_bytes())
+    payload["action"] = action
+    payload["number"] = number
+    repo = payload["repository"]
+    repo |= {"id": REPO_ID, "full_name": REPO_FULL_NAME, "name": REPO_FULL_NAME.split("/")[1]}
+    pr = payload["pull_request"]
+    pr |= {"number": number, "merged": merged, "merge_commit_sha": merge_sha, "state": "closed" if action == "closed" else "open"}
+    pr["base"] |= {"ref": base_ref, "sha": "f" * 40}
+    pr["base"]["repo"] |= {"id": REPO_ID, "full_name": REPO_FULL_NAME}
+    pr["head"] |= {"ref": f"pr{number}", "sha": head}
+    pr["head"]["repo"] |= {"id": 777 if fork else REPO_ID, "full_name": "stranger/sot" if fork else REPO_FULL_NAME}
+    return json.dumps(payload, indent=2).encode()
+
+
+def suite_body(action: str, number: int, head: str) -> bytes:
+    payload = json.loads((FIXTURES / "check_suite" / f"{action}.payload.json").read_bytes())
+    payload["action"] = action
+    payload["repository"] |= {"id": REPO_ID, "full_name": REPO_FULL_NAME, "name": REPO_FULL_NAME.split("/")[1]}
+    payload["check_suite"] |= {"head_sha": head, "head_branch": f"pr{number}"}
+    end = {"id": REPO_ID, "url": f"https://api.github.com/repos/{REPO_FULL_NAME}", "name": "sot"}
+    payload["check_suite"]["pull_requests"] = [
+        {"number": number, "head": {"ref": f"pr{number}", "sha": head, "repo": end}, "base": {"ref": "main", "sha": "f" * 40, "repo": end}}
+    ]
+    return json.dumps(payload).encode()
+
+
+def pr_head(repo: SotRepo, number: int, message: str, edit: Any) -> str:
+    """A commit on a branch off main, pushed where GitHub keeps a PR's head (main does not move)."""
+    git(repo.work, "checkout", "-q", "-B", f"pr{number}", "main")
+    edit(repo.work)
+    git(repo.work, "add", "-A")
+    git(repo.work, "commit", "-q", "-m", message)
+    git(repo.work, "push", "-q", "-f", "origin", f"HEAD:refs/pull/{number}/head")
+    sha = git(repo.work, "rev-parse", "HEAD")
+    git(repo.work, "checkout", "-q", "main")
+    return sha
+
+
+def merge(repo: SotRepo, number: int) -> str:
+    git(repo.work, "merge", "-q", "--no-ff", "-m", f"Merge pull request #{number}", f"pr{number}")
+    git(repo.work, "push", "-q", "origin", "HEAD:main")
+    return git(repo.work, "rev-parse", "HEAD")
+
+
+def bad_macs(count: int):
+    def edit(work: Path) -> None:
+        path = work / "clusters" / "lab.yaml"
+        text = path.read_text()
+        for n in range(count):
+            text += f"""  - name: bad{n}
+    macs: ["not-a-mac-{n}"]
+    roles: [worker]
+    bmc: {{type: ipmi, address: 127.0.0.1, port: {7000 + n}, credential: lab-bmc}}
+    ips: {{prov: 10.90.1.{10 + n}}}
+"""
+        path.write_text(text)
+
+    return edit
+
+
+class Env:
+    def __init__(self, app: FastAPI, client: TestClient, store: SQLiteStore, github: GitHubStandIn, repo: SotRepo) -> None:
+        self.app, self.client, self.store, self.github, self.repo = app, client, store, github, repo
+
+    def hook(self, body: bytes, event: str) -> dict[str, Any]:
+        resp = self.client.post(HOOK, content=body, headers=webhook_headers(body, event))
+        assert resp.status_code in (200, 202), resp.text
+        return dict(resp.json()) | {"code": resp.status_code}
+
+    def idle(self) -> None:
+        assert self.app.state.pulls.wait_idle(120) and self.app.state.gate.wait_idle(120)
+
+    def apply_main(self) -> str:
+        """Push main's head through the webhook and record it as what the hardware runs (the runner's part)."""
+        sha = git(self.repo.work, "rev-parse", "HEAD")
+        self.hook(push_body(self.repo.url, sha), "push")
+        self.idle()
+        plan = self.plan_of(sha)
+        self.store.put("/sites-applied/current", {"sha": sha, "root": plan["root"], "plan": plan["id"]})
+        return sha
+
+    def plan_of(self, sha: str) -> dict[str, Any]:
+        rev = self.store.get(f"/revisions/{sha}")
+        plan = self.store.get(f"/plans/{rev.value['plan']}") if rev else None
+        assert plan is not None, f"no plan of {sha}"
+        return dict(plan.value)
+
+    def pull(self, number: int) -> dict[str, Any]:
+        resp = self.client.get(f"/v1/pulls/{number}", headers=auth("reader"))
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json())
+
+    def runs_for(self, sha: str) -> list[dict[str, Any]]:
+        return [run for run in self.github.runs.values() if run.get("head_sha") == sha]
+
+
+def _env(tmp_path: Path, repo: SotRepo, monkeypatch: pytest.MonkeyPatch, forbid_checks: bool) -> Iterator[Env]:
+    monkeypatch.setenv("VAQUERO_CACHE", str(tmp_path / "must-not-be-used"))
+    github = GitHubStandIn(forbid_checks=forbid_checks)
+    api = github.start()
+    settings = make_settings(tmp_path, repo.url, github_token=GITHUB_TOKEN, github_api=api, public_url="https://vaquero.example.invalid")
+    store = SQLiteStore(tmp_path / "store.sqlite")
+    repo.commit("lab")
+    try:
+        app = create_app(settings, store)
+        with TestClient(app) as client:
+            yield Env(app, client, store, github, repo)
+    finally:
+        github.stop()
+        store.close()
+    assert github.problems == []
+    assert all(req.authorization == f"Bearer {GITHUB_TOKEN}" for req in github.requests)
+
+
+@pytest.fixture
+def env(tmp_path, sot_repo, monkeypatch) -> Iterator[Env]:
+    yield from _env(tmp_path, sot_repo, monkeypatch, forbid_checks=False)
+
+
+@pytest.fixture
+def env_no_checks(tmp_path, sot_repo, monkeypatch) -> Iterator[Env]:
+    yield from _env(tmp_path, sot_repo, monkeypatch, forbid_checks=True)
+
+
+def test_opened_pr_gets_a_check_run_with_its_plan_and_nothing_is_applied(env, captured_logs):
+    base = env.apply_main()
+    head = pr_head(env.repo, 7, "add node5", add_host("node5", 5))
+    answer = env.hook(pr_body("opened", 7, head), "pull_request")
+    assert answer["code"] == 202 and answer["status"] == "queued" and answer["pull_request"] == 7 and answer["sha"] == head
+    env.idle()
+    pull = env.pull(7)
+    assert pull["state"] == "planned" and pull["head_sha"] == head and pull["base_sha"] == base and pull["fork"] is False
+    assert "+ host node5 will be installed [add]" in pull["text"] and pull["reported_via"] == "check_run"
+    [run] = env.runs_for(head)
+    assert run["status"] == "completed" and run["conclusion"] == "success" and run["name"] == "vaquero/plan"
+    assert run["output"]["title"] == "valid: 1 add" and "+ host node5 will be installed [add]" in run["output"]["summary"]
+    assert base[:12] in run["output"]["summary"] and run["annotations"] == []
+    assert run["details_url"] == "https://vaquero.example.invalid/v1/pulls/7"
+    # First in progress, then completed: two requests on one check run.
+    calls = [(req.method, req.body["status"]) for req in env.github.requests if "/check-runs" in req.path]
+    assert calls == [("POST", "in_progress"), ("PATCH", "completed")]
+    # A PR plan is for review: no revision, no plan the runner could pick up.
+    assert env.store.get(f"/revisions/{head}") is None
+    assert [p.value["sha"] for p in env.store.list("/plans/")] == [base]
+    # The same head again (a check suite GitHub sends alongside): nothing planned twice.
+    again = env.hook(suite_body("requested", 7, head), "check_suite")
+    assert again["status"] == "known" and again["code"] == 200
+    # A re-run asked for plans it again, on a new check run.
+    rerun = env.hook(suite_body("rerequested", 7, head), "check_suite")
+    assert rerun["status"] == "queued" and rerun["pull_requests"] == [7]
+    env.idle()
+    assert len(env.runs_for(head)) == 2
+    for secret in SECRETS:
+        assert secret not in captured_logs.getvalue()
+
+
+def test_validation_errors_fail_the_check_run_with_annotations_at_file_and_line(env):
+    env.apply_main()
+    head = pr_head(env.repo, 3, "one bad mac", bad_macs(1))
+    env.hook(pr_body("opened", 3, head), "pull_request")
+    env.idle()
+    pull = env.pull(3)
+    assert pull["state"] == "invalid" and pull["plan"] is None
+    [run] = env.runs_for(head)
+    assert run["conclusion"] == "failure" and run["output"]["title"].startswith("invalid: ")
+    text = git(env.repo.work, "show", f"{head}:clusters/lab.yaml")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "not-a-mac-0" in t)
+    assert {"path": "clusters/lab.yaml", "start_line": line, "end_line": line, "annotation_level": "failure"}.items() <= run["annotations"][0].items()
+    assert run["annotations"][0]["title"].endswith("macs") and f"clusters/lab.yaml:{line}" in run["output"]["summary"]
+
+    # A new push to the PR with 60 errors: every one annotated, at most 50 per request (the stand-in checks).
+    head2 = pr_head(env.repo, 3, "many bad macs", bad_macs(60))
+    answer = env.hook(pr_body("synchronize", 3, head2), "pull_request")
+    assert answer["status"] == "queued"
+    env.idle()
+    [run2] = env.runs_for(head2)
+    errors = env.pull(3)["errors"]
+    located = [e for e in errors if e["file"] and e["line"]]
+    assert len(located) >= 60 and len(run2["annotations"]) == len(located)
+    lines = {n["start_line"] for n in run2["annotations"]}
+    text2 = git(env.repo.work, "show", f"{head2}:clusters/lab.yaml").splitlines()
+    assert {i for i, t in enumerate(text2, 1) if "not-a-mac-" in t} <= lines
+    sizes = [len(req.body.get("output", {}).get("annotations", [])) for req in env.github.requests if req.body.get("head_sha") == head2]
+    assert max(sizes) == 50 and sum(sizes) == len(located)
+
+
+def test_closing_without_merge_drops_the_plan(env):
+    env.apply_main()
+    head = pr_head(env.repo, 5, "add node6", add_host("node6", 6))
+    env.hook(pr_body("opened", 5, head), "pull_request")
+    env.idle()
+    assert env.pull(5)["state"] == "planned"
+    answer = env.hook(pr_body("closed", 5, head), "pull_request")
+    assert answer["status"] == "dropped" and answer["code"] == 200
+    assert env.store.get("/pulls/5") is None
+    assert env.client.get("/v1/pulls/5", headers=auth("reader")).status_code == 404
+    # Reopened: planned again.
+    env.hook(pr_body("reopened", 5, head), "pull_request")
+    env.idle()
+    assert env.pull(5)["state"] == "planned"
+
+
+def test_fork_pr_is_planned_never_applied_and_other_bases_are_ignored(env):
+    env.apply_main()
+    head = pr_head(env.repo, 9, "from a fork", add_host("node7", 7))
+    answer = env.hook(pr_body("opened", 9, head, fork=True), "pull_request")
+    assert answer["status"] == "queued" and answer["fork"] is True
+    env.idle()
+    pull = env.pull(9)
+    assert pull["fork"] is True and pull["state"] == "planned"
+    [run] = env.runs_for(head)
+    assert "from a fork" in run["output"]["summary"] and "never applied" in run["output"]["summary"]
+    assert env.store.get(f"/revisions/{head}") is None
+    # Into another branch: ignored, nothing fetched.
+    other = env.hook(pr_body("opened", 10, head, base_ref="release"), "pull_request")
+    assert other["status"] == "ignored" and "release" in other["reason"]
+    # A head SHA that is not a SHA, a number that is not a PR number: 400, nothing queued.
+    odd = json.loads(pr_body("opened", 11, head))
+    odd["pull_request"]["head"]["sha"] = "main; rm -rf /"
+    body = json.dumps(odd).encode()
+    assert env.client.post(HOOK, content=body, headers=webhook_headers(body, "pull_request")).status_code == 400
+    odd = json.loads(pr_body("opened", 11, head))
+    odd["pull_request"]["number"] = -1
+    body = json.dumps(odd).encode()
+    assert env.client.post(HOOK, content=body, headers=webhook_headers(body, "pull_request")).status_code == 400
+    assert env.store.get("/pulls/10") is None and env.store.get("/pulls/11") is None
+
+
+def test_token_without_checks_posts_a_status_and_one_comment_updated_in_place(env_no_checks, captured_logs):
+    env = env_no_checks
+    env.apply_main()
+    head = pr_head(env.repo, 4, "one bad mac", bad_macs(1))
+    env.hook(pr_body("opened", 4, head), "pull_request")
+    env.idle()
+    assert env.pull(4)["reported_via"] == "status"
+    statuses = [req.body for req in env.github.requests if req.path.endswith(f"/statuses/{head}")]
+    assert [s["state"] for s in statuses] == ["pending", "failure"] and statuses[-1]["target_url"].endswith("/v1/pulls/4")
+    [(cid, comment)] = env.github.comments.items()
+    assert comment["issue"] == 4 and "clusters/lab.yaml:" in comment["body"] and comment["updates"] == 0
+    # The fix pushed to the PR: the same comment now shows the plan.
+    head2 = pr_head(env.repo, 4, "fixed", add_host("node5", 5))
+    env.hook(pr_body("synchronize", 4, head2), "pull_request")
+    env.idle()
+    assert list(env.github.comments) == [cid]
+    assert env.github.comments[cid]["updates"] == 1 and "+ host node5 will be installed" in env.github.comments[cid]["body"]
+    assert [req.body["state"] for req in env.github.requests if req.path.endswith(f"/statuses/{head2}")] == ["pending", "success"]
+    # 403 was learnt once: later PRs go straight to statuses.
+    assert len([req for req in env.github.requests if "/check-runs" in req.path]) == 1
+    assert GITHUB_TOKEN not in captured_logs.getvalue() and "GitHub answered 403" in captured_logs.getvalue()
+
+
+def test_merge_of_the_reviewed_head_is_the_same_plan_and_a_moved_base_shows_the_difference(env):
+    env.apply_main()
+    head = pr_head(env.repo, 1, "add node5", add_host("node5", 5))
+    env.hook(pr_body("opened", 1, head), "pull_request")
+    env.idle()
+    reviewed = env.pull(1)
+    merged = merge(env.repo, 1)
+    # The push of the merge commit first, then the closed event: the plan says it is the reviewed one.
+    env.hook(push_body(env.repo.url, merged), "push")
+    env.idle()
+    assert env.hook(pr_body("closed", 1, head, merged=True, merge_sha=merged), "pull_request")["status"] == "merged"
+    env.idle()
+    plan = env.plan_of(merged)
+    assert plan["state"] == "pending_approval"
+    note = plan["reviewed"]
+    assert note["same"] is True and note["pull_request"] == 1 and note["head_sha"] == head and note["reviewed_digest"] == reviewed["digest"]
+    assert "SoT is the reviewed head's" in note["why"]
+
+    # PR 2 reviewed; then another revision is applied before it merges: planned again, the difference shown.
+    head2 = pr_head(env.repo, 2, "add node6", add_host("node6", 6))
+    env.hook(pr_body("opened", 2, head2), "pull_request")
+    env.idle()
+    env.store.put("/sites-applied/current", {"sha": merged, "root": plan["root"], "plan": plan["id"]})
+    merged2 = merge(env.repo, 2)
+    # This time the closed event comes first.
+    env.hook(pr_body("closed", 2, head2, merged=True, merge_sha=merged2), "pull_request")
+    env.hook(push_body(env.repo.url, merged2, before=merged), "push")
+    env.idle()
+    plan2 = env.plan_of(merged2)
+    note2 = plan2["reviewed"]
+    assert note2["same"] is False and "applied revision moved" in note2["why"]
+    assert "-  + host node5 will be installed [add]" in note2["diff"] and "+  + host node6 will be installed [add]" not in note2["diff"]
+    resp = env.client.get(f"/v1/plans/{plan2['id']}", headers=auth("reader"))
+    assert resp.json()["reviewed"]["same"] is False
+
+
+def test_the_token_stays_out_of_logs_and_exceptions_when_github_fails(captured_logs):
+    from vaquero.gate.github import Forbidden, GitHubClient
+
+    github = GitHubStandIn(forbid_checks=True)
+    api = github.start()
+    try:
+        client = GitHubClient(GITHUB_TOKEN, api)
+        with pytest.raises(Forbidden) as refused:
+            client.check_run(REPO_FULL_NAME, "a" * 40, status="in_progress")
+        assert GITHUB_TOKEN not in str(refused.value) and GITHUB_TOKEN not in repr(refused.value) and GITHUB_TOKEN not in repr(client)
+        assert github.requests == [] or all(req.authorization == f"Bearer {GITHUB_TOKEN}" for req in github.requests)
+    finally:
+        github.stop()
+    # Nobody listens there any more: a connection error, logged by its kind only.
+    assert client.check_run(REPO_FULL_NAME, "a" * 40, status="in_progress") is None
+    assert client.comment(REPO_FULL_NAME, 1, "body") is None and client.post(REPO_FULL_NAME, "a" * 40, "pending", "x") is False
+    logs = captured_logs.getvalue()
+    assert "check run not posted: ConnectError" in logs and "GitHub answered 403" in logs and GITHUB_TOKEN not in logs
+
+
+def test_a_pr_head_too_big_is_refused_before_it_is_extracted(tmp_path, sot_repo):
+    from vaquero.gate.core import Gate
+    from vaquero.gate.sandbox import Limits
+
+    sot_repo.commit("lab")
+    head = pr_head(sot_repo, 12, "a big file", lambda work: (work / "blob.bin").write_bytes(os.urandom(3 << 20)))
+    store = SQLiteStore(tmp_path / "store.sqlite")
+    try:
+        gate = Gate(store, cache=tmp_path / "cache", limits=Limits(tree=2 << 20))
+        root, answer = gate.check_commit(sot_repo.url, head, subdir="", label="pr 12")
+        assert "more than the 2097152" in answer["errors"][0]["message"] and not (tmp_path / "cache" / "trees" / head).exists()
+        # Within the bound, the same head is fetched and planned.
+        root, answer = Gate(store, cache=tmp_path / "cache", limits=Limits(tree=8 << 20)).check_commit(sot_repo.url, head, subdir="", label="pr 12")
+        assert answer["errors"] == [] and root is not None and (Path(root) / "blob.bin").stat().st_size == 3 << 20
+    finally:
+        store.close()
