@@ -103,10 +103,15 @@ def wanted_documents(sot: SoT, site: Site) -> set[tuple[str, str]]:
     return out
 
 
-def _doc_files(sot: SoT, wanted: set[tuple[str, str]]) -> dict[str, dict[str, str]]:
+def parse_texts(sot: SoT) -> dict[str, list[Any]]:
+    """Every document file's documents, parsed once per revision and shared by all its agents' bundles."""
+    return {rel: [d for d in yaml.safe_load_all(text) if d is not None] for rel, text in sorted(sot.texts.items())}
+
+
+def _doc_files(sot: SoT, wanted: set[tuple[str, str]], parsed: dict[str, list[Any]]) -> dict[str, dict[str, str]]:
     files: dict[str, dict[str, str]] = {}
     for rel, text in sorted(sot.texts.items()):
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = parsed[rel]
         keep = [d for d in docs if isinstance(d, dict) and (d.get("kind"), d.get("name")) in wanted]
         if not keep:
             continue
@@ -198,6 +203,7 @@ class BundleBuilder:
         self.store = store
         self._lock = threading.Lock()
         self._sot: tuple[tuple[Any, ...], SoT] | None = None
+        self._parsed: tuple[SoT, dict[str, list[Any]]] | None = None
         self._static: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     def applied(self) -> dict[str, Any]:
@@ -235,7 +241,14 @@ class BundleBuilder:
             hit = self._static.get(key)
         if hit is not None:
             return hit
-        files = _doc_files(sot, wanted_documents(sot, site))
+        with self._lock:
+            parsed = self._parsed[1] if self._parsed is not None and self._parsed[0] is sot else None
+        if parsed is None:
+            # Parsing every file per agent cost 100 agents 100 parses of the whole SoT.
+            parsed = parse_texts(sot)
+            with self._lock:
+                self._parsed = (sot, parsed)
+        files = _doc_files(sot, wanted_documents(sot, site), parsed)
         data, skipped = _data_files(Path(applied["root"]))
         files.update(data)
         try:
