@@ -415,9 +415,7 @@ def main() -> int:
             f"hosts {args.hosts}, failures=0; agent peak RSS {rss:.0f} MB; target <= 1.2)"
         )
         vf, pf = statistics.median(files_p95["vaquero"]), statistics.median(files_p95["peer"])
-        print(
-            f"fleet_storm_files_after_lease_p95 ratio {vf / pf:.2f} (vaquero {vf:.2f} s, peer {pf:.2f} s, p95 over hosts of lease -> last boot file, medians of rounds)"
-        )
+        print(f"fleet_storm_files_after_lease_p95 ratio {vf / pf:.2f} (vaquero {vf:.2f} s, peer {pf:.2f} s, p95 over hosts of lease -> last file, medians)")
     except RunFailed as exc:
         print(f"fleet_storm: FAILED: {exc}", file=sys.stderr)
         return 1
