@@ -51,6 +51,18 @@ def suite_body(action: str, number: int, head: str) -> bytes:
     return json.dumps(payload).encode()
 
 
+def run_body(number: int, head: str) -> bytes:
+    """GitHub's check_run "rerequested" example, on our repository and PR."""
+    payload = json.loads((FIXTURES / "check_run" / "rerequested.payload.json").read_bytes())
+    payload["repository"] |= {"id": REPO_ID, "full_name": REPO_FULL_NAME, "name": REPO_FULL_NAME.split("/")[1]}
+    end = {"id": REPO_ID, "url": f"https://api.github.com/repos/{REPO_FULL_NAME}", "name": "sot"}
+    payload["check_run"] |= {"head_sha": head}
+    payload["check_run"]["pull_requests"] = [
+        {"number": number, "head": {"ref": f"pr{number}", "sha": head, "repo": end}, "base": {"ref": "main", "sha": "f" * 40, "repo": end}}
+    ]
+    return json.dumps(payload).encode()
+
+
 def pr_head(repo: SotRepo, number: int, message: str, edit: Any) -> str:
     """A commit on a branch off main, pushed where GitHub keeps a PR's head (main does not move)."""
     git(repo.work, "checkout", "-q", "-B", f"pr{number}", "main")
@@ -177,6 +189,11 @@ def test_opened_pr_gets_a_check_run_with_its_plan_and_nothing_is_applied(env, ca
     assert rerun["status"] == "queued" and rerun["pull_requests"] == [7]
     env.idle()
     assert len(env.runs_for(head)) == 2
+    # So does "Re-run" on the check run itself.
+    rerun = env.hook(run_body(7, head), "check_run")
+    assert rerun["status"] == "queued" and rerun["pull_requests"] == [7]
+    env.idle()
+    assert [run["conclusion"] for run in env.runs_for(head)] == ["success"] * 3
     for secret in SECRETS:
         assert secret not in captured_logs.getvalue()
 
@@ -346,5 +363,52 @@ def test_a_pr_head_too_big_is_refused_before_it_is_extracted(tmp_path, sot_repo)
         # Within the bound, the same head is fetched and planned.
         root, answer = Gate(store, cache=tmp_path / "cache", limits=Limits(tree=8 << 20)).check_commit(sot_repo.url, head, subdir="", label="pr 12")
         assert answer["errors"] == [] and root is not None and (Path(root) / "blob.bin").stat().st_size == 3 << 20
+    finally:
+        store.close()
+
+
+def test_a_head_replaced_while_it_is_planned_gets_its_check_run_cancelled(env, monkeypatch):
+    env.apply_main()
+    pulls = env.app.state.pulls
+    first = pr_head(env.repo, 6, "add node5", add_host("node5", 5))
+    second = pr_head(env.repo, 6, "add node6 instead", add_host("node6", 6))
+    real = env.app.state.gate.check_commit
+
+    def and_meanwhile_a_push(url: str, sha: str, **kw: Any) -> Any:
+        answer = real(url, sha, **kw)
+        if sha == first:  # as the webhook does for a `synchronize` that arrives while this head is planned
+            body = pr_body("synchronize", 6, second)
+            assert env.client.post(HOOK, content=body, headers=webhook_headers(body, "pull_request")).status_code == 202
+        return answer
+
+    monkeypatch.setattr(env.app.state.gate, "check_commit", and_meanwhile_a_push)
+    env.hook(pr_body("opened", 6, first), "pull_request")
+    env.idle()
+    assert pulls.idle()
+    [old] = env.runs_for(first)
+    assert old["status"] == "completed" and old["conclusion"] == "cancelled" and "moved on" in old["output"]["title"]
+    [new] = env.runs_for(second)
+    assert new["conclusion"] == "success" and env.pull(6)["head_sha"] == second and "node6" in env.pull(6)["text"]
+
+
+def test_pr_plans_left_queued_at_a_stop_are_resumed(tmp_path, sot_repo, monkeypatch):
+    monkeypatch.setenv("VAQUERO_CACHE", str(tmp_path / "must-not-be-used"))
+    sot_repo.commit("lab")
+    head = pr_head(sot_repo, 8, "add node5", add_host("node5", 5))
+    store = SQLiteStore(tmp_path / "store.sqlite")
+    settings = make_settings(tmp_path, sot_repo.url)
+    try:
+        # Accepted (as the webhook does) by a controller that stopped before planning it.
+        stopped = create_app(settings, store)
+        stopped.state.pulls.submit(
+            github=REPO_FULL_NAME, url=sot_repo.url, subdir="", number=8, head_sha=head, fork=False, action="opened", delivery="d-1"
+        )
+        left = store.get("/pulls/8")
+        assert left is not None and left.value["state"] == "queued"
+        app = create_app(settings, store)
+        with TestClient(app) as client:
+            assert app.state.pulls.wait_idle(120)
+            pull = client.get("/v1/pulls/8", headers=auth("reader")).json()
+        assert pull["state"] == "planned" and "+ host node5 will be installed" in pull["text"]
     finally:
         store.close()

@@ -50,6 +50,7 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if start_gate:
             gate.start()
+        pulls.start()
         hosts.start()
         log.info("API ready: %d token(s), webhook %s", len(settings.tokens), "on" if settings.webhook_secret else "off")
         try:

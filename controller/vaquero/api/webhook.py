@@ -9,7 +9,7 @@ twice, also after a restart. Nothing is buffered before the size is known to be 
 only `LARGE_SLOTS` bodies above `SMALL_BODY` are buffered at once, so a flood of big unsigned
 bodies costs neither memory nor HMAC work. A `push` to the configured repository
 and branch queues exactly the pushed SHA (`after`); the gate does the rest in the background.
-`pull_request` and `check_suite` deliveries plan a PR's head for review (webhook_pulls).
+`pull_request`, `check_suite` and `check_run` deliveries plan a PR's head for review (webhook_pulls).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def repository_matches(payload: dict[str, Any], repo_url: str | None, repo_name:
 @router.post(
     "/v1/webhooks/github",
     tags=["webhook"],
-    summary="GitHub webhook (push, pull_request, check_suite, ping); authenticated by X-Hub-Signature-256, not by a bearer token",
+    summary="GitHub webhook (push, pull_request, check_suite, check_run, ping); authenticated by X-Hub-Signature-256, not by a bearer token",
     responses={
         200: {"description": "ping answered, duplicate delivery, a closed PR, or an event that needs no work", "model": WebhookResult},
         202: {"description": "push accepted: the revision is queued; or a PR head queued for planning", "model": WebhookResult},
@@ -215,11 +215,11 @@ def _handle(request: Request, event: str, delivery: str, payload: dict[str, Any]
     result: dict[str, Any] = {"delivery": delivery, "event": event}
     if event == "ping":
         result |= {"status": "pong", "zen": payload.get("zen") if isinstance(payload.get("zen"), str) else None}
-    elif event in ("pull_request", "check_suite"):
+    elif event in ("pull_request", "check_suite", "check_run"):
         full_name = repository_matches(payload, settings.repo_url, settings.repo_name) if settings.repo_url else None
         result |= webhook_pulls.handle(settings, getattr(request.app.state, "pulls", None), event, delivery, payload, full_name)
     elif event != "push":
-        result |= {"status": "ignored", "reason": f"event {event!r} is not acted on (only push, pull_request, check_suite)"}
+        result |= {"status": "ignored", "reason": f"event {event!r} is not acted on (only push, pull_request, check_suite, check_run)"}
     else:
         result |= _push(settings, gate, delivery, payload, received)
     record = {"event": event, "received": received, **{k: v for k, v in result.items() if k != "zen"}}

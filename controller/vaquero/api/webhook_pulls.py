@@ -1,4 +1,5 @@
-"""Pull request deliveries of the GitHub webhook: `pull_request` and `check_suite`, typed before use.
+"""Pull request deliveries of the GitHub webhook: `pull_request`, `check_suite` and `check_run`
+(re-run), typed before use.
 
 Only a PR whose base is the configured branch of the configured repository is planned. Its head
 is always fetched from the configured repository (`--repo`) at the head SHA, never from a URL in
@@ -66,6 +67,14 @@ class CheckSuiteEvent(_Typed):
     repository: _Repo
 
 
+class CheckRunEvent(_Typed):
+    """A re-run asked for on one check run: the same lists as a suite (head_sha, pull_requests)."""
+
+    action: str = Field(max_length=64)
+    check_run: _Suite
+    repository: _Repo
+
+
 def _typed(model: type[_Typed], payload: dict[str, Any]) -> Any:
     try:
         return model.model_validate(payload)
@@ -116,7 +125,7 @@ def _queue(settings: Any, pulls: PullPlanner, full_name: str, pr: _PullRequest, 
 
 
 def handle(settings: Any, pulls: PullPlanner | None, event: str, delivery: str, payload: dict[str, Any], full_name: str | None) -> dict[str, Any]:
-    """The answer to one `pull_request` or `check_suite` delivery (the caller checked the repository: `full_name`)."""
+    """The answer to one `pull_request`, `check_suite` or `check_run` delivery (the caller checked the repository: `full_name`)."""
     if pulls is None or not settings.repo_url:
         return {"status": "ignored", "reason": "no repository is configured on this server (--repo)"}
     if full_name is None:
@@ -134,16 +143,23 @@ def handle(settings: Any, pulls: PullPlanner | None, event: str, delivery: str, 
         if ev.action not in PLAN_ACTIONS:
             return {"status": "ignored", "reason": f"pull_request action {ev.action!r} needs no plan", "pull_request": pr.number}
         return _queue(settings, pulls, full_name, pr, ev.repository, ev.action, delivery)
-    suite = _typed(CheckSuiteEvent, payload)
-    if suite.action not in SUITE_ACTIONS:
-        return {"status": "ignored", "reason": f"check_suite action {suite.action!r} needs no plan"}
+    if event == "check_run":
+        run = _typed(CheckRunEvent, payload)
+        action, checked, repository = run.action, run.check_run, run.repository
+        if action != "rerequested":
+            return {"status": "ignored", "reason": f"check_run action {action!r} needs no plan"}
+    else:
+        suite = _typed(CheckSuiteEvent, payload)
+        action, checked, repository = suite.action, suite.check_suite, suite.repository
+        if action not in SUITE_ACTIONS:
+            return {"status": "ignored", "reason": f"check_suite action {action!r} needs no plan"}
     answers = []
-    for pr in suite.check_suite.pull_requests:
-        if pr.head.sha != suite.check_suite.head_sha or _base_ok(settings, pr, suite.repository):
+    for pr in checked.pull_requests:
+        if pr.head.sha != checked.head_sha or _base_ok(settings, pr, repository):
             continue
-        answers.append(_queue(settings, pulls, full_name, pr, suite.repository, suite.action, delivery))
+        answers.append(_queue(settings, pulls, full_name, pr, repository, action, delivery))
     if not answers:
-        return {"status": "ignored", "reason": "the check suite is on no pull request into the configured branch"}
+        return {"status": "ignored", "reason": f"the {event} is on no pull request into the configured branch"}
     queued = [a for a in answers if a["status"] == "queued"]
     first = (queued or answers)[0]
     return first | {"pull_requests": [a["pull_request"] for a in answers]}

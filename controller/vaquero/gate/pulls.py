@@ -129,10 +129,24 @@ class PullPlanner:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vaquero-pulls")
         self._futures: list[Future[None]] = []
         self._lock = threading.Lock()
+        self._started = False
         # Learnt from the first 403: a token (not a GitHub App) may not write checks; then statuses and a comment.
         self.checks_forbidden = False
 
+    def start(self) -> None:
+        """Plan from now on, beginning with the PRs left queued or planning when the controller stopped.
+
+        It needs no leadership: a PR plan writes only its own record and is never applied, so every
+        controller plans the deliveries it receives."""
+        self._started = True
+        for rec in self.store.list("/pulls/"):
+            value = rec.value
+            if value.get("state") in (QUEUED, PLANNING) and isinstance(value.get("number"), int) and isinstance(value.get("head_sha"), str):
+                log.info("resuming pull request #%d left %s", value["number"], value["state"], extra={"sha": value["head_sha"]})
+                self._futures.append(self._pool.submit(self._plan_safely, value["number"], value["head_sha"]))
+
     def stop(self) -> None:
+        self._started = False
         self._pool.shutdown(wait=True, cancel_futures=False)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vaquero-pulls")
 
@@ -190,7 +204,8 @@ class PullPlanner:
         else:
             return value, False
         log.info("pull request #%d queued at %s", number, head_sha[:12], extra={"sha": head_sha})
-        self._futures.append(self._pool.submit(self._plan_safely, number, head_sha))
+        if self._started:
+            self._futures.append(self._pool.submit(self._plan_safely, number, head_sha))
         return value, True
 
     def closed(self, number: int, *, merged: bool, merge_sha: str | None) -> str:
@@ -267,6 +282,7 @@ class PullPlanner:
         value = self._update(number, head_sha, changes)
         if value is None:
             log.info("pull request #%d moved on while it was planned: result dropped", number, extra={"sha": head_sha})
+            self._abandon(pr, run_id)
             return
         log.info("pull request #%d %s: %s", number, value["state"], _changes(value) if plan else f"{len(errors)} error(s)", extra={"sha": head_sha})
         via, ids = self._finish_report(value)
@@ -288,6 +304,16 @@ class PullPlanner:
                 self.checks_forbidden = True
         self.client.post(pr["github"], pr["head_sha"], "pending", "Vaquero is validating and planning this pull request", self._details(pr["number"]))
         return None
+
+    def _abandon(self, pr: dict[str, Any], run_id: int | None) -> None:
+        """Close the check run of a head that is no longer the PR's (a newer push, or closed) instead of leaving it in progress."""
+        if self.client is None or run_id is None or self.checks_forbidden:
+            return
+        title = "not planned: the pull request moved on (a newer head, or closed)"
+        try:
+            self.client.check_run(pr["github"], pr["head_sha"], run_id=run_id, status="completed", conclusion="cancelled", title=title)
+        except Forbidden:
+            self.checks_forbidden = True
 
     def _finish_report(self, value: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         if self.client is None:
