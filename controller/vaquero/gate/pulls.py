@@ -143,7 +143,7 @@ class PullPlanner:
             value = rec.value
             if value.get("state") in (QUEUED, PLANNING) and isinstance(value.get("number"), int) and isinstance(value.get("head_sha"), str):
                 log.info("resuming pull request #%d left %s", value["number"], value["state"], extra={"sha": value["head_sha"]})
-                self._futures.append(self._pool.submit(self._plan_safely, value["number"], value["head_sha"]))
+                self._schedule(value["number"], value["head_sha"])
 
     def stop(self) -> None:
         self._started = False
@@ -151,8 +151,13 @@ class PullPlanner:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vaquero-pulls")
 
     def idle(self) -> bool:
-        self._futures = [f for f in self._futures if not f.done()]
-        return not self._futures
+        with self._lock:  # webhook threads append while a waiter prunes
+            self._futures = [f for f in self._futures if not f.done()]
+            return not self._futures
+
+    def _schedule(self, number: int, head_sha: str) -> None:
+        with self._lock:
+            self._futures.append(self._pool.submit(self._plan_safely, number, head_sha))
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -205,7 +210,7 @@ class PullPlanner:
             return value, False
         log.info("pull request #%d queued at %s", number, head_sha[:12], extra={"sha": head_sha})
         if self._started:
-            self._futures.append(self._pool.submit(self._plan_safely, number, head_sha))
+            self._schedule(number, head_sha)
         return value, True
 
     def closed(self, number: int, *, merged: bool, merge_sha: str | None) -> str:
