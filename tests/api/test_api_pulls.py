@@ -258,6 +258,12 @@ def test_fork_pr_is_planned_never_applied_and_other_bases_are_ignored(env):
     # Into another branch: ignored, nothing fetched.
     other = env.hook(pr_body("opened", 10, head, base_ref="release"), "pull_request")
     assert other["status"] == "ignored" and "release" in other["reason"]
+    # Into another repository's main (the delivery names ours): ignored too.
+    elsewhere = json.loads(pr_body("opened", 10, head))
+    elsewhere["pull_request"]["base"]["repo"] |= {"id": 99, "full_name": "someone/else"}
+    body = json.dumps(elsewhere).encode()
+    answer = env.hook(body, "pull_request")
+    assert answer["status"] == "ignored" and "another repository" in answer["reason"]
     # A head SHA that is not a SHA, a number that is not a PR number: 400, nothing queued.
     odd = json.loads(pr_body("opened", 11, head))
     odd["pull_request"]["head"]["sha"] = "main; rm -rf /"

@@ -99,6 +99,8 @@ def _base_ok(settings: Any, pr: _PullRequest, repository: _Repo) -> str | None:
     base = pr.base.repo
     if base is not None and base.id is not None and repository.id is not None and base.id != repository.id:
         return "pull request into another repository"
+    if base is not None and base.full_name and repository.full_name and base.full_name.lower() != repository.full_name.lower():
+        return "pull request into another repository"
     return None
 
 
