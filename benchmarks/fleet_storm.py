@@ -167,6 +167,12 @@ class RssSampler(threading.Thread):
                     self.peak[key] = max(self.peak[key], int(m.group(1)))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a live process (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid: int) -> list[int]:
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -220,6 +226,12 @@ def after_lease(report: dict[str, Any]) -> list[float]:
 
 def p95(values: list[float]) -> float:
     return values[min(len(values) - 1, int(0.95 * len(values)))]
+
+
+def udp_drops(net: Any, ns: str | None = None) -> int:
+    """UDP datagrams a namespace dropped for a full socket receive buffer (RcvbufErrors)."""
+    lines = [ln.split() for ln in net.run(["cat", "/proc/net/snmp"], ns=ns).stdout.splitlines() if ln.startswith("Udp:")]
+    return int(lines[1][lines[0].index("RcvbufErrors")])
 
 
 def count(path: Path, needle: str) -> int:
@@ -341,6 +353,8 @@ def main() -> int:
         times: dict[str, list[float]] = {"vaquero": [], "peer": []}
         files_p95: dict[str, list[float]] = {"vaquero": [], "peer": []}
         rss_start = peak_rss_mb(agent.pid)
+        servers = {"agent": [agent.pid], "agent's dnsmasq": children(agent.pid), "peer dnsmasq": [peer_dnsmasq.pid], "nginx": [nginx.pid, *children(nginx.pid)]}
+        cpu0 = {k: sum(cpu_seconds(p) for p in pids) for k, pids in servers.items()}
         sampler = RssSampler(agent.pid)
         sampler.start()
         detail: dict[str, list[str]] = {"vaquero": [], "peer": []}
@@ -351,6 +365,7 @@ def main() -> int:
                 (tmp / "spec.json").write_text(json.dumps(spec))
                 out = tmp / f"report-{side}-{r}.json"
                 cmd = ["taskset", "-c", "1", sys.executable, str(REPO / "benchmarks" / "fleet_client.py"), str(tmp / "spec.json"), str(out)]
+                drops0, client_drops0 = udp_drops(nets[side]), udp_drops(nets[side], clients[side])
                 res = nets[side].run(cmd, ns=clients[side], timeout=1800)
                 if res.returncode != 0:
                     raise RunFailed(f"{side} round {r + 1}: the client failed: {res.stderr.strip()[-2000:]}")
@@ -360,13 +375,16 @@ def main() -> int:
                 retried = sum(h["dhcp_tries"] > 1 for h in report["hosts"].values())
                 times[side].append(report["seconds"])
                 files_p95[side].append(p95(after_lease(report)))
+                drops, client_drops = udp_drops(nets[side]) - drops0, udp_drops(nets[side], clients[side]) - client_drops0
                 detail[side].append(
                     f"{report['seconds']:.2f} s (last host by step: {phases(report)}; lease to last file p95 {files_p95[side][-1]:.2f} s; "
-                    f"{retried} hosts retransmitted DHCP, TFTP turned away {turned} times)"
+                    f"{retried} hosts retransmitted DHCP, TFTP turned away {turned} times; UDP datagrams dropped for a full socket buffer: "
+                    f"{drops} at the servers, {client_drops} at the client)"
                 )
         for side, procs in (("vaquero", [agent]), ("peer", [peer_dnsmasq, nginx])):
             if any(p.poll() is not None for p in procs):
                 raise RunFailed(f"a {side} server process exited during the run")
+        cpu = {k: sum(cpu_seconds(p) for p in pids) - cpu0[k] for k, pids in servers.items()}
         sampler.stop.set()
         sampler.join()
         agent_children = children(agent.pid)
@@ -409,6 +427,7 @@ def main() -> int:
             f"anonymous {pk['RssAnon']:.0f} MB, file-backed {pk['RssFile']:.0f} MB, the asset mmaps), its dnsmasq {child_rss:.0f} MB; "
             f"peer dnsmasq + nginx {peer_rss:.0f} MB"
         )
+        print("# server CPU over all rounds (user + system, from /proc): " + ", ".join(f"{k} {v:.1f} s" for k, v in cpu.items()))
         v, p = statistics.median(times["vaquero"]), statistics.median(times["peer"])
         print(
             f"fleet_storm_time ratio {v / p:.2f} (vaquero {v:.2f} s, peer dnsmasq+nginx {p:.2f} s, medians of {args.rounds} rounds; "
