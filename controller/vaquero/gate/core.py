@@ -12,7 +12,6 @@ supersedes older plans still waiting for approval. Queued revisions survive a re
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import logging
 import os
@@ -29,7 +28,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..sot import SoT, SoTError, SoTInvalid, SourceError, empty_sot, load
-from ..sot.source import check_subdir, checkout, contained, refuse_links, resolve_rev, tree_size
+from ..sot.source import check_subdir, checkout, contained, refuse_links, resolve_rev, tree_digest, tree_size
 from ..state.store import Store
 from . import records as r
 from .github import StatusReporter
@@ -88,23 +87,6 @@ def check_subdir_request(subdir: str) -> str:
         return check_subdir(subdir)
     except SourceError as exc:
         raise GateError(422, str(exc)) from None
-
-
-def tree_digest(root: Path) -> str:
-    """A content hash of a folder (paths and bytes, .git skipped): the id of a local SoT revision."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d != ".git")
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            rel = path.relative_to(root).as_posix()
-            h.update(rel.encode() + b"\0")
-            try:
-                h.update(path.read_bytes())
-            except OSError:
-                h.update(b"\1unreadable")
-            h.update(b"\0")
-    return h.hexdigest()
 
 
 def snapshot(root: Path, cache: Path) -> tuple[str, Path]:

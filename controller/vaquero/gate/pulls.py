@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..sot.source import tree_digest
 from ..state.store import Store
 from . import records as r
 from .github import Forbidden, GitHubClient
@@ -267,8 +268,6 @@ class PullPlanner:
         run_id = self._start_report(pr)
         label = f"{pr['source']}@{head_sha[:12]} (pull request #{number})"
         root, answer = self.gate.check_commit(pr["source"], head_sha, subdir=pr["subdir"], label=label)
-        from .core import tree_digest  # the planner thread only; core imports this module
-
         errors = answer.get("errors") or []
         plan = answer.get("plan") if not errors and isinstance(answer.get("plan"), dict) else None
         if not errors and plan is None:
@@ -360,8 +359,6 @@ def review_of(store: Store, plan: dict[str, Any]) -> dict[str, Any] | None:
         return None
     pr = rec.value
     mine = change_digest(plan.get("plan"), plan.get("text"), plan.get("base_sha"))
-    from .core import tree_digest
-
     content = tree_digest(Path(plan["root"])) if plan.get("root") and Path(plan["root"]).is_dir() else None
     note: dict[str, Any] = {
         "pull_request": pr["number"],

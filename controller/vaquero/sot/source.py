@@ -225,3 +225,20 @@ def resolve(spec: str, *, subdir: str = "", cache: Path | None = None) -> Resolv
         raise SourceError(f"{url}@{sha[:12]}: {exc}") from None
     refuse_links(tree, root)
     return Resolved(root, sha, f"{url}@{sha[:12]}")
+
+
+def tree_digest(root: Path) -> str:
+    """A content hash of a folder (paths and bytes, .git skipped): the id of a local SoT revision."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != ".git")
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            h.update(rel.encode() + b"\0")
+            try:
+                h.update(path.read_bytes())
+            except OSError:
+                h.update(b"\1unreadable")
+            h.update(b"\0")
+    return h.hexdigest()
