@@ -204,6 +204,7 @@ class BundleBuilder:
         self._lock = threading.Lock()
         self._sot: tuple[tuple[Any, ...], SoT] | None = None
         self._parsed: tuple[SoT, dict[str, list[Any]]] | None = None
+        self._load_lock = threading.Lock()  # held while a revision is loaded or parsed (slow); taken before _lock, never while holding it
         self._static: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     def applied(self) -> dict[str, Any]:
@@ -217,14 +218,33 @@ class BundleBuilder:
         with self._lock:
             if self._sot is not None and self._sot[0] == key:
                 return self._sot[1]
-        try:
-            sot = load(applied["root"], sha=applied.get("sha"), label=applied.get("sha") or applied["root"], semantic=False)
-        except Exception as exc:
-            log.error("cannot load the applied revision: %s", exc, extra={"sha": applied.get("sha")})
-            raise BundleError(503, "the applied revision cannot be loaded on the controller") from None
-        with self._lock:
-            self._sot = (key, sot)
+        # One load per revision: 100 agents asking at once after an apply would otherwise each load it.
+        with self._load_lock:
+            with self._lock:
+                if self._sot is not None and self._sot[0] == key:
+                    return self._sot[1]
+            try:
+                sot = load(applied["root"], sha=applied.get("sha"), label=applied.get("sha") or applied["root"], semantic=False)
+            except Exception as exc:
+                log.error("cannot load the applied revision: %s", exc, extra={"sha": applied.get("sha")})
+                raise BundleError(503, "the applied revision cannot be loaded on the controller") from None
+            with self._lock:
+                self._sot = (key, sot)
         return sot
+
+    def _parsed_texts(self, sot: SoT) -> dict[str, list[Any]]:
+        with self._lock:
+            if self._parsed is not None and self._parsed[0] is sot:
+                return self._parsed[1]
+        with self._load_lock:
+            with self._lock:
+                if self._parsed is not None and self._parsed[0] is sot:
+                    return self._parsed[1]
+            # Once per revision, not per agent: 100 agents parsed the whole SoT 100 times.
+            parsed = parse_texts(sot)
+            with self._lock:
+                self._parsed = (sot, parsed)
+        return parsed
 
     def site_hosts(self, agent: str) -> tuple[SoT, Site, dict[str, str]]:
         """The applied SoT, the agent's site and its hosts (host -> cluster)."""
@@ -241,14 +261,7 @@ class BundleBuilder:
             hit = self._static.get(key)
         if hit is not None:
             return hit
-        with self._lock:
-            parsed = self._parsed[1] if self._parsed is not None and self._parsed[0] is sot else None
-        if parsed is None:
-            # Parsing every file per agent cost 100 agents 100 parses of the whole SoT.
-            parsed = parse_texts(sot)
-            with self._lock:
-                self._parsed = (sot, parsed)
-        files = _doc_files(sot, wanted_documents(sot, site), parsed)
+        files = _doc_files(sot, wanted_documents(sot, site), self._parsed_texts(sot))
         data, skipped = _data_files(Path(applied["root"]))
         files.update(data)
         try:
