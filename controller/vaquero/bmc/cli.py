@@ -155,8 +155,9 @@ def endpoint_from_args(args: argparse.Namespace) -> Endpoint:
 
 def endpoint_from_sot(args: argparse.Namespace) -> Endpoint:
     """HOST's BMC from the SoT (``--sot`` or $VAQUERO_SOT); the password is read from its reference now."""
-    from ..secretref import SecretMissing, resolve_secret
+    from ..secretref import SecretMissing
     from ..sot import SoTInvalid, SourceError, load_spec
+    from .from_sot import sot_endpoint
 
     try:
         sot = load_spec(args.sot)
@@ -170,23 +171,10 @@ def endpoint_from_sot(args: argparse.Namespace) -> Endpoint:
     cluster, host = found
     if host.bmc is None:
         raise SystemExit(f"vaquero: host {args.host} has no BMC in the SoT")
-    cred = sot.sites[cluster.site].credentials[host.bmc.credential]
     try:
-        password = resolve_secret(env=cred.password.env, file=cred.password.file)
+        return sot_endpoint(sot, cluster, host)
     except SecretMissing as exc:
         raise SystemExit(f"vaquero: host {args.host}: BMC credential {host.bmc.credential}: {exc}") from None
-    return Endpoint(
-        kind=host.bmc.type,
-        address=host.bmc.address,
-        port=host.bmc.port,
-        username=cred.username,
-        password=Secret(password),
-        host=host.name,
-        verify=not host.bmc.insecure,
-        ca_file=host.bmc.ca_file,
-        system_id=host.bmc.system,
-        system_uuid=host.uuid,
-    )
 
 
 def _sot_errors(errors: list[Any], source: str, as_json: bool, message: str | None = None) -> int:
