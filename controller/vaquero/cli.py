@@ -201,7 +201,39 @@ def _instant(value: str) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
+def _live_drift(args: argparse.Namespace) -> dict[str, Any] | None:
+    """GET /v1/drift from the server (token in $VAQUERO_TOKEN); None after printing why not."""
+    import ssl
+
+    import httpx
+
+    token = os.environ.get("VAQUERO_TOKEN")
+    if not token:
+        print("vaquero plan --live: set VAQUERO_TOKEN to an API token (role read or above)", file=sys.stderr)
+        return None
+    verify: Any = ssl.create_default_context(cafile=args.cacert) if args.cacert else True
+    try:
+        with httpx.Client(base_url=args.server.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, verify=verify, timeout=30) as client:
+            resp = client.get("/v1/drift")
+    except httpx.HTTPError as exc:
+        print(f"vaquero plan --live: {args.server}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None
+    if resp.status_code != 200:
+        print(f"vaquero plan --live: {args.server}: GET /v1/drift answered {resp.status_code}", file=sys.stderr)
+        return None
+    report: dict[str, Any] = resp.json()
+    return report
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
+    if args.old is None or args.new is None:
+        if not args.live or args.old is not None:
+            print("vaquero plan: OLD and NEW are needed (only --live alone shows the drift by itself)", file=sys.stderr)
+            return 1
+        return _drift_only(args)
+    drift = _live_drift(args) if args.live else None
+    if args.live and drift is None:
+        return 1
     old_spec = _plan_spec(args.old, args.repo)
     new_spec = _plan_spec(args.new, args.repo)
     old = None if args.old.lower() in EMPTY else _resolve(old_spec, args.subdir, args.format)
@@ -226,10 +258,27 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if answer is None:
         return 1
     if args.format == "json":
-        print(json.dumps(answer["plan"], indent=2))
+        print(json.dumps(answer["plan"] | ({"drift": drift} if drift is not None else {}), indent=2))
     else:
         sys.stdout.write(answer["text"])
-    return 2 if answer["has_changes"] else 0
+        if drift is not None:
+            from .drift.text import render_drift
+
+            sys.stdout.write("\n" + render_drift(drift))
+    return 2 if answer["has_changes"] or (drift is not None and drift.get("actions")) else 0
+
+
+def _drift_only(args: argparse.Namespace) -> int:
+    drift = _live_drift(args)
+    if drift is None:
+        return 1
+    if args.format == "json":
+        print(json.dumps({"drift": drift}, indent=2))
+    else:
+        from .drift.text import render_drift
+
+        sys.stdout.write(render_drift(drift))
+    return 2 if drift.get("actions") else 0
 
 
 def _parse_only(src: Resolved, fmt: str, spec: str) -> SoT | None:
@@ -273,8 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("plan", help="show what changing the SoT from OLD to NEW will do; exit 2 when there are changes")
-    p.add_argument("old", help="folder or URL@REV of the current revision ('-' or 'empty' for a new site)")
-    p.add_argument("new", help="folder or URL@REV of the new revision")
+    p.add_argument("old", nargs="?", help="folder or URL@REV of the current revision ('-' or 'empty' for a new site)")
+    p.add_argument("new", nargs="?", help="folder or URL@REV of the new revision")
+    p.add_argument("--live", action="store_true", help="add the drift the server's leader observed on the hardware (GET /v1/drift; token in $VAQUERO_TOKEN)")
+    p.add_argument(
+        "--server",
+        default=os.environ.get("VAQUERO_SERVER", "http://127.0.0.1:8080"),
+        help="with --live: API URL (default $VAQUERO_SERVER or http://127.0.0.1:8080)",
+    )
+    p.add_argument("--cacert", help="with --live: CA certificate to verify the server's HTTPS certificate")
     p.add_argument("--repo", help="a git repository: OLD and NEW are then revisions in it")
     p.add_argument("--subdir", default="", help="the SoT's folder inside the git repository")
     p.add_argument("--format", choices=["text", "json"], default="text")

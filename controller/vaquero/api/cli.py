@@ -44,6 +44,16 @@ def listen_address(value: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"--listen wants HOST:PORT, not {value!r}") from None
 
 
+def _interval(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not (seconds == 0 or 0.05 <= seconds <= 86400):
+        raise argparse.ArgumentTypeError("0 (off) or 0.05 to 86400 seconds")
+    return seconds
+
+
 def build_settings(args: argparse.Namespace) -> Any:
     from ..gate.core import GateError, check_git_url
     from .settings import Settings, Tokens, read_secret
@@ -116,7 +126,7 @@ def cmd_server(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"vaquero server: {exc}", file=sys.stderr)
         return 2
-    elector = _run_worker_when_leader(store, args.data_dir, app.state.gate) if not args.no_worker else None
+    elector = _run_worker_when_leader(store, args.data_dir, app.state.gate, drift_interval=args.drift_interval) if not args.no_worker else None
     if elector is not None:
         _resign_on_shutdown(app, elector)
     host, port = args.listen
@@ -143,7 +153,7 @@ def cmd_server(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_worker_when_leader(store: Any, data_dir: str, gate: Any) -> Any:
+def _run_worker_when_leader(store: Any, data_dir: str, gate: Any, *, drift_interval: float = 0.0) -> Any:
     """Plan revisions and apply approved plans in exactly one controller: the one holding the leader lease.
 
     Several `vaquero server` processes may share an etcd Store (HA): each serves the API, only the
@@ -151,13 +161,15 @@ def _run_worker_when_leader(store: Any, data_dir: str, gate: Any) -> Any:
     gate before another can gain it (see docs/ha.md); the worker is bound to the fencing token it
     started under (its writes and its playbooks' BMC calls are refused once that leadership is over);
     the new leader's worker resumes the runs that were in progress, and its gate picks up the
-    revisions queued through any controller's API.
+    revisions queued through any controller's API. The drift observer (``drift_interval`` > 0) runs
+    on the leader too, its BMC reads fenced by the guard and its records by the fencing token.
     """
     from ..runner.worker import RunWorker
     from ..state.leader import LeaderElector
 
     log = logging.getLogger("vaquero.api")
     worker: list[RunWorker] = []
+    observers: list[Any] = []
     feeders: list[threading.Event] = []
     gate_lock = threading.Lock()  # the feeder never starts the gate after `lost` stopped it
 
@@ -169,11 +181,15 @@ def _run_worker_when_leader(store: Any, data_dir: str, gate: Any) -> Any:
         stop = threading.Event()
         feeders.append(stop)
         threading.Thread(target=_feed_gate, args=(store, gate, stop, gate_lock), name="vaquero-gate-feed", daemon=True).start()
+        if drift_interval > 0:
+            observers.append(_drift_observer(store, elector, drift_interval).start())
 
     def lost(reason: str) -> None:
         log.warning("lost leadership (%s): stopping the run worker and the gate", reason)
         while feeders:
             feeders.pop().set()
+        while observers:
+            observers.pop().stop()
         while worker:
             worker.pop().stop()
         with gate_lock:
@@ -182,6 +198,18 @@ def _run_worker_when_leader(store: Any, data_dir: str, gate: Any) -> Any:
 
     elector = LeaderElector(store, on_gain=gained, on_loss=lost)
     return elector.start()
+
+
+def _drift_observer(store: Any, elector: Any, interval: float) -> Any:
+    """The leader's drift observer: its own guard on the fleet's shared guard folder (the same locks,
+    limit and breakers as playbooks and `vaquero power`), fenced by this leadership."""
+    from ..bmc import Guard
+    from ..drift.observer import DriftObserver
+    from ..state.store import FencedStore
+
+    guard = Guard(guard_dir="auto")
+    guard.fence = elector.check
+    return DriftObserver(FencedStore(store, elector.fence), guard, interval=interval, leader=elector.check)
 
 
 def _resign_on_shutdown(app: Any, elector: Any) -> None:
@@ -296,6 +324,13 @@ def add_parser(sub: Any) -> None:
     from ..federation.server import add_arguments as add_federation_arguments
 
     add_federation_arguments(p)
+    p.add_argument(
+        "--drift-interval",
+        type=_interval,
+        default=60.0,
+        metavar="SECONDS",
+        help="the leader reads every ready host's BMC this often and records drift from the applied revision (0: off; default 60)",
+    )
     p.add_argument("--no-worker", action="store_true", help="serve the API only (no election): the leader (another controller) plans and applies")
     p.add_argument(
         "--store",

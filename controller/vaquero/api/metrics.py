@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..drift.records import counts, read_all
 from ..state.store import Store
 
 RUN_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
@@ -37,6 +38,12 @@ class StoreCollector(Collector):
         for state, n in sorted(Tally(r.value.get("state", "unknown") for r in self.store.list("/plans/")).items()):
             plans.add_metric([str(state)], n)
         yield plans
+        drift = GaugeMetricFamily(
+            "vaquero_drift_hosts", "hosts whose observed hardware differs from the applied revision, by kind; unknown: BMC not readable", labels=["kind"]
+        )
+        for kind, n in counts(read_all(self.store)).items():
+            drift.add_metric([kind], n)
+        yield drift
         durations: list[float] = []
         for rec in self.store.list("/runs/"):
             v = rec.value

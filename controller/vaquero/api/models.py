@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -150,3 +150,37 @@ class WebhookResult(_Open):
 
 class ErrorOut(_Open):
     detail: str | list[dict[str, Any]] = Field(description="what is wrong: a sentence, or FastAPI's list of validation errors")
+
+
+class DriftFinding(BaseModel):
+    kind: Literal["power", "boot"]
+    observed: str = Field(description="what the BMC reported: on | off | powering_on | ..., or the boot override")
+    wanted: str = Field(description="what the applied revision wants")
+    action: str = Field(description="what correcting it means: power_on | power_off | boot_disk")
+    reason: str = Field(description='e.g. "node2: power is off (observed 12:03:04 via ipmi), the SoT wants it on"')
+
+
+class DriftAction(DriftFinding):
+    host: str
+
+
+class DriftHost(BaseModel):
+    host: str
+    state: str | None = Field(description="the host's lifecycle state when it was observed")
+    wants_power: Literal["on", "off"]
+    status: Literal["ok", "drift", "unknown", "skipped"] = Field(
+        description="ok: matches; drift: see findings; unknown: the BMC could not be read (reason); skipped: not judged (reason)"
+    )
+    reason: str | None = Field(description="why unknown or skipped")
+    observed_at: float | None = Field(description="Unix time of the BMC read")
+    via: str | None = Field(description="ipmi | redfish")
+    power: str | None
+    boot: dict[str, Any] | None = Field(description="the boot override read: device, persistent, mode")
+    findings: list[DriftFinding]
+
+
+class DriftReport(BaseModel):
+    count: int = Field(description="hosts of the applied revision with a record")
+    counts: dict[str, int] = Field(description="hosts per drift kind (power, boot) and unknown")
+    actions: list[DriftAction] = Field(description="the drift as plan actions, one per finding")
+    hosts: list[DriftHost]

@@ -1,0 +1,163 @@
+"""The leader's drift observer: every ``interval`` seconds, read each ready host's BMC and record how
+it differs from the applied SoT revision.
+
+Every BMC read goes through the :class:`~vaquero.bmc.guard.Guard` it is given (the fleet-wide lock
+per BMC, concurrency limit, deadlines and circuit breaker shared with playbooks and ``vaquero
+power``): a dead BMC costs one deadline, then fails fast while its breaker is open, and is
+recorded as ``unknown (reason)``. A round waits for its reads, each bounded by the guard's
+deadline, so the loop never hangs on a BMC.
+
+Only the leader observes: ``leader`` (the elector's ``check``) is asked before each round and the
+guard's own fence before each BMC call, and the records are written through the Store the caller
+gives (a ``FencedStore`` in the controller), so a deposed leader neither touches a BMC nor writes.
+Passwords are read from their references per round, live only in the endpoint, and never reach a
+record or a log line (errors carry the BMC's message and the host name, not the endpoint).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..bmc import Bmc, BmcError, Guard, GuardPolicy, open_bmc
+from ..bmc.from_sot import sot_endpoint
+from ..secretref import SecretMissing
+from ..sot import SoT, load
+from ..state.machine import current
+from ..state.store import Store
+from .compare import Observation, judge, should_observe
+from .records import PREFIX, drift_key
+
+log = logging.getLogger("vaquero.drift")
+
+CURRENT_KEY = "/sites-applied/current"
+DEFAULT_INTERVAL = 60.0
+# An observation is a read: one retry, and a deadline well inside any sane interval.
+OBSERVE_POLICY = GuardPolicy(attempt_timeout=5.0, deadline=10.0, retries=1)
+
+
+class DriftObserver:
+    def __init__(
+        self,
+        store: Store,
+        guard: Guard,
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        policy: GuardPolicy = OBSERVE_POLICY,
+        leader: Callable[[], object] | None = None,
+        workers: int = 8,
+        opener: Callable[..., Bmc] = open_bmc,
+    ) -> None:
+        if interval <= 0:
+            raise ValueError("the drift interval must be > 0 seconds")
+        self.store = store
+        self.guard = guard
+        self.interval = interval
+        self.policy = policy
+        self.leader = leader
+        self.workers = max(1, min(workers, guard.concurrency))
+        self.opener = opener
+        self.rounds = 0  # finished rounds, for tests and logs
+        self._sot: tuple[tuple[Any, Any], SoT] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> DriftObserver:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="vaquero-drift", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop after the BMC reads under way (each ends by its guard deadline)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.policy.deadline + 5 if timeout is None else timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("drift: round failed; next round in %.0fs", self.interval)
+            self._stop.wait(self.interval)
+
+    def _applied(self) -> SoT | None:
+        rec = self.store.get(CURRENT_KEY)
+        if rec is None or not rec.value.get("root"):
+            return None
+        sha, root = rec.value.get("sha"), rec.value["root"]
+        if self._sot is None or self._sot[0] != (sha, root):
+            # what the hardware runs was validated when it was applied: parse only
+            self._sot = ((sha, root), load(root, sha=sha, label=rec.value.get("label") or (sha or root), semantic=False))
+        return self._sot[1]
+
+    def run_once(self) -> int:
+        """One round over the applied revision's hosts; returns how many BMCs were read."""
+        if self.leader is not None:
+            try:
+                self.leader()
+            except Exception as exc:
+                log.info("drift: not observing: %s", exc)
+                return 0
+        sot = self._applied()
+        if sot is None:
+            return 0
+        names = set()
+        tasks: list[tuple[str, str | None, str, Any]] = []
+        for cluster, _, host in sot.hosts():
+            names.add(host.name)
+            state = (current(self.store, host.name) or {}).get("state")
+            tasks.append((host.name, state, host.power, (cluster, host)))
+        read = 0
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="vaquero-drift-read") as pool:
+            futures = []
+            for name, state, power, (cluster, host) in tasks:
+                if self._stop.is_set():
+                    break
+                if should_observe(state) is not None or host.bmc is None:
+                    why = None if host.bmc is not None else "no BMC in the SoT"
+                    self._write(judge(name, state, power, None, skipped=why))
+                    continue
+                futures.append((name, state, power, pool.submit(self._observe, sot, cluster, host)))
+            for name, state, power, fut in futures:
+                obs = fut.result()
+                read += 1
+                self._write(judge(name, state, power, obs))
+        for rec in self.store.list(PREFIX):
+            if rec.value.get("host") not in names:
+                self.store.delete(rec.key)  # the host left the applied revision
+        self.rounds += 1
+        return read
+
+    def _observe(self, sot: SoT, cluster: Any, host: Any) -> Observation:
+        kind = host.bmc.type
+        try:
+            endpoint = sot_endpoint(sot, cluster, host)
+        except SecretMissing as exc:
+            return Observation(kind, error=f"BMC credential {host.bmc.credential}: {exc}")
+        bmc = self.opener(endpoint, self.guard, self.policy)
+        try:
+            power = bmc.get_power_state()
+            boot = bmc.get_boot_device()
+        except BmcError as exc:
+            return Observation(kind, error=f"{exc.kind}: {exc.message}")
+        finally:
+            try:
+                bmc.close()
+            except BmcError as exc:
+                log.info("drift: closing the BMC session failed: %s", exc.message, extra={"host": host.name})
+        return Observation(kind, power=power, boot=boot)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if record["status"] == "drift":
+            for f in record["findings"]:
+                log.info("drift: %s", f["reason"], extra={"host": record["host"]})
+        elif record["status"] == "unknown":
+            log.info("drift: %s: unknown (%s)", record["host"], record["reason"], extra={"host": record["host"]})
+        self.store.put(drift_key(record["host"]), record)

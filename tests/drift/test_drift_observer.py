@@ -1,0 +1,162 @@
+"""The drift observer against real peers: emulated IPMI BMCs (vaquero.bmc.emulator) changed out of
+band with ipmitool, a UDP port that never answers (an unreachable BMC), a real SQLite Store, the real
+leader election, the API served by uvicorn and `vaquero plan --live` talking to it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+from api_helpers import auth, make_settings, start_live
+from bmc_helpers import LAB_SOT, PASSWORD, ipmitool, start_ipmi_fleet, stop
+from waiting import wait_until
+
+from vaquero.bmc import Guard, GuardPolicy
+from vaquero.drift.observer import CURRENT_KEY, DriftObserver
+from vaquero.state.machine import Event, transition
+from vaquero.state.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.slow
+
+# short deadlines: the unreachable BMC costs one deadline, then its breaker answers at once
+POLICY = GuardPolicy(attempt_timeout=1.0, deadline=2.0, retries=0, breaker_threshold=1, breaker_reset=60.0)
+INTERVAL = 0.2
+
+
+class Site:
+    def __init__(self, tmp: Path, silent_port: int) -> None:
+        self.fleet = start_ipmi_fleet(tmp, count=3)
+        self.root = tmp / "sot"
+        shutil.copytree(LAB_SOT, self.root)
+        cluster = self.root / "clusters" / "lab.yaml"
+        text = cluster.read_text()
+        for i in range(3):
+            text = text.replace(f"port: {6231 + i},", f"port: {self.fleet.port + i},")
+        cluster.write_text(text.replace("port: 6234,", f"port: {silent_port},"))
+        self.store = SQLiteStore(tmp / "store.sqlite")
+        self.store.put(CURRENT_KEY, {"root": str(self.root), "sha": None, "label": "lab", "plan": "p-test"})
+
+    def ready(self, *names: str) -> None:
+        for name in names:
+            transition(self.store, Event(name, "ready", None, actor="test", reason="installed"))
+
+    def endpoint(self, i: int):
+        return self.fleet.endpoint(i)
+
+    def record(self, host: str) -> dict:
+        rec = self.store.get(f"/drift/{host}")
+        return rec.value if rec else {}
+
+    def received(self, i: int) -> int:
+        return sum(self.fleet.bmc_state(i)["received"].values())
+
+
+@pytest.fixture
+def site(tmp_path, silent_udp, monkeypatch):
+    monkeypatch.setenv("VAQUERO_LAB_BMC_PASSWORD", PASSWORD)
+    s = Site(tmp_path, silent_udp)
+    yield s
+    stop(s.fleet.proc)
+    s.store.close()
+
+
+def observer(site: Site, **kw) -> DriftObserver:
+    return DriftObserver(site.store, Guard(concurrency=4, policy=POLICY), interval=INTERVAL, policy=POLICY, **kw)
+
+
+def test_out_of_band_power_off_and_boot_override_show_as_drift_api_cli_and_gauge(site, tmp_path, caplog, capsys, monkeypatch):
+    caplog.set_level(logging.DEBUG)
+    site.ready("node1", "node2", "node4")
+    transition(site.store, Event("node3", "enrolled", None, actor="test", reason="new"))
+    for i in (0, 1):
+        ipmitool(site.endpoint(i), "chassis", "power", "on")
+    obs = observer(site).start()
+    try:
+        wait_until(lambda: site.record("node1").get("status") == "ok" and site.record("node2").get("status") == "ok", what="node1 and node2 observed ok")
+        node4 = wait_until(lambda: site.record("node4").get("status") == "unknown" and site.record("node4"), what="node4 unknown")
+        assert node4["findings"] == [] and node4["reason"]  # unknown (reason), never drift
+        assert site.record("node3")["status"] == "skipped" and "enrolled" in site.record("node3")["reason"]
+        assert site.received(2) == 0  # a host that is not ready: its BMC is not even asked
+
+        # out of band: another client powers node2 off and sets node1 to netboot on every boot
+        ipmitool(site.endpoint(1), "chassis", "power", "off")
+        ipmitool(site.endpoint(0), "chassis", "bootdev", "pxe", "options=persistent")
+        node2 = wait_until(lambda: site.record("node2").get("status") == "drift" and site.record("node2"), what="node2 power drift")
+        (finding,) = node2["findings"]
+        assert finding["kind"] == "power" and finding["action"] == "power_on" and finding["observed"] == "off"
+        assert finding["reason"].startswith("node2: power is off (observed ") and finding["reason"].endswith(" via ipmi), the SoT wants it on")
+        node1 = wait_until(lambda: site.record("node1").get("status") == "drift" and site.record("node1"), what="node1 boot drift")
+        assert [f["kind"] for f in node1["findings"]] == ["boot"] and "pxe" in node1["findings"][0]["observed"]
+        # the unreachable BMC never stopped the loop: rounds go on past it
+        seen = obs.rounds
+        wait_until(lambda: obs.rounds >= seen + 2, what="two more rounds")
+    finally:
+        obs.stop()
+
+    live = start_live(make_settings(tmp_path), site.store)
+    try:
+        assert live.client.get("/v1/drift").status_code == 401
+        resp = live.client.get("/v1/drift", headers=auth("reader"))
+        assert resp.status_code == 200
+        body = resp.json()
+        assert body["counts"] == {"power": 1, "boot": 1, "unknown": 1}
+        assert sorted((a["host"], a["action"]) for a in body["actions"]) == [("node1", "boot_disk"), ("node2", "power_on")]
+        assert "/v1/drift" in live.client.get("/openapi.json").json()["paths"]
+        metrics = live.client.get("/metrics", headers=auth("reader")).text
+        assert 'vaquero_drift_hosts{kind="power"} 1.0' in metrics and 'vaquero_drift_hosts{kind="unknown"} 1.0' in metrics
+
+        from vaquero.cli import main
+
+        monkeypatch.setenv("VAQUERO_TOKEN", auth("reader")["Authorization"].split()[1])
+        capsys.readouterr()
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        try:  # main() sets logging up for a process: give the test's handlers back afterwards
+            assert main(["plan", "--live", "--server", live.url]) == 2
+            out = capsys.readouterr().out
+            assert main(["plan", "--live", "--server", live.url, "--format", "json", str(site.root), str(site.root)]) == 2
+            plan = json.loads(capsys.readouterr().out)
+        finally:
+            root.handlers[:], root.level = handlers, level
+        assert "  ^ host node2: power_on [drift: power]" in out and "node2: power is off (observed " in out
+        assert "? host node4: unknown (" in out
+        assert plan["has_changes"] is False and len(plan["drift"]["actions"]) == 2
+        api_text = resp.text + metrics + out
+    finally:
+        live.stop()
+
+    stored = json.dumps([r.value for r in site.store.list("/")])
+    for where, text in (("store", stored), ("API and CLI", api_text), ("logs", caplog.text)):
+        assert PASSWORD not in text, f"the BMC password leaked into the {where}"
+
+
+def test_only_the_leader_observes(site):
+    from vaquero.api.cli import _drift_observer
+    from vaquero.state.leader import LeaderElector
+
+    site.ready("node1", "node2")
+    first = LeaderElector(site.store, identity="first", ttl=2.0).start()
+    assert first.wait_for_leadership(30)
+    second = LeaderElector(site.store, identity="second", ttl=2.0).start()
+    follower = _drift_observer(site.store, second, INTERVAL)
+    leader = _drift_observer(site.store, first, INTERVAL)
+    try:
+        before = site.received(0)
+        assert follower.run_once() == 0
+        assert site.store.list("/drift/") == [] and site.received(0) == before  # no write, no BMC touched
+        assert leader.run_once() == 2  # node1 and node2, the ready hosts
+        assert site.record("node1")["status"] == "drift"  # powered off since the emulator started, the SoT wants it on
+        first.stop()  # resigns: the second takes over, and only now observes
+        assert second.wait_for_leadership(30)
+        written = site.record("node2")["observed_at"]
+        assert follower.run_once() == 2
+        assert site.record("node2")["observed_at"] > written
+        # the deposed leader's observer does nothing any more
+        again = site.received(0)
+        assert leader.run_once() == 0 and site.received(0) == again
+    finally:
+        second.stop()
+        first.stop()
