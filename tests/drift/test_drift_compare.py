@@ -33,14 +33,26 @@ def test_power_and_boot_drift_with_reasons():
     assert [f["action"] for f in off["findings"]] == ["power_off"]
 
 
+def test_an_agent_that_would_not_serve_localboot_is_drift():
+    for state in ("none", "installed"):
+        assert judge("n1", "ready", "on", Observation("ipmi", at=0.0, power=PowerState.ON, boot=NO_OVERRIDE, agent_state=state))["status"] == "ok"
+    for state in ("install", "wipe", "wiped", "failed"):
+        rec = judge("n1", "ready", "on", Observation("ipmi", at=0.0, power=PowerState.ON, boot=NO_OVERRIDE, agent_state=state))
+        assert [(f["kind"], f["action"], f["observed"]) for f in rec["findings"]] == [("agent", "agent_localboot", state)]
+        assert "via the site agent" in rec["findings"][0]["reason"]
+    # the agent unread, the BMC read: unknown, with what was not read
+    rec = judge("n1", "ready", "on", Observation("ipmi", at=0.0, power=PowerState.ON, boot=NO_OVERRIDE, agent_error="agent unreachable"))
+    assert (rec["status"], rec["reason"]) == ("unknown", "agent: agent unreachable")
+
+
 def test_unknown_and_skipped_are_never_drift():
     rec = judge("n1", "ready", "on", obs(power=None, boot=None, error="unreachable: no answer"))  # type: ignore[arg-type]
-    assert (rec["status"], rec["reason"], rec["findings"]) == ("unknown", "unreachable: no answer", [])
+    assert (rec["status"], rec["reason"], rec["findings"]) == ("unknown", "BMC: unreachable: no answer", [])
     for state in (None, "enrolled", "installing", "failed", "powering_off"):
         rec = judge("n1", state, "on", obs(power=PowerState.OFF))
         assert rec["status"] == "skipped" and rec["findings"] == [] and rec["reason"]
     records = [judge("a", "ready", "on", obs(power=PowerState.OFF)), rec, judge("b", "ready", "on", obs(error="timeout"))]
-    assert counts(records) == {"power": 1, "boot": 0, "unknown": 1}
+    assert counts(records) == {"power": 1, "boot": 0, "agent": 0, "unknown": 1}
     assert [(a["host"], a["kind"]) for a in actions(records)] == [("a", "power")]
 
 

@@ -1,21 +1,28 @@
 """The drift observer against real peers: emulated IPMI BMCs (vaquero.bmc.emulator) changed out of
-band with ipmitool, a UDP port that never answers (an unreachable BMC), a real SQLite Store, the real
-leader election, the API served by uvicorn and `vaquero plan --live` talking to it."""
+band with ipmitool, a UDP port that never answers (an unreachable BMC), the site agent's boot HTTP
+server (BootApp under uvicorn) armed out of band, a real SQLite Store, the real leader election, the
+API served by uvicorn and `vaquero plan --live` talking to it."""
 
 from __future__ import annotations
 
 import json
 import logging
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
-from api_helpers import auth, make_settings, start_live
+import uvicorn
+from api_helpers import auth, free_port, make_settings, start_live
 from bmc_helpers import LAB_SOT, PASSWORD, ipmitool, start_ipmi_fleet, stop
 from waiting import wait_until
 
+from vaquero.agent.http import BootApp
+from vaquero.agent.state import BootStates
 from vaquero.bmc import Guard, GuardPolicy
 from vaquero.drift.observer import CURRENT_KEY, DriftObserver
+from vaquero.render import render_site
+from vaquero.sot import load
 from vaquero.state.machine import Event, transition
 from vaquero.state.sqlite import SQLiteStore
 
@@ -36,6 +43,16 @@ class Site:
         for i in range(3):
             text = text.replace(f"port: {6231 + i},", f"port: {self.fleet.port + i},")
         cluster.write_text(text.replace("port: 6234,", f"port: {silent_port},"))
+        # the site agent's boot server, on loopback: its boot states are what the observer reads
+        agent_port = free_port()
+        site = self.root / "sites" / "lab.yaml"
+        site.write_text(site.read_text().replace("url: http://10.90.0.1:8080", f"url: http://127.0.0.1:{agent_port}"))
+        self.boot_states = BootStates(tmp / "agent" / "boot-states.json")
+        app = BootApp(render_site(load(self.root, semantic=False)), self.boot_states, asset_root=tmp / "agent", admin_token="agent-admin-token-0123456789")
+        self.agent = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=agent_port, log_config=None, lifespan="off"))
+        self.agent_thread = threading.Thread(target=self.agent.run, daemon=True)
+        self.agent_thread.start()
+        wait_until(lambda: self.agent.started, what="the agent's boot server")
         self.store = SQLiteStore(tmp / "store.sqlite")
         self.store.put(CURRENT_KEY, {"root": str(self.root), "sha": None, "label": "lab", "plan": "p-test"})
 
@@ -59,6 +76,8 @@ def site(tmp_path, silent_udp, monkeypatch):
     monkeypatch.setenv("VAQUERO_LAB_BMC_PASSWORD", PASSWORD)
     s = Site(tmp_path, silent_udp)
     yield s
+    s.agent.should_exit = True
+    s.agent_thread.join(15)
     stop(s.fleet.proc)
     s.store.close()
 
@@ -81,15 +100,22 @@ def test_out_of_band_power_off_and_boot_override_show_as_drift_api_cli_and_gauge
         assert site.record("node3")["status"] == "skipped" and "enrolled" in site.record("node3")["reason"]
         assert site.received(2) == 0  # a host that is not ready: its BMC is not even asked
 
-        # out of band: another client powers node2 off and sets node1 to netboot on every boot
+        assert site.record("node1")["agent_state"] == "none"  # never armed: served localboot
+
+        # out of band: another client powers node2 off and sets node1 to netboot on every boot,
+        # and node4's agent is armed to reinstall it (its BMC is still unreachable)
         ipmitool(site.endpoint(1), "chassis", "power", "off")
         ipmitool(site.endpoint(0), "chassis", "bootdev", "pxe", "options=persistent")
+        install_token = site.boot_states.arm("node4").token
         node2 = wait_until(lambda: site.record("node2").get("status") == "drift" and site.record("node2"), what="node2 power drift")
         (finding,) = node2["findings"]
         assert finding["kind"] == "power" and finding["action"] == "power_on" and finding["observed"] == "off"
         assert finding["reason"].startswith("node2: power is off (observed ") and finding["reason"].endswith(" via ipmi), the SoT wants it on")
         node1 = wait_until(lambda: site.record("node1").get("status") == "drift" and site.record("node1"), what="node1 boot drift")
         assert [f["kind"] for f in node1["findings"]] == ["boot"] and "pxe" in node1["findings"][0]["observed"]
+        node4 = wait_until(lambda: site.record("node4").get("status") == "drift" and site.record("node4"), what="node4 agent drift")
+        assert [f["action"] for f in node4["findings"]] == ["agent_localboot"] and node4["reason"].startswith("BMC: ")
+        assert "armed to install it" in node4["findings"][0]["reason"]
         # the unreachable BMC never stopped the loop: rounds go on past it
         seen = obs.rounds
         wait_until(lambda: obs.rounds >= seen + 2, what="two more rounds")
@@ -102,8 +128,8 @@ def test_out_of_band_power_off_and_boot_override_show_as_drift_api_cli_and_gauge
         resp = live.client.get("/v1/drift", headers=auth("reader"))
         assert resp.status_code == 200
         body = resp.json()
-        assert body["counts"] == {"power": 1, "boot": 1, "unknown": 1}
-        assert sorted((a["host"], a["action"]) for a in body["actions"]) == [("node1", "boot_disk"), ("node2", "power_on")]
+        assert body["counts"] == {"power": 1, "boot": 1, "agent": 1, "unknown": 1}
+        assert sorted((a["host"], a["action"]) for a in body["actions"]) == [("node1", "boot_disk"), ("node2", "power_on"), ("node4", "agent_localboot")]
         assert "/v1/drift" in live.client.get("/openapi.json").json()["paths"]
         metrics = live.client.get("/metrics", headers=auth("reader")).text
         assert 'vaquero_drift_hosts{kind="power"} 1.0' in metrics and 'vaquero_drift_hosts{kind="unknown"} 1.0' in metrics
@@ -122,15 +148,17 @@ def test_out_of_band_power_off_and_boot_override_show_as_drift_api_cli_and_gauge
         finally:
             root.handlers[:], root.level = handlers, level
         assert "  ^ host node2: power_on [drift: power]" in out and "node2: power is off (observed " in out
-        assert "? host node4: unknown (" in out
-        assert plan["has_changes"] is False and len(plan["drift"]["actions"]) == 2
+        assert "  ^ host node4: agent_localboot [drift: agent]" in out
+        assert plan["has_changes"] is False and len(plan["drift"]["actions"]) == 3
         api_text = resp.text + metrics + out
     finally:
         live.stop()
 
     stored = json.dumps([r.value for r in site.store.list("/")])
+    assert install_token
     for where, text in (("store", stored), ("API and CLI", api_text), ("logs", caplog.text)):
         assert PASSWORD not in text, f"the BMC password leaked into the {where}"
+        assert install_token not in text, f"the agent's install token leaked into the {where}"
 
 
 def test_only_the_leader_observes(site):

@@ -153,10 +153,10 @@ class ErrorOut(_Open):
 
 
 class DriftFinding(BaseModel):
-    kind: Literal["power", "boot"]
+    kind: Literal["power", "boot", "agent"]
     observed: str = Field(description="what the BMC reported: on | off | powering_on | ..., or the boot override")
     wanted: str = Field(description="what the applied revision wants")
-    action: str = Field(description="what correcting it means: power_on | power_off | boot_disk")
+    action: str = Field(description="what correcting it means: power_on | power_off | boot_disk | agent_localboot")
     reason: str = Field(description='e.g. "node2: power is off (observed 12:03:04 via ipmi), the SoT wants it on"')
 
 
@@ -176,11 +176,13 @@ class DriftHost(BaseModel):
     via: str | None = Field(description="ipmi | redfish")
     power: str | None
     boot: dict[str, Any] | None = Field(description="the boot override read: device, persistent, mode")
+    agent_state: str | None = Field(description="the site agent's boot state of the host: none | install | installed | failed | wipe | wiped")
+    os_report_at: float | None = Field(description="Unix time the installed OS last phoned home, as the agent saw it")
     findings: list[DriftFinding]
 
 
 class DriftReport(BaseModel):
     count: int = Field(description="hosts of the applied revision with a record")
-    counts: dict[str, int] = Field(description="hosts per drift kind (power, boot) and unknown")
+    counts: dict[str, int] = Field(description="hosts per drift kind (power, boot, agent) and unknown (BMC or agent not read)")
     actions: list[DriftAction] = Field(description="the drift as plan actions, one per finding")
     hosts: list[DriftHost]

@@ -3,8 +3,9 @@
 Only a ``ready`` host is judged: in every other state either a run is driving the hardware (its
 power and boot override change on purpose), or the host is not installed yet or failed, which the
 host's own state already says. A ready host should have the power state its SoT entry asks for
-(``power``, default on) and, when on, boot from its disk: no boot override, or ``disk``. A BMC
-that could not be read is ``unknown (reason)``, never drift.
+(``power``, default on) and, when on, boot from its disk: no boot override, or ``disk``; and its
+site agent should serve it ``localboot`` at a netboot (agent state ``none`` or ``installed``), not
+an install or a wipe. A BMC or an agent that could not be read is ``unknown (reason)``, never drift.
 """
 
 from __future__ import annotations
@@ -14,19 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..bmc.values import BootDevice, BootSetting, PowerState
+from .agent import NOT_LOCALBOOT
 
 Status = Literal["ok", "drift", "unknown", "skipped"]
-KINDS = ("power", "boot")
+KINDS = ("power", "boot", "agent")
 # Boot overrides that keep a ready host on its installed OS at the next boot.
 _DISK_BOOTS = (BootDevice.NONE, BootDevice.DISK)
 
 
 @dataclass(frozen=True)
 class Finding:
-    kind: Literal["power", "boot"]
+    kind: Literal["power", "boot", "agent"]
     observed: str
     wanted: str
-    action: str  # what correcting it means: power_on | power_off | boot_disk
+    action: str  # what correcting it means: power_on | power_off | boot_disk | agent_localboot
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -35,13 +37,16 @@ class Finding:
 
 @dataclass(frozen=True)
 class Observation:
-    """One read of a host's BMC: what it said, or why it said nothing (``error``)."""
+    """One read of a host's BMC and of its site agent: what each said, or why it said nothing."""
 
     via: str  # ipmi | redfish
     at: float = field(default_factory=time.time)
     power: PowerState | None = None
     boot: BootSetting | None = None
-    error: str | None = None
+    error: str | None = None  # the BMC's
+    agent_state: str | None = None  # None: not read (no agent at the site, or agent_error)
+    os_report_at: float | None = None  # when the installed OS last phoned home, as the agent saw it
+    agent_error: str | None = None
 
 
 def clock(at: float) -> str:
@@ -82,6 +87,16 @@ def findings(host: str, sot_power: str, obs: Observation) -> list[Finding]:
                 f"{host}: boot override is {obs.boot.describe()} {seen}, a ready host boots from its disk",
             )
         )
+    if obs.agent_state in NOT_LOCALBOOT:
+        out.append(
+            Finding(
+                "agent",
+                obs.agent_state,
+                "localboot",
+                "agent_localboot",
+                f"{host}: {NOT_LOCALBOOT[obs.agent_state]} (observed {clock(obs.at)} via the site agent), a ready host is served localboot",
+            )
+        )
     return out
 
 
@@ -98,14 +113,23 @@ def judge(host: str, state: str | None, sot_power: str, obs: Observation | None,
         "via": None,
         "power": None,
         "boot": None,
+        "agent_state": None,
+        "os_report_at": None,
         "findings": [],
     }
     if why_skip is not None or obs is None:
         return record
-    record.update(observed_at=obs.at, via=obs.via, power=obs.power.value if obs.power else None, boot=obs.boot.as_dict() if obs.boot else None)
-    if obs.error is not None:
-        record.update(status="unknown", reason=obs.error)
-        return record
+    record.update(
+        observed_at=obs.at,
+        via=obs.via,
+        power=obs.power.value if obs.power else None,
+        boot=obs.boot.as_dict() if obs.boot else None,
+        agent_state=obs.agent_state,
+        os_report_at=obs.os_report_at,
+    )
     found = findings(host, sot_power, obs)
-    record.update(status="drift" if found else "ok", reason=None, findings=[f.to_dict() for f in found])
+    unread = "; ".join(f"{who}: {why}" for who, why in (("BMC", obs.error), ("agent", obs.agent_error)) if why)
+    # what could be read still counts: a dead agent does not hide a host powered off
+    status = "drift" if found else "unknown" if unread else "ok"
+    record.update(status=status, reason=unread or None, findings=[f.to_dict() for f in found])
     return record

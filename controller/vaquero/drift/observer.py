@@ -1,11 +1,11 @@
-"""The leader's drift observer: every ``interval`` seconds, read each ready host's BMC and record how
-it differs from the applied SoT revision.
+"""The leader's drift observer: every ``interval`` seconds, read each ready host's BMC and its site
+agent's boot state, and record how they differ from the applied SoT revision.
 
 Every BMC read goes through the :class:`~vaquero.bmc.guard.Guard` it is given (the fleet-wide lock
 per BMC, concurrency limit, deadlines and circuit breaker shared with playbooks and ``vaquero
 power``): a dead BMC costs one deadline, then fails fast while its breaker is open, and is
 recorded as ``unknown (reason)``. A round waits for its reads, each bounded by the guard's
-deadline, so the loop never hangs on a BMC.
+deadline (and the agent's by ``agent_timeout``), so the loop never hangs on a BMC or an agent.
 
 Only the leader observes: ``leader`` (the elector's ``check``) is asked before each round and the
 guard's own fence before each BMC call, and the records are written through the Store the caller
@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..bmc import Bmc, BmcError, Guard, GuardPolicy, open_bmc
+from ..bmc import Bmc, BmcError, BootSetting, Guard, GuardPolicy, PowerState, open_bmc
 from ..bmc.from_sot import sot_endpoint
 from ..secretref import SecretMissing
 from ..sot import SoT, load
 from ..state.machine import current
 from ..state.store import Store
+from .agent import AGENT_TIMEOUT, AgentUnread, read_agent
 from .compare import Observation, judge, should_observe
 from .records import PREFIX, drift_key
 
@@ -50,6 +52,7 @@ class DriftObserver:
         leader: Callable[[], object] | None = None,
         workers: int = 8,
         opener: Callable[..., Bmc] = open_bmc,
+        agent_timeout: float = AGENT_TIMEOUT,
     ) -> None:
         if interval <= 0:
             raise ValueError("the drift interval must be > 0 seconds")
@@ -60,6 +63,7 @@ class DriftObserver:
         self.leader = leader
         self.workers = max(1, min(workers, guard.concurrency))
         self.opener = opener
+        self.agent_timeout = agent_timeout
         self.rounds = 0  # finished rounds, for tests and logs
         self._sot: tuple[tuple[Any, Any], SoT] | None = None
         self._stop = threading.Event()
@@ -136,23 +140,35 @@ class DriftObserver:
         return read
 
     def _observe(self, sot: SoT, cluster: Any, host: Any) -> Observation:
-        kind = host.bmc.type
+        at = time.time()
+        power, boot, error = self._read_bmc(sot, cluster, host)
+        agent_state = os_report_at = agent_error = None
+        try:
+            status = read_agent(sot, host.name, self.agent_timeout)
+        except AgentUnread as exc:
+            agent_error = str(exc)
+        else:
+            if status is not None:
+                agent_state, os_report_at = status.state, status.phoned_home_at
+        return Observation(
+            host.bmc.type, at=at, power=power, boot=boot, error=error, agent_state=agent_state, os_report_at=os_report_at, agent_error=agent_error
+        )
+
+    def _read_bmc(self, sot: SoT, cluster: Any, host: Any) -> tuple[PowerState | None, BootSetting | None, str | None]:
         try:
             endpoint = sot_endpoint(sot, cluster, host)
         except SecretMissing as exc:
-            return Observation(kind, error=f"BMC credential {host.bmc.credential}: {exc}")
+            return None, None, f"BMC credential {host.bmc.credential}: {exc}"
         bmc = self.opener(endpoint, self.guard, self.policy)
         try:
-            power = bmc.get_power_state()
-            boot = bmc.get_boot_device()
+            return bmc.get_power_state(), bmc.get_boot_device(), None
         except BmcError as exc:
-            return Observation(kind, error=f"{exc.kind}: {exc.message}")
+            return None, None, f"{exc.kind}: {exc.message}"
         finally:
             try:
                 bmc.close()
             except BmcError as exc:
                 log.info("drift: closing the BMC session failed: %s", exc.message, extra={"host": host.name})
-        return Observation(kind, power=power, boot=boot)
 
     def _write(self, record: dict[str, Any]) -> None:
         if record["status"] == "drift":

@@ -24,10 +24,11 @@ def read_all(store: Store) -> list[dict[str, Any]]:
 
 
 def counts(records: list[dict[str, Any]]) -> dict[str, int]:
-    """Hosts per drift kind (a host with power and boot drift counts under both) and ``unknown``."""
+    """Hosts per drift kind (a host with power and boot drift counts under both) and ``unknown`` (its
+    BMC or its agent could not be read, whatever else was found)."""
     tally: Counter[str] = Counter()
     for rec in records:
-        if rec.get("status") == "unknown":
+        if rec.get("status") == "unknown" or (rec.get("status") == "drift" and rec.get("reason")):
             tally["unknown"] += 1
         for kind in {f.get("kind") for f in rec.get("findings") or []}:
             tally[str(kind)] += 1
