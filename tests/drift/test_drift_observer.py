@@ -188,3 +188,51 @@ def test_only_the_leader_observes(site):
     finally:
         second.stop()
         first.stop()
+
+
+def test_redfish_host_powered_on_out_of_band_stops_drifting(tmp_path, monkeypatch):
+    """The same observer over Redfish (sushy-emulator, TLS, basic auth): node1's system starts off,
+    which is drift; powered on by another Redfish client, its power no longer drifts. The lab site's
+    agent address is not served here: the agent part stays unknown, and never hides the BMC's."""
+    import ssl
+
+    import httpx
+    from bmc_helpers import start_sushy
+
+    monkeypatch.setenv("VAQUERO_LAB_BMC_PASSWORD", PASSWORD)
+    sushy = start_sushy(tmp_path)
+    try:
+        root = tmp_path / "sot"
+        shutil.copytree(LAB_SOT, root)
+        cluster = root / "clusters" / "lab.yaml"
+        cluster.write_text(
+            cluster.read_text().replace(
+                "bmc: {type: ipmi, address: 127.0.0.1, port: 6231, credential: lab-bmc}",
+                f"bmc: {{type: redfish, address: 127.0.0.1, port: {sushy.port}, credential: lab-bmc, ca_file: {sushy.ca_file}}}",
+            )
+        )
+        store = SQLiteStore(tmp_path / "store.sqlite")
+        store.put(CURRENT_KEY, {"root": str(root), "sha": None, "label": "lab"})
+        transition(store, Event("node1", "ready", None, actor="test", reason="installed"))
+        obs = DriftObserver(store, Guard(concurrency=4, policy=POLICY), interval=INTERVAL, policy=POLICY, agent_timeout=0.5)
+
+        def record() -> dict:
+            rec = store.get("/drift/node1")
+            return rec.value if rec else {}
+
+        obs.start()
+        try:
+            drift = wait_until(lambda: any(f["kind"] == "power" for f in record().get("findings", [])) and record(), what="node1 off over Redfish")
+            assert drift["via"] == "redfish" and drift["power"] == "off"
+            with httpx.Client(
+                base_url=f"https://127.0.0.1:{sushy.port}", auth=("admin", PASSWORD), verify=ssl.create_default_context(cafile=str(sushy.ca_file)), timeout=10
+            ) as rf:
+                (member,) = rf.get("/redfish/v1/Systems").json()["Members"]
+                rf.post(f"{member['@odata.id']}/Actions/ComputerSystem.Reset", json={"ResetType": "On"}).raise_for_status()
+            on = wait_until(lambda: record().get("power") == "on" and record(), what="node1 on over Redfish")
+            assert (on["status"], on["findings"]) == ("unknown", []) and on["reason"].startswith("agent: ")
+        finally:
+            obs.stop()
+            store.close()
+    finally:
+        stop(sushy.proc)
