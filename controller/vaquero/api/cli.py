@@ -126,7 +126,11 @@ def cmd_server(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"vaquero server: {exc}", file=sys.stderr)
         return 2
-    elector = _run_worker_when_leader(store, args.data_dir, app.state.gate, drift_interval=args.drift_interval) if not args.no_worker else None
+    elector = (
+        _run_worker_when_leader(store, args.data_dir, app.state.gate, drift_interval=args.drift_interval, drift_correct=args.drift_correct)
+        if not args.no_worker
+        else None
+    )
     if elector is not None:
         _resign_on_shutdown(app, elector)
     host, port = args.listen
@@ -153,7 +157,7 @@ def cmd_server(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_worker_when_leader(store: Any, data_dir: str, gate: Any, *, drift_interval: float = 0.0) -> Any:
+def _run_worker_when_leader(store: Any, data_dir: str, gate: Any, *, drift_interval: float = 0.0, drift_correct: bool = False) -> Any:
     """Plan revisions and apply approved plans in exactly one controller: the one holding the leader lease.
 
     Several `vaquero server` processes may share an etcd Store (HA): each serves the API, only the
@@ -182,7 +186,7 @@ def _run_worker_when_leader(store: Any, data_dir: str, gate: Any, *, drift_inter
         feeders.append(stop)
         threading.Thread(target=_feed_gate, args=(store, gate, stop, gate_lock), name="vaquero-gate-feed", daemon=True).start()
         if drift_interval > 0:
-            observers.append(_drift_observer(store, elector, drift_interval).start())
+            observers.append(_drift_observer(store, elector, drift_interval, correct=drift_correct).start())
 
     def lost(reason: str) -> None:
         log.warning("lost leadership (%s): stopping the run worker and the gate", reason)
@@ -200,16 +204,20 @@ def _run_worker_when_leader(store: Any, data_dir: str, gate: Any, *, drift_inter
     return elector.start()
 
 
-def _drift_observer(store: Any, elector: Any, interval: float) -> Any:
+def _drift_observer(store: Any, elector: Any, interval: float, *, correct: bool = False) -> Any:
     """The leader's drift observer: its own guard on the fleet's shared guard folder (the same locks,
-    limit and breakers as playbooks and `vaquero power`), fenced by this leadership."""
+    limit and breakers as playbooks and `vaquero power`), fenced by this leadership. With ``correct``,
+    power drift becomes a plan through the gate (approved only as the clusters' policy says)."""
     from ..bmc import Guard
     from ..drift.observer import DriftObserver
+    from ..gate.drift_plans import propose
     from ..state.store import FencedStore
 
     guard = Guard(guard_dir="auto")
     guard.fence = elector.check
-    return DriftObserver(FencedStore(store, elector.fence), guard, interval=interval, leader=elector.check)
+    fenced = FencedStore(store, elector.fence)
+    planner = (lambda sot, found: propose(fenced, sot, found)) if correct else None
+    return DriftObserver(fenced, guard, interval=interval, leader=elector.check, correct=planner)
 
 
 def _resign_on_shutdown(app: Any, elector: Any) -> None:
@@ -330,6 +338,11 @@ def add_parser(sub: Any) -> None:
         default=60.0,
         metavar="SECONDS",
         help="the leader reads every ready host's BMC this often and records drift from the applied revision (0: off; default 60)",
+    )
+    p.add_argument(
+        "--drift-correct",
+        action="store_true",
+        help="power drift becomes a plan through the gate: it waits for approval unless every cluster it touches has policy.auto_apply",
     )
     p.add_argument("--no-worker", action="store_true", help="serve the API only (no election): the leader (another controller) plans and applies")
     p.add_argument(

@@ -31,7 +31,7 @@ from ..state.machine import current
 from ..state.store import Store
 from .agent import AGENT_TIMEOUT, AgentUnread, read_agent
 from .compare import Observation, judge, should_observe
-from .records import PREFIX, drift_key
+from .records import PREFIX, actions, drift_key
 
 log = logging.getLogger("vaquero.drift")
 
@@ -53,7 +53,11 @@ class DriftObserver:
         workers: int = 8,
         opener: Callable[..., Bmc] = open_bmc,
         agent_timeout: float = AGENT_TIMEOUT,
+        correct: Callable[[SoT, list[dict[str, Any]]], object] | None = None,
     ) -> None:
+        """``correct`` (optional): called after a round that found drift, with the applied SoT and the
+        round's actions; the controller passes the gate's drift planner (a plan through the gate,
+        never a BMC call from here)."""
         if interval <= 0:
             raise ValueError("the drift interval must be > 0 seconds")
         self.store = store
@@ -64,6 +68,7 @@ class DriftObserver:
         self.workers = max(1, min(workers, guard.concurrency))
         self.opener = opener
         self.agent_timeout = agent_timeout
+        self.correct = correct
         self.rounds = 0  # finished rounds, for tests and logs
         self._sot: tuple[tuple[Any, Any], SoT] | None = None
         self._stop = threading.Event()
@@ -119,6 +124,7 @@ class DriftObserver:
             state = (current(self.store, host.name) or {}).get("state")
             tasks.append((host.name, state, host.power, (cluster, host)))
         read = 0
+        written: list[dict[str, Any]] = []
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="vaquero-drift-read") as pool:
             futures = []
             for name, state, power, (cluster, host) in tasks:
@@ -126,16 +132,19 @@ class DriftObserver:
                     break
                 if should_observe(state) is not None or host.bmc is None:
                     why = None if host.bmc is not None else "no BMC in the SoT"
-                    self._write(judge(name, state, power, None, skipped=why))
+                    written.append(self._write(judge(name, state, power, None, skipped=why)))
                     continue
                 futures.append((name, state, power, pool.submit(self._observe, sot, cluster, host)))
             for name, state, power, fut in futures:
                 obs = fut.result()
                 read += 1
-                self._write(judge(name, state, power, obs))
+                written.append(self._write(judge(name, state, power, obs)))
         for rec in self.store.list(PREFIX):
             if rec.value.get("host") not in names:
                 self.store.delete(rec.key)  # the host left the applied revision
+        found = actions(written)
+        if found and self.correct is not None and not self._stop.is_set():
+            self.correct(sot, found)
         self.rounds += 1
         return read
 
@@ -170,10 +179,11 @@ class DriftObserver:
             except BmcError as exc:
                 log.info("drift: closing the BMC session failed: %s", exc.message, extra={"host": host.name})
 
-    def _write(self, record: dict[str, Any]) -> None:
+    def _write(self, record: dict[str, Any]) -> dict[str, Any]:
         if record["status"] == "drift":
             for f in record["findings"]:
                 log.info("drift: %s", f["reason"], extra={"host": record["host"]})
         elif record["status"] == "unknown":
             log.info("drift: %s: unknown (%s)", record["host"], record["reason"], extra={"host": record["host"]})
         self.store.put(drift_key(record["host"]), record)
+        return record
