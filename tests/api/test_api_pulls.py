@@ -276,3 +276,17 @@ def test_pr_plans_left_queued_at_a_stop_are_resumed(tmp_path, sot_repo, monkeypa
         assert pull["state"] == "planned" and "+ host node5 will be installed" in pull["text"]
     finally:
         store.close()
+
+
+def test_a_plan_too_long_for_the_summary_keeps_whole_lines_and_its_totals():
+    from vaquero.gate.pulls import MAX_PLAN_TEXT, report_text
+
+    hosts = "".join(f"  ~ host h{i} will be upgraded [upgrade]\n      profile linux: version: 1 -> 2\n" for i in range(3000))
+    totals = "Plan: 0 to add, 0 to reinstall, 3000 to upgrade, 0 power change(s), 0 config-only, 0 to remove; 600 wave(s)."
+    text = f"Vaquero plan: a -> b\n\nSite s, cluster c:\n{hosts}\n{totals}\n"
+    value = {"head_sha": "a" * 40, "base_sha": "b" * 40, "state": "planned", "text": text, "plan": {"summary": {"upgrade": 3000}}}
+    title, summary = report_text(value)
+    assert len(text) > MAX_PLAN_TEXT and len(summary) <= 65535 and title == "valid: 3000 upgrade"
+    shown = summary.split("```text\n", 1)[1].rsplit("\n```", 1)[0].split("\n")
+    assert shown[-1] == totals and shown[-2].startswith("... (truncated")
+    assert all(line in text.split("\n") for line in shown[:-2])  # no host line cut in half

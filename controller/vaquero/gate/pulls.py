@@ -114,7 +114,10 @@ def report_text(value: dict[str, Any]) -> tuple[str, str]:
         title = f"valid: {_changes(value)}"
         text = value.get("text") or ""
         if len(text) > MAX_PLAN_TEXT:
-            text = text[:MAX_PLAN_TEXT] + "\n... (truncated; the whole plan is in the controller's record of this PR)"
+            # The totals are the plan's last line: the reviewer of a big change still sees how many hosts it touches.
+            totals = text.rstrip("\n").rsplit("\n", 1)[-1]
+            kept = text[:MAX_PLAN_TEXT].rsplit("\n", 1)[0]
+            text = f"{kept}\n... (truncated; the whole plan is in the controller's record of this PR)\n{totals}"
         lines += ["", fence(text)]
     return title, "\n".join(lines)
 
