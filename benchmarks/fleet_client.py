@@ -214,6 +214,8 @@ class TftpDownload(asyncio.DatagramProtocol):
             self.resends = 0
             self._send(struct.pack("!HH", TACK, 0), addr)
         elif opcode == DATA:
+            if self.block == 0 and number == 1 and self.last[:2] == struct.pack("!H", RRQ):
+                self.blksize = 512  # DATA 1 straight after the RRQ: the server ignored the options (RFC 2347)
             if number == (self.block + 1) & 0xFFFF:
                 self.block += 1
                 self.chunks.append(data[4:])

@@ -313,6 +313,8 @@ def main() -> int:
         www = peer / "www"
         for key, name in zip(keys, names, strict=True):
             body = (www / "v1" / "boot" / "ipxe" / key).read_bytes()
+            if f" vaquero.host={name} ".encode() not in body:  # the host's own install script, not another's or a localboot
+                raise RunFailed(f"the agent's script for {name} ({key}) does not install {name}")
             scripts[name] = hashlib.sha256(body).hexdigest()
             for line in body.decode().splitlines():
                 words = line.split()
@@ -437,6 +439,12 @@ def main() -> int:
         print(f"fleet_storm_files_after_lease_p95 ratio {vf / pf:.2f} (vaquero {vf:.2f} s, peer {pf:.2f} s, p95 over hosts of lease -> last file, medians)")
     except RunFailed as exc:
         print(f"fleet_storm: FAILED: {exc}", file=sys.stderr)
+        # The servers' own complaints, for the post-mortem (the folder goes unless --keep).
+        for log_path in (tmp / "peer" / "nginx.err", tmp / "agent.log"):
+            if log_path.exists():
+                bad = [ln for ln in log_path.read_text(errors="replace").splitlines() if re.search(r"error|warn|crit", ln, re.I)]
+                for line in bad[-5:]:
+                    print(f"# {log_path.name}: {line[:400]}", file=sys.stderr)
         return 1
     finally:
         for net in nets.values():
