@@ -127,3 +127,26 @@ def test_auto_apply_clusters_get_an_approved_drift_plan_and_only_power_is_planne
         assert propose(store, sot, power) is None  # one open drift plan at a time
     finally:
         store.close()
+
+
+def test_a_refused_drift_plan_is_not_proposed_again_until_the_drift_changes_or_clears(tmp_path):
+    store = SQLiteStore(tmp_path / "store.sqlite")
+    try:
+        root = lab_copy(tmp_path)
+        store.put(CURRENT_KEY, {"root": str(root), "sha": None, "label": "lab"})
+        sot = load(root, semantic=False)
+        node3 = [{"host": "node3", "kind": "power", "action": "power_on", "reason": "node3: power is off"}]
+        first = propose(store, sot, node3)
+        assert first is not None and first["state"] == "pending_approval"
+        store.put(r.plan_key(first["id"]), first | {"state": "rejected", "rejected_by": "alice"})
+        assert propose(store, sot, node3) is None  # rejected: not again every round
+        node4 = [*node3, {"host": "node4", "kind": "power", "action": "power_on", "reason": "node4: power is off"}]
+        second = propose(store, sot, node4)  # the drift changed: a new plan, for all of it
+        assert second is not None and [h["host"] for h in second["plan"]["hosts"]] == ["node3", "node4"]
+        store.put(r.plan_key(second["id"]), second | {"state": "failed"})
+        assert propose(store, sot, node4) is None  # a failed correction does not loop
+        assert propose(store, sot, []) is None  # the drift cleared...
+        third = propose(store, sot, node4)  # ...and came back: proposed again
+        assert third is not None and third["id"] not in (first["id"], second["id"])
+    finally:
+        store.close()

@@ -27,8 +27,9 @@ from ..bmc import Bmc, BmcError, BootSetting, Guard, GuardPolicy, PowerState, op
 from ..bmc.from_sot import sot_endpoint
 from ..secretref import SecretMissing
 from ..sot import SoT, load
+from ..state.leader import NotLeader
 from ..state.machine import current
-from ..state.store import Store
+from ..state.store import FenceLost, Store
 from .agent import AGENT_TIMEOUT, AgentUnread, read_agent
 from .compare import Observation, judge, should_observe
 from .records import PREFIX, actions, drift_key
@@ -55,8 +56,8 @@ class DriftObserver:
         agent_timeout: float = AGENT_TIMEOUT,
         correct: Callable[[SoT, list[dict[str, Any]]], object] | None = None,
     ) -> None:
-        """``correct`` (optional): called after a round that found drift, with the applied SoT and the
-        round's actions; the controller passes the gate's drift planner (a plan through the gate,
+        """``correct`` (optional): called after every round with the applied SoT and the round's drift
+        actions (empty when none); the controller passes the gate's drift planner (a plan through the gate,
         never a BMC call from here)."""
         if interval <= 0:
             raise ValueError("the drift interval must be > 0 seconds")
@@ -92,6 +93,8 @@ class DriftObserver:
         while not self._stop.is_set():
             try:
                 self.run_once()
+            except (NotLeader, FenceLost) as exc:
+                log.info("drift: round stopped, leadership lost: %s", exc)
             except Exception:
                 log.exception("drift: round failed; next round in %.0fs", self.interval)
             self._stop.wait(self.interval)
@@ -142,9 +145,8 @@ class DriftObserver:
         for rec in self.store.list(PREFIX):
             if rec.value.get("host") not in names:
                 self.store.delete(rec.key)  # the host left the applied revision
-        found = actions(written)
-        if found and self.correct is not None and not self._stop.is_set():
-            self.correct(sot, found)
+        if self.correct is not None and not self._stop.is_set():
+            self.correct(sot, actions(written))  # every round: a round without drift tells the planner it cleared
         self.rounds += 1
         return read
 

@@ -27,6 +27,8 @@ log = logging.getLogger("vaquero.gate")
 OPEN_KEY = "/drift-plans/open"
 CORRECTABLE = ("power_on", "power_off")
 _OPEN_STATES = (r.PENDING_APPROVAL, r.APPROVED, r.RUNNING)
+# A drift plan ended without correcting: the same drift is not proposed again until it changes.
+_REFUSED = (r.REJECTED, r.CANCELLED, r.FAILED)
 
 
 def open_plan(store: Store) -> str | None:
@@ -40,9 +42,14 @@ def open_plan(store: Store) -> str | None:
 
 def propose(store: Store, sot: SoT, actions: list[dict[str, Any]], *, actor: str = "vaquero:drift") -> dict[str, Any] | None:
     """The plan record correcting the power drift in ``actions`` (GET /v1/drift's), written to the
-    Store, or None when there is nothing to correct or a drift plan is already open."""
+    Store, or None: nothing to correct, a drift plan is already open, or the last one for this same
+    drift was rejected, cancelled or failed (it is not proposed again every round, and a failing
+    auto-approved correction does not loop; it is proposed again once the drift has cleared and
+    comes back, or changes)."""
     applied = store.get(r.CURRENT_KEY)
-    if applied is None or open_plan(store) is not None:
+    marker = store.get(OPEN_KEY)
+    last = store.get(r.plan_key(str(marker.value.get("plan", "")))) if marker is not None else None
+    if applied is None or (last is not None and last.value.get("state") in _OPEN_STATES):
         return None
     reasons: dict[str, list[str]] = {}
     for a in actions:
@@ -55,6 +62,11 @@ def propose(store: Store, sot: SoT, actions: list[dict[str, Any]], *, actor: str
             cluster, _ = found
             hosts.append(HostChange(name, cluster.name, cluster.site, "power", [*reasons[name], "drift: observed on the hardware, not a SoT change"]))
     if not hosts:
+        if marker is not None:
+            store.delete(OPEN_KEY)  # the drift cleared: if it comes back, it is proposed again
+        return None
+    signature = sorted(f"{h.host}:{a['action']}" for h in hosts for a in actions if a.get("host") == h.host and a.get("action") in CORRECTABLE)
+    if marker is not None and last is not None and last.value.get("state") in _REFUSED and marker.value.get("drift") == signature:
         return None
     disruptive: dict[str, dict[str, str]] = {}
     for h in hosts:
@@ -97,6 +109,6 @@ def propose(store: Store, sot: SoT, actions: list[dict[str, Any]], *, actor: str
         # waiting like any plan: a revision planned later supersedes it
         store.put(r.pending_key(pid), {"plan": pid, "created": value["created"]})
     store.put(r.plan_key(pid), value)
-    store.put(OPEN_KEY, {"plan": pid})
+    store.put(OPEN_KEY, {"plan": pid, "drift": signature})
     log.info("drift plan %s (%s): %s", pid, value["state"], ", ".join(h.host for h in hosts), extra={"plan": pid, "sha": value["sha"]})
     return value
