@@ -71,6 +71,7 @@ class DriftObserver:
         self.agent_timeout = agent_timeout
         self.correct = correct
         self.rounds = 0  # finished rounds, for tests and logs
+        self._verdicts: dict[str, tuple[Any, ...]] = {}
         self._sot: tuple[tuple[Any, Any], SoT] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -145,6 +146,7 @@ class DriftObserver:
         for rec in self.store.list(PREFIX):
             if rec.value.get("host") not in names:
                 self.store.delete(rec.key)  # the host left the applied revision
+                self._verdicts.pop(str(rec.value.get("host")), None)
         if self.correct is not None and not self._stop.is_set():
             self.correct(sot, actions(written))  # every round: a round without drift tells the planner it cleared
         self.rounds += 1
@@ -182,10 +184,14 @@ class DriftObserver:
                 log.info("drift: closing the BMC session failed: %s", exc.message, extra={"host": host.name})
 
     def _write(self, record: dict[str, Any]) -> dict[str, Any]:
-        if record["status"] == "drift":
+        # logged when a host's verdict changes, not every round (10,000 hosts behind a dead agent
+        # would otherwise log 10,000 lines an interval)
+        verdict = (record["status"], tuple(f["action"] for f in record["findings"]), bool(record["reason"]))
+        if self._verdicts.get(record["host"]) != verdict:
             for f in record["findings"]:
                 log.info("drift: %s", f["reason"], extra={"host": record["host"]})
-        elif record["status"] == "unknown":
-            log.info("drift: %s: unknown (%s)", record["host"], record["reason"], extra={"host": record["host"]})
+            if record["status"] == "unknown":
+                log.info("drift: %s: unknown (%s)", record["host"], record["reason"], extra={"host": record["host"]})
         self.store.put(drift_key(record["host"]), record)
+        self._verdicts[record["host"]] = verdict
         return record
