@@ -8,8 +8,8 @@ Each host does what a BIOS PXE ROM and then iPXE do, in order, all hosts at once
   2. TFTP RRQ of that file with the blksize and tsize options, ACK of every block; the last packet
      is resent after 1 s without an answer (5 times at most). A TFTP ERROR (a full server answers
      "busy") makes the host ask again after 0.2-1 s, up to 20 times, as a PXE ROM that retries.
-  3. HTTP/1.1 on one keep-alive connection: the host's iPXE script by MAC, then the kernel and the
-     initrd that script names, whole bodies (Content-Length), status 200 each.
+  3. HTTP/1.1 on one keep-alive connection (receive buffer 256 KiB): the host's iPXE script by MAC,
+     then the kernel and the initrd that script names, whole bodies (Content-Length), status 200 each.
 
 Input: a JSON spec (interface, base URL, hosts' names and MACs, blksize, sample). Output: a JSON
 report of what every host got (lease, boot file, sha256 of the TFTP file and of the script, byte
@@ -42,6 +42,7 @@ DHCP_TIMEOUTS = (4.0, 8.0, 16.0, 32.0)  # PXE's schedule, each +-1 s at random (
 TFTP_TIMEOUT, TFTP_RESENDS, TFTP_TRIES = 1.0, 5, 20
 RRQ, DATA, TACK, ERROR, OACK = 1, 3, 4, 5, 6
 CHUNK = 256 << 10
+RCVBUF = 256 << 10
 
 
 class HostFailed(Exception):
@@ -261,6 +262,11 @@ class HttpConnection:
     @classmethod
     async def open(cls, host: str, port: int) -> HttpConnection:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # A firmware-sized receive buffer (set before connecting, so the window is scaled to it):
+        # a thousand connections with Linux's default of up to 6 MiB each put one kernel under TCP
+        # memory pressure, and the dropped segments stalled two peer downloads past nginx's
+        # 60 s send_timeout. Real hosts each have a kernel (or an iPXE) of their own.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, (host, port))
         return cls(sock, f"{host}:{port}")
