@@ -263,9 +263,9 @@ class HttpConnection:
     async def open(cls, host: str, port: int) -> HttpConnection:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         # A firmware-sized receive buffer (set before connecting, so the window is scaled to it):
-        # a thousand connections with Linux's default of up to 6 MiB each put one kernel under TCP
-        # memory pressure, and the dropped segments stalled two peer downloads past nginx's
-        # 60 s send_timeout. Real hosts each have a kernel (or an iPXE) of their own.
+        # with Linux's default of up to 6 MiB each, a thousand connections share one kernel's TCP
+        # memory (real hosts each have their own), and two runs had peer downloads stall past
+        # nginx's 60 s send_timeout; TCP memory pressure is the likely cause, not a verified one.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, (host, port))
