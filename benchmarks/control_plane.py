@@ -264,24 +264,37 @@ def agent_events(agent: str, hosts: list[str], steps: int, sha: str) -> list[dic
     ]
 
 
-async def post_all(ctl_url: str, agents: dict[str, str], events: dict[str, list[dict[str, Any]]]) -> float:
+async def post_all(ctl_url: str, agents: dict[str, str], events: dict[str, list[dict[str, Any]]]) -> tuple[float, int]:
+    """(seconds, batches sent again). A 503 (store unavailable) is retried after the agent client's
+    backoff, as agents do; the events are idempotent by id, so a resent batch applies each once."""
     import httpx
 
+    from vaquero.federation.backoff import backoff_delay
+
+    retried = 0
+
     async def agent(name: str) -> None:
+        nonlocal retried
         async with httpx.AsyncClient(base_url=ctl_url, headers={"Authorization": f"Bearer {agents[name]}"}, timeout=600) as client:
             queue = events[name]
             for i in range(0, len(queue), BATCH):
                 batch = queue[i : i + BATCH]
-                r = await client.post(f"/v1/agents/{name}/events", json={"events": batch})
+                for failures in range(1, 11):
+                    r = await client.post(f"/v1/agents/{name}/events", json={"events": batch})
+                    if r.status_code != 503:
+                        break
+                    retried += 1
+                    await asyncio.sleep(backoff_delay(failures, 0.5, 30.0))
                 if r.status_code != 200:
                     raise RuntimeError(f"agent {name}: {r.status_code} {r.text[:300]}")
                 answer = r.json()
-                if len(answer["applied"]) != len(batch) or answer["refused"]:
-                    raise RuntimeError(f"agent {name}: {len(answer['applied'])} of {len(batch)} applied, refused {list(answer['refused'].items())[:3]}")
+                done = len(answer["applied"]) + len(answer["duplicates"])
+                if done != len(batch) or answer["refused"]:
+                    raise RuntimeError(f"agent {name}: {done} of {len(batch)} applied, refused {list(answer['refused'].items())[:3]}")
 
     t = time.perf_counter()
     await asyncio.gather(*(agent(a) for a in agents))
-    return time.perf_counter() - t
+    return time.perf_counter() - t, retried
 
 
 def verify_ingest(store: Any, events: dict[str, list[dict[str, Any]]]) -> int:
@@ -422,7 +435,7 @@ def run_store(kind: str, tmp: Path, args: argparse.Namespace, repo: tuple[str, s
         site_hosts = {a: sorted(builder.site_hosts(a)[2]) for a in agents}
         events = {a: agent_events(a, site_hosts[a], args.events_per_host, base) for a in agents}
         total = sum(len(q) for q in events.values())
-        took = asyncio.run(post_all(ctl.url, agents, events))
+        took, retried = asyncio.run(post_all(ctl.url, agents, events))
         ok = verify_ingest(store, events)
         raw_store = open_store(raw_url)
         try:
@@ -432,7 +445,7 @@ def run_store(kind: str, tmp: Path, args: argparse.Namespace, repo: tuple[str, s
             raw_store.close()
         if ok != total or raw_ok != total or raw3_ok != total:
             raise RuntimeError(f"{kind}: read back {ok} / raw {raw_ok} / raw x3 {raw3_ok} of {total} events")
-        out[f"ingest_{kind}"] = {"events": total, "vaquero": took, "raw": raw_t, "raw3": raw3_t}
+        out[f"ingest_{kind}"] = {"events": total, "vaquero": took, "raw": raw_t, "raw3": raw3_t, "retried": retried}
         if kind == "sqlite":
             out["bundle"] = bench_bundles(store, list(agents))
             pushes = bench_pushes(ctl, store, secret, repo_url, base, work, args.minutes, args.pushes_per_minute)
@@ -497,7 +510,8 @@ def main() -> int:
         ev = i["events"]
         vq_rate, raw_rate = ev / i["vaquero"], ev / i["raw"]
         print(f"event_ingest_{kind} ratio {i['raw'] / i['vaquero']:.3f} (vaquero {vq_rate:.0f} events/s, {ev} events in {i['vaquero']:.1f}s over HTTP "
-              f"from {args.sites} agents, {args.events_per_host} per host; raw puts {raw_rate:.0f} events/s in {i['raw']:.1f}s; all read back)")  # fmt: skip
+              f"from {args.sites} agents, {args.events_per_host} per host, {i['retried']} batches resent after a 503; "
+              f"raw puts {raw_rate:.0f} events/s in {i['raw']:.1f}s; all read back)")  # fmt: skip
         print(f"event_ingest_{kind}_vs_transition_writes ratio {i['raw3'] / i['vaquero']:.3f} (vaquero {ev / i['vaquero']:.0f} events/s; "
               f"raw host+event+id puts {ev / i['raw3']:.0f} events/s in {i['raw3']:.1f}s)")  # fmt: skip
     print(f"gate_under_pushes ratio {lat / bare:.2f} (median push-to-plan {lat:.2f}s, max {max(p['latencies']):.2f}s; "
