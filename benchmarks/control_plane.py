@@ -316,13 +316,25 @@ def raw_inserts(store: Any, events: dict[str, list[dict[str, Any]]], writes: str
     """The same events put straight into the store from one thread per agent: no HTTP, no checks, no reads.
     writes='event': one record per event; 'transition': the host record, the event and its id, as transition does."""
 
+    from vaquero.federation.backoff import backoff_delay
+    from vaquero.state.store import StoreUnavailable
+
+    def put(key: str, value: dict[str, Any]) -> None:
+        # Retried like the agents' 503s: the same key and value again, so a put that did land changes nothing.
+        for failures in range(1, 11):
+            try:
+                store.put(key, value)
+                return
+            except StoreUnavailable:
+                time.sleep(backoff_delay(failures, 0.5, 30.0))
+        raise RuntimeError(f"raw put {key}: store unavailable 10 times")
+
     def agent(queue: list[dict[str, Any]]) -> None:
         for ev in queue:
-            key = f"/raw-{writes}/events/{ev['host']}/{ev['id']}"
-            store.put(key, ev)
+            put(f"/raw-{writes}/events/{ev['host']}/{ev['id']}", ev)
             if writes == "transition":
-                store.put(f"/raw-{writes}/hosts/{ev['host']}", {"name": ev["host"], "state": ev["state"], "last_event": ev["id"]})
-                store.put(f"/raw-{writes}/event-ids/{ev['id']}", {"host": ev["host"]})
+                put(f"/raw-{writes}/hosts/{ev['host']}", {"name": ev["host"], "state": ev["state"], "last_event": ev["id"]})
+                put(f"/raw-{writes}/event-ids/{ev['id']}", {"host": ev["host"]})
 
     t = time.perf_counter()
     with ThreadPoolExecutor(len(events)) as pool:
@@ -483,9 +495,9 @@ def main() -> int:
                 for kind in kinds:
                     try:
                         run_store(kind, tmp, args, repo, out, etcd)
-                    except RuntimeError as exc:
+                    except Exception as exc:
                         if kind == "sqlite":
-                            raise
+                            raise RuntimeError(f"{type(exc).__name__}: {exc}") from exc
                         # The SQLite figures are complete: print them, then fail.
                         failed = f"{kind}: {exc}"
                         kinds = [k for k in kinds if k != kind]
