@@ -6,11 +6,11 @@ emulated IPMI BMC back on; the next round finds no drift."""
 from __future__ import annotations
 
 import shutil
-import textwrap
 
 import pytest
 from api_helpers import auth, make_settings, start_live
 from bmc_helpers import LAB_SOT, PASSWORD, ipmitool, start_ipmi_fleet, stop
+from lab_hooks import COMMAND_HOOKS
 from waiting import wait_until
 
 from vaquero.bmc import Guard, GuardPolicy
@@ -25,29 +25,12 @@ from vaquero.state.sqlite import SQLiteStore
 pytestmark = pytest.mark.slow
 
 POLICY = GuardPolicy(attempt_timeout=2.0, deadline=5.0, retries=1, breaker_reset=60.0)
-HOOKS = textwrap.dedent(
-    """\
-    apiVersion: vaquero/v1
-    kind: Hook
-    name: announce-drain
-    type: command
-    command: "echo draining {{ host.name }}"
-    timeout: 30
-    ---
-    apiVersion: vaquero/v1
-    kind: Hook
-    name: agent-saw-callback
-    type: command
-    command: "echo validated {{ host.name }}"
-    timeout: 10
-    """
-)
 
 
 def lab_copy(tmp_path, ports: dict[int, int] | None = None, auto_apply: bool = False):
     root = tmp_path / "sot"
     shutil.copytree(LAB_SOT, root)
-    (root / "hooks" / "lab-hooks.yaml").write_text(HOOKS)  # the lab's validate hook asks an agent
+    (root / "hooks" / "lab-hooks.yaml").write_text(COMMAND_HOOKS)  # the lab's validate hook asks an agent
     cluster = root / "clusters" / "lab.yaml"
     text = cluster.read_text()
     for old, new in (ports or {}).items():

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from lab_hooks import COMMAND_HOOKS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,23 +60,5 @@ def lab_sot(tmp_path: Path) -> Path:
     dst = tmp_path / "sot"
     shutil.copytree(REPO / "inventories" / "lab", dst)
     # The lab's validate hook asks the agent; here a command hook stands in.
-    (dst / "hooks" / "lab-hooks.yaml").write_text(
-        textwrap.dedent(
-            """\
-            apiVersion: vaquero/v1
-            kind: Hook
-            name: announce-drain
-            type: command
-            command: "echo draining {{ host.name }}"
-            timeout: 30
-            ---
-            apiVersion: vaquero/v1
-            kind: Hook
-            name: agent-saw-callback
-            type: command
-            command: "echo validated {{ host.name }}"
-            timeout: 10
-            """
-        )
-    )
+    (dst / "hooks" / "lab-hooks.yaml").write_text(COMMAND_HOOKS)
     return dst

@@ -388,13 +388,7 @@ class Gate:
             "digest": None,
             "errors": answer.get("errors") or [],
             "validation": {k: answer[k] for k in ("seconds", "peak_rss") if k in answer},
-            "approved_by": None,
-            "approved_at": None,
-            "rejected_by": None,
-            "rejected_at": None,
-            "superseded_by": None,
-            "run": None,
-            "cancel_requested": False,
+            **r.UNDECIDED,
         }
         if value["errors"] or not isinstance(answer.get("plan"), dict):
             if not value["errors"]:

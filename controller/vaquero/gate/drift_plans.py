@@ -94,13 +94,7 @@ def propose(store: Store, sot: SoT, actions: list[dict[str, Any]], *, actor: str
         "plan": plan.to_dict(),
         "text": render_text(plan),
         "errors": [],
-        "approved_by": None,
-        "approved_at": None,
-        "rejected_by": None,
-        "rejected_at": None,
-        "superseded_by": None,
-        "run": None,
-        "cancel_requested": False,
+        **r.UNDECIDED,
     }
     value["digest"] = r.plan_digest(value)
     if auto:

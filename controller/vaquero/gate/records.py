@@ -25,6 +25,17 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 PLAN_STATES = (INVALID, PENDING_APPROVAL, APPROVED, REJECTED, SUPERSEDED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 
+# What a new plan record holds before anyone decides on it or runs it (the gate's plans and drift plans alike).
+UNDECIDED: dict[str, Any] = {
+    "approved_by": None,
+    "approved_at": None,
+    "rejected_by": None,
+    "rejected_at": None,
+    "superseded_by": None,
+    "run": None,
+    "cancel_requested": False,
+}
+
 # Revision states: queued (accepted, not yet fetched) -> fetching -> planned | invalid.
 QUEUED = "queued"
 FETCHING = "fetching"
