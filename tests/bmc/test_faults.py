@@ -53,6 +53,14 @@ def failing(fn) -> BmcError:
     raise AssertionError("no error raised")
 
 
+def power_state(ep: Endpoint, guard: Guard) -> PowerState:
+    """One read through a driver that is closed afterwards, as the product's callers do: a driver
+    keeps its hold on the BMC until it is closed (a failed call's driver, kept alive by the
+    exception's traceback, would otherwise hold it until the garbage collector runs)."""
+    with open_bmc(ep, guard) as bmc:
+        return bmc.get_power_state()
+
+
 def ipmi_ep(port: int, **kw) -> Endpoint:
     return Endpoint("ipmi", "127.0.0.1", "admin", kw.pop("password", PASSWORD), host=kw.pop("host", "faulty"), port=port, **kw)
 
@@ -65,17 +73,17 @@ def rf_ep(port: int, **kw) -> Endpoint:
 
 
 def test_ipmi_packets_dropped(silent_udp, fast_guard):
-    exc = failing(lambda: open_bmc(ipmi_ep(silent_udp), fast_guard).get_power_state())
+    exc = failing(lambda: power_state(ipmi_ep(silent_udp), fast_guard))
     assert isinstance(exc, BmcUnreachable | BmcTimeout) and exc.host == "faulty"
 
 
 def test_ipmi_port_closed(fast_guard):
-    exc = failing(lambda: open_bmc(ipmi_ep(free_port(socket.SOCK_DGRAM)), fast_guard).get_power_state())
+    exc = failing(lambda: power_state(ipmi_ep(free_port(socket.SOCK_DGRAM)), fast_guard))
     assert isinstance(exc, BmcUnreachable | BmcTimeout)
 
 
 def test_ipmi_wrong_password_fails_fast_without_retries(ipmi_bmc, fast_guard, caplog):
-    exc = failing(lambda: open_bmc(ipmi_bmc.endpoint(password="wrong-password"), fast_guard).get_power_state())
+    exc = failing(lambda: power_state(ipmi_bmc.endpoint(password="wrong-password"), fast_guard))
     assert isinstance(exc, BmcAuthError) and exc.host == "node0"
     assert not [r for r in caplog.records if "retrying" in r.getMessage()]  # one attempt: a refused password is final
 
@@ -84,7 +92,7 @@ def test_ipmi_slow_bmc_times_out(tmp_path):
     fleet = start_ipmi_fleet(tmp_path, delay=1.5)
     try:
         guard = Guard(policy=GuardPolicy(attempt_timeout=1.0, deadline=2.5, retries=1, backoff_base=0.05))
-        exc = failing(lambda: open_bmc(fleet.endpoint(), guard).get_power_state())
+        exc = failing(lambda: power_state(fleet.endpoint(), guard))
         assert isinstance(exc, BmcTimeout | BmcUnreachable)
     finally:
         stop(fleet.proc)
@@ -97,16 +105,16 @@ def test_ipmi_bmc_that_goes_away_and_comes_back(tmp_path):
     # a reset long enough that the breaker is still open for the second call on a loaded machine
     guard = Guard(policy=GuardPolicy(attempt_timeout=5, deadline=9, retries=1, backoff_base=0.05, breaker_threshold=2, breaker_reset=3.0))
     ep = fleet.endpoint()
-    assert open_bmc(ep, guard).get_power_state() == PowerState.OFF
+    assert power_state(ep, guard) == PowerState.OFF
     stop(fleet.proc)
-    exc = failing(lambda: open_bmc(ep, guard).get_power_state())
+    exc = failing(lambda: power_state(ep, guard))
     assert isinstance(exc, BmcUnreachable | BmcTimeout)
-    exc = failing(lambda: open_bmc(ep, guard).get_power_state())
+    exc = failing(lambda: power_state(ep, guard))
     assert isinstance(exc, BmcCircuitOpen)
     fleet2 = start_ipmi_fleet(tmp_path, port=fleet.port)
     try:
         wait_until(lambda: guard.breaker_state(ep.key) == "half_open", 60, "the breaker to half-open")
-        assert open_bmc(ep, guard).get_power_state() == PowerState.OFF
+        assert power_state(ep, guard) == PowerState.OFF
         assert guard.breaker_state(ep.key) == "closed"
     finally:
         stop(fleet2.proc)
@@ -118,11 +126,11 @@ def test_ipmi_bmc_that_goes_away_and_comes_back(tmp_path):
 def test_redfish_500s_end_in_server_error_then_open_circuit(fast_guard, caplog):
     with FaultHTTP("500") as srv:
         ep = rf_ep(srv.port)
-        exc = failing(lambda: open_bmc(ep, fast_guard).get_power_state())
+        exc = failing(lambda: power_state(ep, fast_guard))
         assert isinstance(exc, BmcServerError | BmcCircuitOpen)
         sent = srv.requests
         assert sent == 3  # one per attempt: retries bounded, and the client's own 10 retries are off
-        exc = failing(lambda: open_bmc(ep, fast_guard).get_power_state())
+        exc = failing(lambda: power_state(ep, fast_guard))
         assert isinstance(exc, BmcCircuitOpen)
         assert srv.requests == sent  # the dead BMC is not hammered
     warnings = [r for r in caplog.records if r.name == "vaquero.bmc" and r.levelno >= logging.WARNING]
@@ -153,7 +161,7 @@ def test_redfish_flapping_bmc_recovers_with_retries():
 
 
 def test_redfish_port_closed(fast_guard):
-    exc = failing(lambda: open_bmc(rf_ep(free_port()), fast_guard).get_power_state())
+    exc = failing(lambda: power_state(rf_ep(free_port()), fast_guard))
     assert isinstance(exc, BmcUnreachable | BmcCircuitOpen)
 
 

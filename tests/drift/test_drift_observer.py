@@ -28,8 +28,10 @@ from vaquero.state.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.slow
 
-# short deadlines: the unreachable BMC costs one deadline, then its breaker answers at once
-POLICY = GuardPolicy(attempt_timeout=1.0, deadline=2.0, retries=0, breaker_threshold=1, breaker_reset=60.0)
+# the unreachable BMC costs one deadline, then its breaker answers at once for a while; a live
+# BMC slow to answer on a loaded machine gets a second attempt, and a breaker it trips closes again
+# soon (a long reset would leave it "unreachable" for longer than the test waits)
+POLICY = GuardPolicy(attempt_timeout=4.0, deadline=8.0, retries=1, breaker_threshold=2, breaker_reset=5.0)
 INTERVAL = 0.2
 
 
