@@ -250,6 +250,36 @@ CASES = [
     ),
     Case("bad-day", "federation", "clusters/etcd.yaml", "- tue\n", "- tuesday\n", "policy.windows[0].days[0]", "Input should be", "- tuesday"),
     Case("bad-hostname", "federation", "clusters/edge.yaml", "name: edge2", "name: Edge_2", "hosts[1].name", "should match pattern"),
+    Case(
+        "discovery-unknown-cluster",
+        "lab",
+        "sites/lab.yaml",
+        "credentials:\n",
+        "discovery:\n  enabled: true\n  cluster: lob\ncredentials:\n",
+        "discovery.cluster",
+        "unknown cluster 'lob'",
+        "cluster: lob",
+    ),
+    Case(
+        "discovery-unknown-network",
+        "lab",
+        "sites/lab.yaml",
+        "credentials:\n",
+        "discovery:\n  cluster: lab\n  network: provv\ncredentials:\n",
+        "discovery.network",
+        "unknown network 'provv'",
+        "network: provv",
+    ),
+    Case(
+        "discovery-without-cluster",
+        "lab",
+        "sites/lab.yaml",
+        "credentials:\n",
+        "discovery:\n  enabled: true\ncredentials:\n",
+        "discovery.cluster",
+        "Field required",
+        "discovery:",
+    ),
 ]
 
 

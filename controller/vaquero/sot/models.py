@@ -323,6 +323,14 @@ class Boot(Model):
     method: BootMethod = Field("pxe", description="pxe (DHCP + iPXE), virtual_media (Redfish VirtualMedia ISO, static address) or http (UEFI HTTP boot)")
 
 
+class Discovery(Model):
+    """What the site does with a machine whose MAC it does not know: by default, nothing."""
+
+    enabled: bool = Field(False, description="boot unknown machines into the inspection ramdisk, which reports them for enrollment")
+    cluster: Name = Field(description="the cluster (of this site) a reported machine is proposed into, by pull request")
+    network: Name | None = Field(None, description="the network whose free static address a proposed host gets (default: the site's first)")
+
+
 class Site(Model):
     apiVersion: Literal["vaquero/v1"]
     kind: Literal["Site"]
@@ -332,6 +340,7 @@ class Site(Model):
     networks: list[Network] = Field(min_length=1)
     credentials: dict[Key, Credential] = {}
     boot: Boot | None = Field(None, description="how the site's hosts boot their installer (default pxe); a host's own boot overrides it")
+    discovery: Discovery | None = Field(None, description="enrollment of unknown machines: inspect them and propose each as a new host")
 
 
 # --- Profile ------------------------------------------------------------------------------

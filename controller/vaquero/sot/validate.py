@@ -70,6 +70,20 @@ def _check_sites(sot: SoT) -> list[SoTError]:
             if agent.name in seen_agents:
                 errors.append(sot.error("Site", site.name, ("agents", i, "name"), f"duplicate agent name {agent.name!r}"))
             seen_agents.add(agent.name)
+        disc = site.discovery
+        if disc is not None:
+            cluster = sot.clusters.get(disc.cluster)
+            if cluster is None:
+                if ("Cluster", disc.cluster) not in sot.broken:
+                    errors.append(sot.error("Site", site.name, ("discovery", "cluster"), f"unknown cluster {disc.cluster!r}"))
+            elif cluster.site != site.name:
+                errors.append(
+                    sot.error("Site", site.name, ("discovery", "cluster"), f"cluster {disc.cluster!r} belongs to site {cluster.site!r}, not this one")
+                )
+            if disc.network is not None and disc.network not in seen:
+                errors.append(
+                    sot.error("Site", site.name, ("discovery", "network"), f"unknown network {disc.network!r} (this site's: {', '.join(sorted(seen))})")
+                )
     return errors
 
 
