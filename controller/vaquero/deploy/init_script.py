@@ -11,6 +11,11 @@ the first and last MiB of the disk and of each of its partitions; `erase='full'`
 zeroed ranges are read back and compared with zeros, the bytes zeroed are reported as progress
 and in the success callback, then the host powers off.
 
+Inspection mode (`vaquero.inspect=<url>` instead, discovery of a machine the SoT does not know,
+docs/enrollment.md): no instructions and no disk written; /init reads the machine's facts from
+/sys and /proc (DMI identity, NICs, CPUs, memory, disks), POSTs them as one JSON report to the URL
+(whose last segment is the MAC the machine netbooted with), retrying, then powers off.
+
 Nothing it reads is ever evaluated: instruction lines are split with parameter expansion, each
 known key taken with a `case` and its value checked against a charset again; unknown keys are
 ignored; every expansion is double-quoted. Debian's busybox 1.35 `wget -T` crashes (SIGSEGV), so
@@ -30,6 +35,75 @@ url_ok() {
 }
 hex64_ok() { [ "${#1}" -eq 64 ] && case "$1" in *[!0-9a-f]*) false ;; *) true ;; esac; }
 digits_ok() { [ -n "$1" ] && [ "${#1}" -le 19 ] && case "$1" in *[!0-9]*) false ;; *) true ;; esac; }
+
+# -- inspection mode: what a machine the SoT does not know reports about itself (vaquero.inspect.report) --
+# Facts come from $SYS and $PROC (tests point them at a fake tree). Everything read is vendor or
+# kernel input: numbers and names are checked against their charset and dropped when they do not
+# fit; free text goes through jstr. The report must parse, whatever the firmware says.
+readf() { [ -r "$1" ] && head -c 512 "$1" 2>/dev/null; }
+jstr() { # TEXT: a JSON string of its printable ASCII (trimmed, at most 128 characters), or null
+  v=$(printf '%s' "$1" | tr -cd ' -~' | sed 's/^ *//; s/ *$//' | cut -c1-128)
+  if [ -z "$v" ]; then echo null; return; fi
+  printf '"%s"' "$(printf '%s' "$v" | sed 's/\\/\\\\/g; s/"/\\"/g')"
+}
+mac_ok() { case "$1" in [0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]) true ;; *) false ;; esac; }
+kname_ok() { [ -n "$1" ] && [ "${#1}" -le 32 ] && case "$1" in [A-Za-z0-9]*) case "$1" in *[!A-Za-z0-9._:-]*) false ;; *) true ;; esac ;; *) false ;; esac; }
+boot_mac_of() { # URL: the MAC the agent put last in the inspection URL (aa-bb-..), as aa:bb:..; empty if none
+  m=$(printf '%s' "${1##*/}" | tr 'A-F-' 'a-f:')
+  mac_ok "$m" && echo "$m"
+}
+memory_mib() { # online memory blocks (what the machine has), else MemTotal (what the kernel kept)
+  bs=$(readf "$SYS/devices/system/memory/block_size_bytes" | tr -d '\n')
+  n=0
+  case "$bs" in ""|*[!0-9a-fA-F]*) bs="" ;; esac
+  if [ -n "$bs" ] && [ "${#bs}" -le 12 ]; then
+    for b in "$SYS"/devices/system/memory/memory[0-9]*; do
+      [ "$(readf "$b/online" | tr -d '\n')" = 1 ] && n=$((n + 1))
+    done
+  fi
+  if [ "$n" -gt 0 ]; then echo $((n * 0x$bs / 1048576)); return; fi
+  kb=$(awk '/^MemTotal:/ {print $2; exit}' "$PROC/meminfo" 2>/dev/null)
+  digits_ok "$kb" && [ "${#kb}" -le 15 ] && echo $((kb / 1024)) || echo 0
+}
+inspect_report() { # BOOT_MAC: the JSON report on stdout
+  SYS="${SYS:-/sys}"; PROC="${PROC:-/proc}"
+  nics=""; seen=" "; count=0
+  for p in "$SYS"/class/net/*; do
+    n="${p##*/}"
+    [ "$n" = lo ] && continue
+    [ -e "$p/device" ] || continue  # bridges, bonds, veths and tunnels have no device behind them
+    kname_ok "$n" || continue
+    a=$(readf "$p/address" | tr -d '\n')
+    mac_ok "$a" && [ "$a" != 00:00:00:00:00:00 ] || continue
+    case "$seen" in *" $a "*) continue ;; esac
+    [ "$count" -lt 64 ] || break
+    seen="$seen$a "; count=$((count + 1))
+    nics="$nics,{\"name\":\"$n\",\"mac\":\"$a\"}"
+  done
+  uuid=$(readf "$SYS/class/dmi/id/product_uuid" | tr -d '\n')
+  if printf '%s' "$uuid" | grep -Eqx '[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}'; then uuid="\"$uuid\""; else uuid=null; fi
+  cpus=$(grep -c '^processor' "$PROC/cpuinfo" 2>/dev/null)
+  digits_ok "$cpus" && [ "${#cpus}" -le 5 ] && [ "$cpus" -ge 1 ] || cpus=1
+  cpu=$(grep -m1 '^model name' "$PROC/cpuinfo" 2>/dev/null | cut -d: -f2-)
+  disks=""; count=0
+  for p in "$SYS"/block/*; do
+    d="${p##*/}"
+    case "$d" in loop*|ram*|zram*|sr*|fd*|nbd*) continue ;; esac
+    kname_ok "$d" || continue
+    sz=$(readf "$p/size" | tr -d '\n')
+    digits_ok "$sz" && [ "${#sz}" -le 15 ] || continue
+    [ "$count" -lt 64 ] || break
+    count=$((count + 1))
+    serial=$(readf "$p/serial"); [ -n "$serial" ] || serial=$(readf "$p/device/serial")
+    case "$(readf "$p/queue/rotational" | tr -d '\n')" in 0) rot=false ;; 1) rot=true ;; *) rot=null ;; esac
+    [ "$(readf "$p/removable" | tr -d '\n')" = 1 ] && rem=true || rem=false
+    model=$(jstr "$(readf "$p/device/model")"); serial=$(jstr "$serial")
+    disks="$disks,{\"name\":\"$d\",\"size_bytes\":$((sz * 512)),\"model\":$model,\"serial\":$serial,\"rotational\":$rot,\"removable\":$rem}"
+  done
+  printf '{"boot_mac":"%s","nics":[%s],"uuid":%s,"serial":%s,"vendor":%s,"product":%s,"cpu_model":%s,"cpus":%s,"memory_mib":%s,"disks":[%s]}\n' \
+    "$1" "${nics#,}" "$uuid" "$(jstr "$(readf "$SYS/class/dmi/id/product_serial")")" "$(jstr "$(readf "$SYS/class/dmi/id/sys_vendor")")" \
+    "$(jstr "$(readf "$SYS/class/dmi/id/product_name")")" "$(jstr "$cpu")" "$cpus" "$(memory_mib)" "${disks#,}"
+}
 
 ZEROED=0
 zero() { # DEV OFFSET LENGTH (bytes, multiples of 512): write zeros there, add LENGTH to ZEROED
@@ -143,12 +217,13 @@ post() { # URL BODY: a small JSON POST to the agent, bounded in time
   timeout 30 wget -q -O /dev/null --header "Content-Type: application/json" --post-data "$2" "$1"
 }
 
-DEPLOY=""
+DEPLOY=""; INSPECT=""
 set -f  # the words of the command line are not file patterns (the URL holds '?')
 for w in $(cat /proc/cmdline); do
-  case "$w" in vaquero.deploy=*) DEPLOY="${w#vaquero.deploy=}" ;; esac
+  case "$w" in vaquero.deploy=*) DEPLOY="${w#vaquero.deploy=}" ;; vaquero.inspect=*) INSPECT="${w#vaquero.inspect=}" ;; esac
 done
 set +f
+BOOT_MAC=""; [ -n "$INSPECT" ] && BOOT_MAC="$(boot_mac_of "$INSPECT")"
 # Before the instructions arrive, the callback URL is the deploy URL's sibling (same host and token).
 CALLBACK_URL="${DEPLOY%%/v1/boot/deploy/*}/v1/boot/callback/${DEPLOY#*/v1/boot/deploy/}"
 DEV=""; STAGE="start"; EXPECTED=""; ACTUAL=""
@@ -192,14 +267,36 @@ for m in $(cat /etc/modules); do modprobe "$m" 2>/dev/null; done
 ip link set lo up
 IF=""
 for i in $(seq 1 50); do
-  for n in /sys/class/net/*; do n="${n##*/}"; [ "$n" != lo ] && IF="$n" && break; done
+  for n in /sys/class/net/*; do
+    n="${n##*/}"
+    [ "$n" != lo ] || continue
+    # An inspection asks for a lease on the NIC the machine netbooted with, as the agent saw it.
+    [ -z "$BOOT_MAC" ] || [ "$(cat "/sys/class/net/$n/address")" = "$BOOT_MAC" ] || continue
+    IF="$n" && break
+  done
   [ -n "$IF" ] && break
   sleep 0.2
 done
+[ -z "$IF" ] && for n in /sys/class/net/*; do n="${n##*/}"; [ "$n" != lo ] && IF="$n" && break; done
 say "interface ${IF:-none}"
 STAGE="network"
 [ -n "$IF" ] || fail "no network interface"
 udhcpc -i "$IF" -f -q -n -t 20 -T 1 -s /etc/udhcpc.script >/dev/null 2>&1 || fail "no DHCP lease on $IF"
+
+if [ -n "$INSPECT" ]; then
+  # Inspection: report the machine to the agent and power off; no disk is touched.
+  STAGE="inspect"
+  url_ok "$INSPECT" && [ -n "$BOOT_MAC" ] || fail "the vaquero.inspect URL is unusable or does not end in the boot MAC"
+  inspect_report "$BOOT_MAC" > /run/inspect.json
+  say "inspection report of $BOOT_MAC: $(wc -c < /run/inspect.json) bytes"
+  ok=false
+  for i in 1 2 3 4 5 6; do
+    timeout 30 wget -q -O /run/inspect.out --header "Content-Type: application/json" --post-file /run/inspect.json "$INSPECT" && ok=true && break
+    sleep "$i"
+  done
+  $ok && say "inspection report taken" || say "inspection report not taken"
+  finish
+fi
 url_ok "$DEPLOY" || fail "no usable vaquero.deploy URL on the kernel command line"
 
 STAGE="instructions"
