@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from .errors import Path, SoTError, SoTInvalid, SourceError
 from .lines import LineIndex
-from .models import API_VERSION, KINDS, Cluster, Hook, Host, Model, Profile, Site
+from .models import API_VERSION, KINDS, Cluster, Hook, Host, HostDocument, Model, Profile, Site
 
 try:
     _Loader: type = yaml.CSafeLoader
@@ -23,8 +23,8 @@ except AttributeError:  # pragma: no cover
 
 # The folders of a SoT whose YAML files are all Vaquero documents. Anything else in the
 # repository (templates, hook task files, README) is data the documents point at.
-DOC_FOLDERS = ("sites", "profiles", "clusters", "hooks")
-_PLURAL = {"Site": "sites", "Profile": "profiles", "Cluster": "clusters", "Hook": "hooks"}
+DOC_FOLDERS = ("sites", "profiles", "clusters", "hooks", "hosts")
+_PLURAL = {"Site": "sites", "Profile": "profiles", "Cluster": "clusters", "Hook": "hooks", "Host": "host_docs"}
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,11 @@ class SoT:
     profiles: dict[str, Profile] = field(default_factory=dict)
     clusters: dict[str, Cluster] = field(default_factory=dict)
     hooks: dict[str, Hook] = field(default_factory=dict)
+    # Host documents as read; the loader merges each into its cluster's hosts (after the inline ones).
+    host_docs: dict[str, HostDocument] = field(default_factory=dict)
     origins: dict[tuple[str, str], Origin] = field(default_factory=dict)
+    # (cluster, index in its hosts) of a host merged from a Host document: its errors point at that file.
+    host_origins: dict[tuple[str, int], Origin] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
     # (kind, name) of documents that failed structurally: references to them are not reported again.
     broken: set[tuple[str, str]] = field(default_factory=set)
@@ -76,12 +80,16 @@ class SoT:
         return SoTError(file, self.line(file, doc, path), path, message)
 
     def error(self, kind: str, name: str, path: Path, message: str) -> SoTError:
+        if kind == "Cluster" and len(path) >= 2 and path[0] == "hosts" and isinstance(path[1], int):
+            merged = self.host_origins.get((name, path[1]))
+            if merged is not None:  # the host's own file, where its fields are top-level keys
+                return self.error_at(merged.file, merged.doc, path[2:], message)
         origin = self.origins[(kind, name)]
         return self.error_at(origin.file, origin.doc, path, message)
 
     @property
     def empty(self) -> bool:
-        return not (self.sites or self.profiles or self.clusters or self.hooks)
+        return not (self.sites or self.profiles or self.clusters or self.hooks or self.host_docs)
 
 
 def empty_sot(label: str = "(empty)") -> SoT:
@@ -271,7 +279,31 @@ def load_documents(root: str | os.PathLike[str], *, sha: str | None = None, labe
             if doc is None:
                 continue
             errors.extend(_load_document(sot, rel, doc_index, doc))
+    errors.extend(_merge_hosts(sot))
     return sot, errors
+
+
+def _merge_hosts(sot: SoT) -> list[SoTError]:
+    """Append each Host document to its cluster's hosts, in file order; a host defined both inline and
+    in a file, or in a file naming no cluster of the SoT, is an error at the host's file."""
+    errors = []
+    inline = {host.name: cluster.name for cluster in sot.clusters.values() for host in cluster.hosts}
+    for name, doc in sot.host_docs.items():
+        origin = sot.origins[("Host", name)]
+        cluster = sot.clusters.get(doc.cluster)
+        if cluster is None:
+            if ("Cluster", doc.cluster) not in sot.broken:
+                known = ", ".join(sorted(sot.clusters)) or "none"
+                errors.append(sot.error_at(origin.file, origin.doc, ("cluster",), f"unknown cluster {doc.cluster!r} (this SoT's: {known})"))
+            continue
+        if name in inline:
+            where = sot.origins[("Cluster", inline[name])].file
+            message = f"host {name!r} is also defined inline in cluster {inline[name]!r} ({where}): define it in one place"
+            errors.append(sot.error_at(origin.file, origin.doc, ("name",), message))
+            continue
+        sot.host_origins[(cluster.name, len(cluster.hosts))] = origin
+        sot.clusters[cluster.name] = cluster.model_copy(update={"hosts": [*cluster.hosts, doc.host()]})
+    return errors
 
 
 class _Refused(Exception):

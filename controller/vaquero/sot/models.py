@@ -1,11 +1,12 @@
 """Typed models of the source of truth (SoT).
 
-A SoT is a folder (usually a git commit) of YAML documents, each one of four kinds:
+A SoT is a folder (usually a git commit) of YAML documents, each one of five kinds:
 
 - ``Site``     a datacenter: its agents, networks (DHCP, DNS, NTP) and BMC credential references;
 - ``Profile``  an OS: kernel, initrds, image, cloud-init/Ignition template, kernel cmdline;
 - ``Cluster``  hosts that run one profile at one site, with their policy and hooks;
-- ``Hook``     a named, reusable action run around a host's reboot (drain, validate, ...).
+- ``Hook``     a named, reusable action run around a host's reboot (drain, validate, ...);
+- ``Host``     one host of a cluster in a file of its own (the loader merges it into the cluster).
 
 Every document carries ``apiVersion: vaquero/v1``, ``kind`` and ``name``. Structural rules
 live here; rules that need the whole SoT (references, duplicates, cycles) live in validate.py.
@@ -691,8 +692,22 @@ class Cluster(Model):
     hosts: list[Host] = []
 
 
-KINDS: dict[str, type[Model]] = {"Site": Site, "Profile": Profile, "Cluster": Cluster, "Hook": Hook}
-Document = Annotated[Site | Profile | Cluster | Hook, Field(discriminator="kind")]
+class HostDocument(Host):
+    """One host in a file of its own (e.g. hosts/<name>.yaml), merged into its cluster's hosts by the
+    loader: a new machine is one new file, the change an enrollment pull request proposes."""
+
+    apiVersion: Literal["vaquero/v1"]
+    kind: Literal["Host"]
+    cluster: Name = Field(description="the cluster (of the SoT) this host belongs to")
+
+    def host(self) -> Host:
+        """The host as its cluster holds it: the same values, no re-validation."""
+        values = {name: getattr(self, name) for name in Host.model_fields}
+        return Host.model_construct(_fields_set=self.model_fields_set & set(Host.model_fields), **values)
+
+
+KINDS: dict[str, type[Model]] = {"Site": Site, "Profile": Profile, "Cluster": Cluster, "Hook": Hook, "Host": HostDocument}
+Document = Annotated[Site | Profile | Cluster | Hook | HostDocument, Field(discriminator="kind")]
 
 
 def boot_method(site: Site | None, host: Host) -> BootMethod:

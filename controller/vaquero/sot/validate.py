@@ -252,7 +252,8 @@ def _dupes(sot: SoT, what: str, items: Iterable[tuple[Any, Cluster, tuple[str | 
     for key, cluster, path in items:
         if key in first:
             other, other_path = first[key]
-            where = f"cluster {other.name}, hosts[{other_path[1]}]"
+            merged = sot.host_origins.get((other.name, int(other_path[1])))
+            where = f"cluster {other.name}, hosts[{other_path[1]}]" if merged is None else f"{merged.file}, cluster {other.name}"
             errors.append(sot.error("Cluster", cluster.name, path, f"duplicate {what} {key} (also used by {where})"))
         else:
             first[key] = (cluster, path)
