@@ -18,6 +18,7 @@ through a small dispatcher. Routes:
     POST /v1/boot/callback/<host>?token=T    the installer is done: host -> localboot (install token, once);
                                              {"result": "failure", "reason": ...} -> host failed
     POST /v1/boot/phone-home/<host>?token=P  the installed OS came up (its own one-time token, see phone_home_token)
+    POST /v1/inspect/<mac>                   discovery: an unknown machine's inspection report (no token: see below)
     GET  /v1/boot/status/<host>              JSON state of a host (no token values)
     POST /v1/boot/install/<host>             arm a host for install      (admin token)
     POST /v1/boot/wipe/<host>                arm a host for a wipe of its disks (decommission), body
@@ -30,6 +31,16 @@ reservation, wipe script) when a new bundle is swapped in (``set_bundle``), so i
 armed for its wipe and boot it. The wipe's success callback leaves it ``wiped``: its MACs get the
 unknown-MAC script, its reservation leaves the DHCP hosts file (``dhcp_hosts``, applied through
 ``on_dhcp_change``) and a retired host is forgotten.
+
+Discovery (the site's ``discovery.enabled``): an unknown MAC gets the inspection script (the deploy
+ramdisk in inspection mode, render.ipxe.inspect_script) instead of the one that installs nothing,
+and its report comes back to ``POST /v1/inspect/<mac>``. That route has no token (the machine is
+unknown: nothing could have given it one), so it is bounded instead: discovery off 404; a MAC the
+site knows 409; one accepted report per MAC every INSPECT_WINDOW seconds, 429 otherwise; 503 when
+the inbox holds its cap of machines; the body at most MAX_REPORT_BYTES (413) before it is parsed
+into an InspectionReport (422 with the reason); the path's MAC must be the report's boot MAC (400).
+An accepted report is on disk in the inbox (vaquero.inspect.inbox) before the 202; ``on_inspection``
+then hands it on (the federation's sync loop, or the standalone controller's store).
 
 Admin routes deny by default: a BootApp without an admin token refuses them all (the agent
 service always gives it one, see service.admin_token). Install tokens: see state.py. Configs
@@ -53,10 +64,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from pydantic import ValidationError
+
+from vaquero.inspect.inbox import InboxFull, InspectionInbox
+from vaquero.inspect.report import MAX_REPORT_BYTES, InspectionReport
 from vaquero.render.boot_iso import BASE_ISO, IsoError, build_iso
 from vaquero.render.bundle import HostBoot, SiteBundle
 from vaquero.render.deploy import with_erase
-from vaquero.render.ipxe import mac_key, unknown_script
+from vaquero.render.ipxe import MAC_PLACEHOLDER, mac_key, unknown_script
 from vaquero.render.site import RenderError
 from vaquero.sot.templates import PHONE_HOME_PLACEHOLDER, TOKEN_PLACEHOLDER
 
@@ -80,6 +95,8 @@ MAX_REASON = 2000  # characters of a failure callback's reason kept
 PROGRESS_BURST = 4
 PROGRESS_WINDOW = 2.0
 PROGRESS_PHASES = frozenset({"started", "disk", "writing", "written", "resized", "seeded", "wiping", "wiped"})
+# One accepted inspection report per MAC in this many seconds: a machine reports once per boot.
+INSPECT_WINDOW = 30.0
 MAX_ADMIN_BODY = 1024  # bytes of an admin call's JSON body (the wipe's erase mode)
 _DISK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # Bounds on what is parsed from a request: int() of thousands of digits raises (and costs CPU),
@@ -231,8 +248,12 @@ class BootApp:
         access_log: bool = False,
         iso_dir: Path | None = None,
         iso_base: Path = BASE_ISO,
+        inbox: InspectionInbox | None = None,
     ) -> None:
         self.bundle = bundle
+        self.inbox = inbox  # None: this agent keeps no inspection reports (discovery answers 503)
+        self.on_inspection: Callable[[], None] | None = None  # a report was put in the inbox: hand it on
+        self.inspect_times: dict[str, float] = {}  # MAC -> when its last report was accepted
         self.iso_dir = iso_dir  # None: no boot ISOs served (virtual_media needs the agent to give one)
         self.iso_base = iso_base
         self.states = states
@@ -404,6 +425,8 @@ class BootApp:
                 return await self._progress(path[len("/v1/boot/progress/") :], scope, receive, send, client)
             if path.startswith("/v1/boot/phone-home/"):
                 return await self._phone_home(path[len("/v1/boot/phone-home/") :], scope, receive, send, client)
+            if path.startswith("/v1/inspect/"):
+                return await self._inspect(path[len("/v1/inspect/") :], scope, receive, send, client)
             for prefix, action in (("/v1/boot/install/", "install"), ("/v1/boot/localboot/", "localboot"), ("/v1/boot/wipe/", "wipe")):
                 if path.startswith(prefix):
                     return await self._admin(action, path[len(prefix) :], scope, send, client, receive)
@@ -417,10 +440,85 @@ class BootApp:
             log.warning("iPXE script requested for a malformed MAC %r from %s", key[:64], client, extra={"host": client})
             return await self._reply(send, 400, b"malformed MAC\n", method)
         self.unknown_macs[mac] = self.unknown_macs.get(mac, 0) + 1
-        log.warning("unknown MAC %s from %s: served the script that installs nothing", mac, client, extra={"host": mac})
+        script, why = self._inspection_script(mac)
+        if script is not None:
+            log.warning("unknown MAC %s from %s: served the inspection ramdisk (discovery)", mac, client, extra={"host": mac, "event": "inspect.boot"})
+            status, headers, body, _, _, _ = _prepared(200, script.encode())
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body if method == "GET" else b""})
+            return
+        log.warning("unknown MAC %s from %s: served the script that installs nothing%s", mac, client, f" ({why})" if why else "", extra={"host": mac})
         status, headers, body, _, _, _ = self.unknown
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body if method == "GET" else b""})
+
+    def _known(self, mac: str) -> bool:
+        """A MAC of a host this agent serves or once served (a wiped host keeps the plain unknown script)."""
+        return mac in self.bundle.by_mac or any(mac_key(m) == mac for hb in self.retired.values() for m in hb.macs)
+
+    def _inspection_script(self, mac: str) -> tuple[str | None, str]:
+        """The inspection script for `mac` (a mac_key), or None and why the plain unknown script is served."""
+        b = self.bundle
+        if not b.discovery:
+            return None, ""
+        if self._known(mac):
+            return None, "a MAC of a host of this site: discovery does not boot it"
+        if b.inspect is None:
+            return None, f"discovery is on but {b.inspect_why}"
+        missing = [rel for rel in b.inspect_assets if safe_path(self.asset_root, rel) is None]
+        if missing:
+            return None, f"discovery is on but this agent does not hold the ramdisk ({', '.join(missing)})"
+        return b.inspect.replace(MAC_PLACEHOLDER, mac), ""
+
+    async def _inspect(self, key: str, scope: Scope, receive: Receive, send: Send, client: str) -> None:
+        """An unknown machine's inspection report: checked, bounded, kept in the inbox (see the module doc)."""
+        if not self.bundle.discovery:
+            return await self._reply(send, 404, {"error": "this site does not enroll unknown machines (discovery is off)"})
+        try:
+            mac = mac_key(key[:64])
+        except ValueError:
+            return await self._reply(send, 400, {"error": "the path does not end in a MAC address"})
+        if self._known(mac):
+            log.warning("inspection report for known MAC %s from %s refused", mac, client, extra={"host": mac})
+            return await self._reply(send, 409, {"error": "this MAC belongs to a host of the site: a known host is not inspected"})
+        if self.inbox is None:
+            return await self._reply(send, 503, {"error": "this agent keeps no inspection reports"})
+        now = time.monotonic()
+        last = self.inspect_times.get(mac)
+        if last is not None and now - last < INSPECT_WINDOW:
+            return await self._reply(send, 429, {"error": f"one report per machine every {INSPECT_WINDOW:g} s"})
+        if self.inbox.full(mac):
+            log.warning("inspection report of %s from %s refused: the inbox is full", mac, client, extra={"host": mac})
+            return await self._reply(send, 503, {"error": "too many machines' reports are waiting for the controller"})
+        declared = header(scope, b"content-length", 20)
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_REPORT_BYTES):
+            return await self._reply(send, 413, {"error": f"an inspection report is at most {MAX_REPORT_BYTES} bytes"})
+        body = await self._read_body(receive, MAX_REPORT_BYTES)
+        if body is None:
+            return await self._reply(send, 413, {"error": f"an inspection report is at most {MAX_REPORT_BYTES} bytes"})
+        try:
+            report = InspectionReport.model_validate_json(body)
+        except ValidationError as exc:
+            # The reasons name fields and the rule broken; the input values stay out (they are hostile).
+            why = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors(include_input=False)[:5])
+            log.warning("inspection report of %s from %s refused: %s", mac, client, why[:300], extra={"host": mac})
+            return await self._reply(send, 422, {"error": why[:1000]})
+        if mac_key(report.boot_mac) != mac:
+            return await self._reply(send, 400, {"error": "the report's boot_mac is not the MAC of the path"})
+        try:
+            self.inbox.put(report)
+        except InboxFull as exc:
+            return await self._reply(send, 503, {"error": str(exc)})
+        if len(self.inspect_times) > 4 * self.inbox.cap:
+            self.inspect_times = {m: t for m, t in self.inspect_times.items() if now - t < INSPECT_WINDOW}
+        self.inspect_times[mac] = now
+        log.info("inspection report of %s from %s kept for enrollment", mac, client, extra={"host": mac, "event": "inspect.report"})
+        if self.on_inspection is not None:
+            try:
+                self.on_inspection()
+            except Exception:  # the report is kept: it goes at the next delivery
+                log.exception("handing on the inspection report failed; it stays in the inbox", extra={"host": mac})
+        return await self._reply(send, 202, {"mac": report.boot_mac, "kept": True})
 
     async def _file(self, root: Path, rel: str, scope: Scope, send: Send, method: str, client: str, *, follow_file_links: bool = False) -> None:
         if is_escape(rel):

@@ -13,7 +13,7 @@ from .boot_iso import static_net, static_script
 from .config import meta_data, render_config
 from .deploy import deploy_instructions, wipe_instructions, wipe_profile
 from .dhcp import BootServer, Flavor, dnsmasq_host_lines, render_dhcp, render_dnsmasq, render_dnsmasq_hosts
-from .ipxe import chain_script, install_script, localboot_script, mac_key
+from .ipxe import chain_script, inspect_script, install_script, localboot_script, mac_key
 from .site import RenderError, SiteHost, agent_url, asset_relpath, get_site, profile_assets, server_address, site_hosts
 
 
@@ -55,6 +55,15 @@ class SiteBundle:
     dhcp: str
     dhcp_hosts: str  # dhcp-hostsfile contents (used when dhcp refers to a hosts file)
     assets: dict[str, Asset]  # relpath under the asset root -> asset
+    # Discovery (site.discovery.enabled): the script an unknown MAC gets (render.ipxe.inspect_script,
+    # MAC as a placeholder) and the ramdisk files it boots; None with the reason when it cannot be had.
+    inspect: str | None = None
+    inspect_assets: tuple[str, ...] = ()
+    inspect_why: str = "discovery is not enabled for this site"
+
+    @property
+    def discovery(self) -> bool:
+        return self.site.discovery is not None and self.site.discovery.enabled
 
     def host_for_mac(self, mac: str) -> HostBoot | None:
         try:
@@ -146,6 +155,19 @@ def render_site(
         )
         for mac in h.host.macs:
             by_mac[mac_key(mac)] = h.name
+    inspect: str | None = None
+    inspect_assets: tuple[str, ...] = ()
+    inspect_why = "discovery is not enabled for this site"
+    if site.discovery is not None and site.discovery.enabled:
+        ramdisk = wipe_profile(None, sot.profiles)
+        if ramdisk is None:
+            inspect_why = "no image profile in the SoT gives a deploy ramdisk to boot"
+        else:
+            inspect = inspect_script(ramdisk, urls)
+            inspect_assets = tuple(asset_relpath(ramdisk, a) for a in (ramdisk.kernel, *ramdisk.initrd))
+            for rel, a in zip(inspect_assets, (ramdisk.kernel, *ramdisk.initrd), strict=True):
+                _add_asset(assets, rel, a)
+            inspect_why = ""
     return SiteBundle(
         site=site,
         sha=sot.sha,
@@ -157,4 +179,7 @@ def render_site(
         dhcp=render_dnsmasq(site, hosts, server, hosts_file=hosts_file) if flavor == "dnsmasq" else render_dhcp(flavor, site, hosts, server),
         dhcp_hosts=render_dnsmasq_hosts(hosts),
         assets=assets,
+        inspect=inspect,
+        inspect_assets=inspect_assets,
+        inspect_why=inspect_why,
     )

@@ -110,6 +110,44 @@ def unknown_script() -> str:
     return "#!ipxe\necho Vaquero: unknown MAC ${netX/mac}, nothing to install here\nexit\n"
 
 
+# Stands for the MAC of the machine that asks; the agent puts in the MAC of the request's path
+# (checked by mac_key, so hex digits and hyphens only) when it serves the inspection script.
+MAC_PLACEHOLDER = "VAQUERO_MAC_PLACEHOLDER"
+
+
+def inspect_url(base: str, mac: str) -> str:
+    return f"{base}/v1/inspect/{mac}"
+
+
+def inspect_script(ramdisk: Profile, urls: BootUrls) -> str:
+    """Discovery: the script an unknown MAC gets when its site enrolls unknown machines. It boots the
+    deploy ramdisk (an image profile's kernel and initrd) in inspection mode, which reports the machine
+    to the agent and powers off; it installs nothing. The MAC is MAC_PLACEHOLDER."""
+    where = f"discovery: profile {ramdisk.name}"
+    assets = safe(urls.assets().rstrip("/"), "url", f"{where}: asset URL")
+    prof = safe(ramdisk.name, "name", f"{where}: name")
+    try:
+        # The profile's own words (a console, say) when they need no host to render.
+        own = render_cmdline(ramdisk, {})
+    except RenderError:
+        own = ""
+    cmdline = f"{own} vaquero.inspect={inspect_url(urls.base, MAC_PLACEHOLDER)}".strip()
+    why = cmdline_error(cmdline)
+    if why is not None:
+        raise RenderError(f"{where}: cmdline with the inspection URL: {why}")
+    kernel = safe(asset_name(ramdisk.kernel), "file", f"{where}: kernel")
+    initrds = [safe(asset_name(a), "file", f"{where}: initrd[{i}]") for i, a in enumerate(ramdisk.initrd)]
+    initrd_args = "".join(f" initrd={n}" for n in initrds)
+    lines = [
+        "#!ipxe",
+        "echo Vaquero: unknown MAC ${netX/mac}, booting the inspection ramdisk to report this machine for enrollment",
+        f"kernel --name {kernel} {assets}/{prof}/{kernel}{initrd_args} {cmdline}",
+        *(f"initrd --name {n} {assets}/{prof}/{n}" for n in initrds),
+        "boot",
+    ]
+    return _script(lines, "(unknown)")
+
+
 def host_script(mode: BootMode, host: str, firmware: str, profile: Profile | None, context: dict[str, Any] | None, urls: BootUrls) -> str:
     if mode == "localboot":
         return localboot_script(host, firmware)
