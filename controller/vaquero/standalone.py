@@ -176,6 +176,7 @@ class Standalone:
         agent.prepare()
         agent.start_boot_services()
         assert agent.app is not None
+        agent.app.on_inspection = self.store_inspections
         server = uvicorn.Server(
             server_config(
                 agent.app, host=cfg.listen, port=cfg.http_port, protocol=BootHttpProtocol, limits=AGENT_LIMITS, lifespan="off", access_log=False,
@@ -193,7 +194,29 @@ class Standalone:
                 agent.stop()
 
         self.closers.append(_Closer())
+        self.store_inspections()  # what the agent accepted before a restart
         log.info("agent for site %s on %s (HTTP %d, TFTP 69, DHCP)", site.name, cfg.listen, cfg.http_port)
+
+    def store_inspections(self) -> None:
+        """Discovery: move the reports the agent accepted into this controller's store (/inspections/<mac>),
+        where the gate proposes them; a report stays in the agent's inbox until it is stored."""
+        from .inspect.inbox import Refused, deliver
+        from .inspect.records import TooManyInspections, record_inspection
+
+        agent = getattr(self, "agent_service", None)
+        if agent is None or agent.app is None or agent.inbox is None or self.store is None:
+            return
+        bundle, store = agent.app.bundle, self.store
+
+        def store_one(report: Any) -> None:
+            if not bundle.discovery:
+                raise Refused(f"site {bundle.site.name} no longer enrolls unknown machines")
+            record_inspection(store, report, site=bundle.site.name, agent=bundle.site.agents[0].name)
+
+        try:
+            deliver(agent.inbox, store_one)
+        except TooManyInspections as exc:
+            log.warning("inspection reports stay with the agent: %s", exc)
 
     def applied_root(self) -> str | None:
         """The tree of the last applied revision, if there is one and it is still in the cache."""
@@ -211,6 +234,7 @@ class Standalone:
         (folder / "sites").mkdir(parents=True, exist_ok=True)
         doc = site.model_dump(mode="json", by_alias=True, exclude_none=True)
         doc.pop("credentials", None)
+        doc.pop("discovery", None)  # names a cluster this SoT has not; and nothing is enrolled before a first approval
         (folder / "sites" / "site.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
         return str(folder)
 

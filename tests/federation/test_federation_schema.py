@@ -37,7 +37,7 @@ def app(tmp_path_factory):
 def test_agents_operations_never_fail(app):
     schema = schemathesis.openapi.from_asgi("/openapi.json", app).include(path_regex="^/v1/agents")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 4
+    assert len(operations) == 5
     calls = 0
     for operation in operations:
 
@@ -77,7 +77,7 @@ def test_hostile_bodies_are_client_errors(app):
     }
     client = TestClient(app, raise_server_exceptions=False)
     headers = {"Authorization": f"Bearer {AGENT_TOKENS['east-agent-1']}", "Content-Type": "application/json"}
-    for path in ("/v1/agents/east-agent-1/events", "/v1/agents/east-agent-1/heartbeat"):
+    for path in ("/v1/agents/east-agent-1/events", "/v1/agents/east-agent-1/heartbeat", "/v1/agents/east-agent-1/inspections"):
         for name, (body, expected) in bodies.items():
             resp = client.post(path, content=body, headers=headers)
             assert 400 <= resp.status_code < 500, (path, name, resp.status_code, resp.text[:300])

@@ -75,6 +75,10 @@ class FederatedAgent:
     def prepare(self) -> Any:
         app = self.agent.prepare()
         app.on_change = self.installed
+        # Inspection reports go with the events: kept in the agent's inbox, forwarded by the sync loop,
+        # which a new report wakes as a new event does.
+        self.client.inbox = app.inbox
+        app.on_inspection = self.client.queue.added.set
         if self.client.bundle is not None:
             self.apply_intents(self.client.bundle)
         return app

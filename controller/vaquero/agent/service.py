@@ -9,6 +9,7 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vaquero.inspect.inbox import InspectionInbox
 from vaquero.render.assets import AssetError, ensure_asset
 from vaquero.render.bundle import SiteBundle, render_site
 from vaquero.render.site import asset_relpath, profile_assets
@@ -85,6 +86,7 @@ class Agent:
         self.dnsmasq: Dnsmasq | None = None
         self.app: BootApp | None = None
         self.unready: dict[str, str] = {}  # host -> why it cannot be installed
+        self.inbox: InspectionInbox | None = None  # discovery: reports accepted, not yet handed on
 
     def prepare(self) -> BootApp:
         cfg = self.cfg
@@ -111,6 +113,8 @@ class Agent:
                 raise SystemExit(f"--install {name}: {self.unready[name]}")
             self.states.arm(name)
         ipxe_root = default_root(cfg.tftp_root)
+        if self.inbox is None:
+            self.inbox = InspectionInbox(cfg.state_dir / "inspections.sqlite")
         self.app = BootApp(
             self.bundle,
             self.states,
@@ -119,6 +123,7 @@ class Agent:
             admin_token=admin_token(cfg),
             access_log=cfg.access_log,
             iso_dir=cfg.state_dir / "iso",
+            inbox=self.inbox,
         )
         self.app.unready = self.unready
         self.app.on_dhcp_change = self.apply_dhcp

@@ -28,6 +28,8 @@ from typing import Any
 import httpx
 
 from vaquero import __version__
+from vaquero.inspect.inbox import InspectionInbox, Refused, deliver
+from vaquero.inspect.report import InspectionReport
 
 from .backoff import backoff_delay
 from .cache import BundleCache, FenceMark, bundle_fence
@@ -75,6 +77,7 @@ class FederationClient:
         self.rejected: str | None = None  # the last bundle version `check` refused, and why
         self.rejected_why: str | None = None
         self.report: Callable[[], dict[str, Any]] | None = None  # more for the heartbeat (the boot server's armed hosts)
+        self.inbox: InspectionInbox | None = None  # the boot server's inspection reports, forwarded each round
         self.dir = Path(cfg.state_dir) / "federation"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.queue = EventQueue(self.dir / "events.sqlite")
@@ -223,6 +226,21 @@ class FederationClient:
             if acked == 0:
                 raise FederationError("events: the controller answered for none of the events sent")
 
+    def _post_inspection(self, report: InspectionReport) -> None:
+        resp = self._client().post(f"/v1/agents/{self.cfg.agent}/inspections", content=report.model_dump_json(), headers={"Content-Type": "application/json"})
+        if resp.status_code in (404, 409, 422):  # the controller will never store it: kept, it would block nothing but come back forever
+            raise Refused(f"the controller refused it: HTTP {resp.status_code} {resp.text[:300]}")
+        self._check(resp, "inspection report")
+
+    def push_inspections(self) -> int:
+        """Forward the inspection reports the boot server holds; each leaves the inbox once the controller stored it."""
+        if self.inbox is None or not len(self.inbox):
+            return 0
+        done = deliver(self.inbox, self._post_inspection)
+        if done:
+            log.info("%d inspection report(s) forwarded to the controller", done, extra=self._ctx())
+        return done
+
     def heartbeat(self) -> str | None:
         b = self.bundle or {}
         body = {"version": b.get("version"), "sha": b.get("sha"), "queued": len(self.queue), "started": self.started, "agent_version": __version__}
@@ -238,6 +256,7 @@ class FederationClient:
     def sync_once(self) -> None:
         """One round: push events, pull the bundle, heartbeat. Raises when the controller cannot be reached."""
         self.push()
+        self.push_inspections()
         self.pull()
         latest = self.heartbeat()
         if latest and latest != self.version:

@@ -4,6 +4,7 @@
     GET  /v1/agents/{agent}/bundle?have=V    the agent's site bundle; 304 if V is current (agent token)
     POST /v1/agents/{agent}/events           a batch of host events, applied once each   (agent token)
     POST /v1/agents/{agent}/heartbeat        last seen, bundle version, queue depth       (agent token)
+    POST /v1/agents/{agent}/inspections      an unknown machine's inspection report -> /inspections/<mac>  (agent token)
 
 An agent token (`name:agent:token`) is bound to one agent: it reads that agent's bundle and
 posts that agent's events, for hosts of that agent's site only. Missing or unknown token: 401;
@@ -31,6 +32,9 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
+from vaquero.inspect.records import TooManyInspections, inspection_key, record_inspection
+from vaquero.inspect.report import InspectionReport
+from vaquero.render.ipxe import mac_key
 from vaquero.state.machine import Event, State, TransitionRefused, event_seen_key, transition
 from vaquero.state.store import Store
 
@@ -250,6 +254,39 @@ def router(store: Store, settings: Any, *, operator_auth: Callable[[str], Any], 
             applied.append(ev.id)
             log.info("agent %s: host -> %s", agent, ev.state, extra={"host": ev.host, "sha": ev.sha, "plan": ev.plan, "event": ev.state})
         return {"applied": applied, "duplicates": duplicates, "refused": refused}
+
+    @r.post(
+        "/v1/agents/{agent}/inspections",
+        status_code=201,
+        summary="keep an unknown machine's inspection report (discovery) for enrollment by pull request",
+        responses={
+            201: {"description": "stored as /inspections/<mac>"},
+            401: {},
+            403: {},
+            404: {"description": "the agent's site does not enroll unknown machines (discovery off), or nothing is applied"},
+            409: {"description": "the MAC belongs to a host of the site"},
+            413: {"description": "body too large"},
+            422: {"description": "not an inspection report; nothing stored"},
+            503: {"description": "too many machines are waiting to be enrolled"},
+        },
+    )
+    def post_inspection(report: InspectionReport, agent: str = Depends(agent_auth)) -> dict[str, Any]:
+        try:
+            sot, site, _ = builder.site_hosts(agent)
+        except BundleError as exc:
+            raise HTTPException(exc.status, exc.message) from None
+        if site.discovery is None or not site.discovery.enabled:
+            raise HTTPException(404, f"site {site.name} does not enroll unknown machines (discovery is off)")
+        # A report is a claim from an unauthenticated network; it is only ever a proposal, and never about a known host.
+        known = {mac_key(m) for c, _, h in sot.hosts() if c.site == site.name for m in h.macs}
+        if mac_key(report.boot_mac) in known:
+            raise HTTPException(409, f"{report.boot_mac} is a MAC of a host of site {site.name}")
+        try:
+            record = record_inspection(store, report, site=site.name, agent=agent)
+        except TooManyInspections as exc:
+            raise HTTPException(503, str(exc)) from None
+        log.info("agent %s: inspection report of %s kept (%s)", agent, report.boot_mac, record["status"], extra={"site": site.name, "host": report.boot_mac})
+        return {"key": inspection_key(report.boot_mac), "status": record["status"], "reports": record["reports"]}
 
     @r.post(
         "/v1/agents/{agent}/heartbeat",
