@@ -20,7 +20,7 @@ from ..gate.core import Gate
 from ..gate.github import GitHubClient
 from ..gate.pulls import PullPlanner
 from ..state.store import Store
-from . import drift_routes, events, host_routes, plans, probes, revisions, run_history, webhook, webhook_pulls
+from . import drift_routes, events, host_routes, inspection_routes, plans, probes, revisions, run_history, webhook, webhook_pulls
 from .errors import install_handlers
 from .hosts import HostViews
 from .metrics import Metrics
@@ -88,4 +88,5 @@ def create_app(settings: Settings, store: Store, *, gate: Gate | None = None, st
     app.include_router(run_history.routes(store))
     app.include_router(host_routes.routes(hosts))
     app.include_router(drift_routes.routes(store))
+    app.include_router(inspection_routes.routes(store))
     return app

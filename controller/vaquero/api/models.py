@@ -186,3 +186,38 @@ class DriftReport(BaseModel):
     counts: dict[str, int] = Field(description="hosts per drift kind (power, boot, agent) and unknown (BMC or agent not read)")
     actions: list[DriftAction] = Field(description="the drift as plan actions, one per finding")
     hosts: list[DriftHost]
+
+
+class InspectionProposal(BaseModel):
+    kind: Literal["pull", "patch"] = Field(description="pull: a pull request on the SoT repository; patch: a file for git am / git apply")
+    host: str = Field(description="the proposed host's name")
+    address: str = Field(description="the static address proposed for it")
+    network: str | None = None
+    mac: str | None = Field(None, description="the boot MAC")
+    number: int | None = Field(None, description="pull: the pull request's number")
+    url: str | None = Field(None, description="pull: the pull request's web address")
+    branch: str | None = Field(None, description="pull: the branch holding the host file")
+    path: str = Field(description="pull: the host file in the repository; patch: the patch file on the controller")
+    file: str | None = Field(None, description="patch: the host file the patch adds, in the repository")
+
+
+class Inspection(BaseModel):
+    mac: str = Field(description="the boot MAC (the record's key)")
+    site: str
+    agent: str = Field(description="the site agent that forwarded the report")
+    report: dict[str, Any] = Field(description="the inspection report as typed on arrival (see docs/enrollment.md)")
+    first_seen: float
+    last_seen: float
+    reports: int = Field(description="how many times the machine reported itself")
+    status: Literal["new", "proposed", "refused"] = Field(
+        description="new: waiting for a proposal (or retried, see last_error); proposed: see proposal; refused: see reason"
+    )
+    proposal: InspectionProposal | None = None
+    reason: str | None = Field(None, description="refused: why (tried again when another revision is applied)")
+    last_error: str | None = Field(None, description="new: why the last proposal failed (GitHub, git); retried at retry_at")
+    retry_at: float | None = None
+
+
+class InspectionList(BaseModel):
+    count: int
+    inspections: list[Inspection]

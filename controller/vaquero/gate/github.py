@@ -1,9 +1,11 @@
-"""The one GitHub client: commit statuses, check runs and pull request comments.
+"""The one GitHub client: commit statuses, check runs, pull request comments, and the branch, file and
+pull request of an enrollment (vaquero.enroll).
 
 POST {api}/repos/{owner}/{repo}/statuses/{sha} with {state, description, context, target_url};
 POST/PATCH {api}/repos/{owner}/{repo}/check-runs[/{id}] with {name, head_sha, status, conclusion,
 output: {title, summary, annotations}}; POST {api}/repos/{owner}/{repo}/issues/{n}/comments and
-PATCH .../issues/comments/{id} with {body}.
+PATCH .../issues/comments/{id} with {body}; POST .../git/refs with {ref, sha}, GET/PUT
+.../contents/{path} with {message, content (base64), branch, sha}, GET/POST .../pulls.
 The token is sent in the Authorization header only; it never enters a log line or an exception.
 """
 
@@ -39,15 +41,31 @@ class GitHubClient:
     def __repr__(self) -> str:
         return f"GitHubClient(api_url={self.api_url!r}, context={self.context!r})"
 
-    def _request(self, method: str, path: str, body: dict[str, Any], what: str, extra: dict[str, Any]) -> dict[str, Any] | None:
-        """The JSON answer, None when GitHub could not be reached or refused (logged without the token);
-        Forbidden on 403 so a caller can fall back to what the token may do."""
-        headers = {
+    def _headers(self) -> dict[str, str]:
+        return {
             "Authorization": f"Bearer {self._token}",
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": "2022-11-28",
             "User-Agent": "vaquero",
         }
+
+    def send(self, method: str, path: str, body: dict[str, Any] | None = None, *, params: dict[str, str] | None = None) -> tuple[int, Any]:
+        """(status, JSON answer) of one request; status 0 when GitHub could not be reached. Nothing is
+        logged here and no exception carries the request (its headers hold the token)."""
+        headers = self._headers()
+        try:
+            resp = httpx.request(method, f"{self.api_url}{path}", json=body, params=params, headers=headers, timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            return 0, {"message": type(exc).__name__}
+        try:
+            return resp.status_code, resp.json()
+        except ValueError:
+            return resp.status_code, {}
+
+    def _request(self, method: str, path: str, body: dict[str, Any], what: str, extra: dict[str, Any]) -> dict[str, Any] | None:
+        """The JSON answer, None when GitHub could not be reached or refused (logged without the token);
+        Forbidden on 403 so a caller can fall back to what the token may do."""
+        headers = self._headers()
         try:
             resp = httpx.request(method, f"{self.api_url}{path}", json=body, headers=headers, timeout=self.timeout)
         except httpx.HTTPError as exc:
