@@ -147,11 +147,16 @@ class Agent:
             if bad:
                 self.unready[name] = f"assets not ready: {'; '.join(failed[r] for r in bad)}"
                 log.error("host cannot be installed: %s", self.unready[name], extra={"host": name})
-        # Files no host installs from (the deploy ramdisk a wipe boots): the hosts stay ready, but a
-        # decommission of theirs will be refused until the files are here; say so now.
+        # Files no host installs from (the deploy ramdisk a wipe or an inspection boots): the hosts stay
+        # ready, but a decommission of theirs will be refused, and unknown machines not inspected, until
+        # the files are here; say so now.
         own = {asset_relpath(p, a) for hb in self.bundle.hosts.values() if (p := self.sot.profiles.get(hb.profile or "")) for a in profile_assets(p)}
         for rel in sorted(set(failed) - own):
-            log.warning("asset for wipes not ready (decommissions will be refused): %s", failed[rel], extra={"site": self.bundle.site.name})
+            log.warning(
+                "ramdisk for wipes and discovery not ready (decommissions refused, unknown machines not inspected): %s",
+                failed[rel],
+                extra={"site": self.bundle.site.name},
+            )
 
     def start_boot_services(self) -> None:
         assert self.bundle is not None
