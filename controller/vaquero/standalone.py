@@ -266,6 +266,7 @@ class Standalone:
 
     def start_background(self) -> None:
         self.worker.start()
+        self.start_proposer()
         if self.agent:
             self.start_agent()
 
@@ -277,6 +278,16 @@ class Standalone:
         t = threading.Thread(target=kickoff, name="vaquero-standalone-submit", daemon=True)
         t.start()
         self.threads.append(t)
+
+    def start_proposer(self) -> None:
+        """Discovery: reported machines become patch files under the data folder (no GitHub token here)."""
+        from .enroll.proposer import Proposer, Target
+
+        settings = self.app.state.settings
+        url, _rev = split_spec(self.sot)
+        target = Target(data_dir=self.data_dir, repo_url=os.path.abspath(url) if os.path.isdir(url) else url, subdir=self.subdir, cache=settings.cache)
+        assert self.store is not None
+        self.closers.append(Proposer(self.store, target).start())
 
     def close(self) -> None:
         self.worker.stop()

@@ -127,7 +127,14 @@ def cmd_server(args: argparse.Namespace) -> int:
         print(f"vaquero server: {exc}", file=sys.stderr)
         return 2
     elector = (
-        _run_worker_when_leader(store, args.data_dir, app.state.gate, drift_interval=args.drift_interval, drift_correct=args.drift_correct)
+        _run_worker_when_leader(
+            store,
+            args.data_dir,
+            app.state.gate,
+            drift_interval=args.drift_interval,
+            drift_correct=args.drift_correct,
+            enroll=(settings, args.enroll_interval),
+        )
         if not args.no_worker
         else None
     )
@@ -157,7 +164,9 @@ def cmd_server(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_worker_when_leader(store: Any, data_dir: str, gate: Any, *, drift_interval: float = 0.0, drift_correct: bool = False) -> Any:
+def _run_worker_when_leader(
+    store: Any, data_dir: str, gate: Any, *, drift_interval: float = 0.0, drift_correct: bool = False, enroll: tuple[Any, float] | None = None
+) -> Any:
     """Plan revisions and apply approved plans in exactly one controller: the one holding the leader lease.
 
     Several `vaquero server` processes may share an etcd Store (HA): each serves the API, only the
@@ -166,7 +175,8 @@ def _run_worker_when_leader(store: Any, data_dir: str, gate: Any, *, drift_inter
     started under (its writes and its playbooks' BMC calls are refused once that leadership is over);
     the new leader's worker resumes the runs that were in progress, and its gate picks up the
     revisions queued through any controller's API. The drift observer (``drift_interval`` > 0) runs
-    on the leader too, its BMC reads fenced by the guard and its records by the fencing token.
+    on the leader too, its BMC reads fenced by the guard and its records by the fencing token, and so
+    does the enrollment proposer (``enroll``: the settings and its interval, 0 off), its records fenced.
     """
     from ..runner.worker import RunWorker
     from ..state.leader import LeaderElector
@@ -187,6 +197,8 @@ def _run_worker_when_leader(store: Any, data_dir: str, gate: Any, *, drift_inter
         threading.Thread(target=_feed_gate, args=(store, gate, stop, gate_lock), name="vaquero-gate-feed", daemon=True).start()
         if drift_interval > 0:
             observers.append(_drift_observer(store, elector, drift_interval, correct=drift_correct).start())
+        if enroll is not None and enroll[1] > 0:
+            observers.append(_proposer(store, elector, *enroll).start())
 
     def lost(reason: str) -> None:
         log.warning("lost leadership (%s): stopping the run worker and the gate", reason)
@@ -218,6 +230,27 @@ def _drift_observer(store: Any, elector: Any, interval: float, *, correct: bool 
     fenced = FencedStore(store, elector.fence)
     planner = (lambda sot, found: propose(fenced, sot, found)) if correct else None
     return DriftObserver(fenced, guard, interval=interval, leader=elector.check, correct=planner)
+
+
+def _proposer(store: Any, elector: Any, settings: Any, interval: float) -> Any:
+    """The leader's enrollment proposer: pull requests on the configured repository with the GitHub
+    token, else patch files in the data folder (docs/enrollment.md); its record writes are fenced."""
+    from ..enroll.proposer import Proposer, Target
+    from ..gate.github import GitHubClient
+    from ..state.store import FencedStore
+
+    token = settings.github_token
+    target = Target(
+        data_dir=settings.data_dir,
+        client=GitHubClient(token, settings.github_api) if token else None,
+        repo=settings.repo_name,
+        repo_url=settings.repo_url,
+        branch=settings.branch,
+        subdir=settings.subdir,
+        cache=settings.cache,
+        secrets=tuple(s for s in (token, settings.webhook_secret) if s),
+    )
+    return Proposer(FencedStore(store, elector.fence), target, interval=interval, leader=elector.check)
 
 
 def _resign_on_shutdown(app: Any, elector: Any) -> None:
@@ -343,6 +376,14 @@ def add_parser(sub: Any) -> None:
         "--drift-correct",
         action="store_true",
         help="power drift becomes a plan through the gate: it waits for approval unless every cluster it touches has policy.auto_apply",
+    )
+    p.add_argument(
+        "--enroll-interval",
+        type=_interval,
+        default=30.0,
+        metavar="SECONDS",
+        help="the leader proposes machines reported by sites with discovery on (a pull request, or a patch without a GitHub token)"
+        " this often and whenever a report arrives (0: off; default 30)",
     )
     p.add_argument("--no-worker", action="store_true", help="serve the API only (no election): the leader (another controller) plans and applies")
     p.add_argument(

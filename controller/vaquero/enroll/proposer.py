@@ -117,6 +117,8 @@ class Proposer:
             self._thread.join(self.limits.seconds + 30 if timeout is None else timeout)
             self._thread = None
 
+    close = stop  # what the standalone's closers call
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
