@@ -46,3 +46,15 @@ async def test_standalone_stores_reports_and_keeps_what_it_cannot(tmp_path: Path
         sa.store_inspections()  # what a restart, or the next report, does
         assert store.get(inspection_key(other)) is not None and len(agent.inbox) == 0
     store.close()
+
+
+def test_before_a_first_approval_the_site_only_sot_has_no_discovery(tmp_path: Path) -> None:
+    from vaquero.render.site import get_site
+    from vaquero.sot import load, load_spec
+
+    sot = discovery_sot(tmp_path / "sot")
+    site = get_site(load(sot))
+    assert site.discovery is not None and site.discovery.enabled
+    sa = Standalone(sot=str(sot), data_dir=tmp_path / "data")
+    served = load_spec(sa.site_only(site))  # names a cluster it has not: it would not even load with discovery
+    assert get_site(served).discovery is None and not served.profiles
