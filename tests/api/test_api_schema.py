@@ -13,6 +13,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from vaquero.api.app import create_app
+from vaquero.inspect import InspectionReport, ReportNic, inspection_key, record_inspection
 from vaquero.state.machine import Event, transition
 from vaquero.state.sqlite import SQLiteStore
 
@@ -30,6 +31,30 @@ def app(tmp_path_factory):
     assert app.state.gate.wait_idle(30)
     transition(store, Event("node1", "pending", None, "test", "seeded"))
     store.put("/runs/r1", {"id": "r1", "state": "running", "started": 1.0})
+    # Two reported machines, one proposed as a pull request and one refused, for GET /v1/inspections.
+    for n, outcome in (
+        (
+            9,
+            {
+                "status": "proposed",
+                "proposal": {
+                    "kind": "pull",
+                    "number": 31,
+                    "url": "https://github.example.invalid/o/r/pull/31",
+                    "branch": "vaquero/enroll-525400aa0009",
+                    "path": "hosts/new-525400aa0009.yaml",
+                    "host": "new-525400aa0009",
+                    "address": "10.90.0.2",
+                    "network": "prov",
+                    "mac": "52:54:00:aa:00:09",
+                },
+            },
+        ),
+        (10, {"status": "refused", "reason": "hosts/new-525400aa000a.yaml:7: uuid: duplicate UUID"}),
+    ):
+        mac = f"52:54:00:aa:00:{n:02x}"
+        value = record_inspection(store, InspectionReport(boot_mac=mac, nics=[ReportNic(name="ens3", mac=mac)], cpus=1, memory_mib=512), site="lab", agent="a")
+        store.put(inspection_key(mac), value | outcome)
     yield app
     app.state.gate.stop()
     store.close()
