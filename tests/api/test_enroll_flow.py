@@ -243,3 +243,27 @@ def test_a_machine_whose_file_would_not_validate_is_refused_with_the_reason(tmp_
         assert not (tmp_path / "data" / "enrollments").exists()
     finally:
         store.close()
+
+
+def test_a_git_failure_leaves_the_record_new_with_the_error_and_a_backoff(tmp_path: Path, captured_logs: Any) -> None:
+    root = tmp_path / "sot"
+    shutil.copytree(ROOT / "inventories" / "lab", root)
+    discovery_on(root)
+    store = SQLiteStore(tmp_path / "store.sqlite")
+    try:
+        store.put("/sites-applied/current", {"sha": "a" * 40, "root": str(root)})
+        record_inspection(store, report(), site="lab", agent="lab-agent")
+        now = [5000.0]
+        # Nothing listens on port 9 of loopback; the URL's credentials must not reach the record.
+        target = Target(data_dir=tmp_path / "data", repo_url="https://bob:tok3n-in-url@127.0.0.1:9/o/sot.git", cache=tmp_path / "cache")
+        proposer = Proposer(store, target, interval=60, clock=lambda: now[0])
+        for attempt, wait in ((1, 10.0), (2, 20.0)):
+            assert proposer.run_once() == 0
+            value = store.get(inspection_key(MAC)).value  # type: ignore[union-attr]
+            assert value["status"] == "new" and value["attempts"] == attempt and value["retry_at"] == now[0] + wait, value
+            assert "git clone failed" in value["last_error"] and "tok3n-in-url" not in json.dumps(value)
+            now[0] = value["retry_at"]
+        assert not (tmp_path / "data" / "enrollments").exists()
+        assert "git clone failed" in captured_logs.getvalue() and "tok3n-in-url" not in captured_logs.getvalue()
+    finally:
+        store.close()

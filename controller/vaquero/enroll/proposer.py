@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -35,7 +36,7 @@ from ..gate.github import GitHubClient
 from ..gate.records import CURRENT_KEY
 from ..gate.sandbox import Limits, run_bounded
 from ..inspect import INSPECTIONS, InspectionReport, list_inspections
-from ..sot import SoT, load
+from ..sot import SoT, SourceError, load
 from ..state.leader import NotLeader
 from ..state.store import FenceLost, Record, Store, StoreUnavailable, WatchCompacted
 from .hostfile import HostFile, NoAddress, facts, host_file
@@ -48,6 +49,7 @@ DEFAULT_INTERVAL = 30.0
 BACKOFF_FIRST = 10.0
 BACKOFF_MAX = 3600.0
 NEW, PROPOSED, REFUSED = "new", "proposed", "refused"
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 
 
 @dataclass(frozen=True)
@@ -212,16 +214,26 @@ class Proposer:
         except ValidationError as exc:
             why = f"the stored report is not a valid report ({exc.error_count()} error(s))"
             return self._update(rec.key, {"status": REFUSED, "reason": why, "refused_sha": current.get("sha"), "refused_root": current.get("root")})
-        except (Transient, PullFailed, PatchFailed, OSError) as exc:
-            attempts = int(value.get("attempts") or 0) + 1
-            delay = min(BACKOFF_FIRST * 2 ** (attempts - 1), BACKOFF_MAX)
-            error = self._scrub(str(exc) if not isinstance(exc, OSError) else f"{type(exc).__name__}: {exc.strerror}")
-            log.warning("enroll: machine %s: %s; retrying in %.0fs", mac, error, delay)
-            return self._update(rec.key, {"last_error": error, "attempts": attempts, "retry_at": self.clock() + delay})
+        except (Transient, PullFailed, PatchFailed, SourceError, OSError) as exc:
+            return self._retry(rec.key, value, str(exc) if not isinstance(exc, OSError) else f"{type(exc).__name__}: {exc.strerror}")
+        except (NotLeader, FenceLost, StoreUnavailable):
+            raise
+        except Exception as exc:
+            # One machine's unexpected failure must not stop the others' proposals, nor repeat every round.
+            log.exception("enroll: machine %s could not be proposed", mac)
+            return self._retry(rec.key, value, f"internal error ({type(exc).__name__}); see the controller's log")
         log.info("enroll: machine %s proposed as %s: %s", mac, proposal["host"], proposal.get("url") or proposal["path"])
         return self._update(rec.key, {"status": PROPOSED, "proposal": proposal, "proposed_at": self.clock(), "last_error": None, "retry_at": None})
 
+    def _retry(self, key: str, value: dict[str, Any], error: str) -> dict[str, Any] | None:
+        attempts = int(value.get("attempts") or 0) + 1
+        delay = min(BACKOFF_FIRST * 2 ** (attempts - 1), BACKOFF_MAX)
+        error = self._scrub(error)
+        log.warning("enroll: machine %s: %s; retrying in %.0fs", value.get("mac"), error, delay)
+        return self._update(key, {"last_error": error, "attempts": attempts, "retry_at": self.clock() + delay})
+
     def _scrub(self, text: str) -> str:
+        text = _USERINFO.sub(r"\1***@", text)  # git echoes a clone URL, credentials and all
         for secret in self.target.secrets:
             if secret and len(secret) >= 4:
                 text = text.replace(secret, "***")
