@@ -30,6 +30,7 @@ from vaquero.gate.github import GitHubClient
 from vaquero.inspect import InspectionReport, inspection_key, record_inspection
 from vaquero.runner.worker import RunWorker
 from vaquero.sot import load
+from vaquero.state.leader import NotLeader
 from vaquero.state.sqlite import SQLiteStore
 
 MAC = "52:54:00:aa:00:09"
@@ -265,5 +266,25 @@ def test_a_git_failure_leaves_the_record_new_with_the_error_and_a_backoff(tmp_pa
             now[0] = value["retry_at"]
         assert not (tmp_path / "data" / "enrollments").exists()
         assert "git clone failed" in captured_logs.getvalue() and "tok3n-in-url" not in captured_logs.getvalue()
+    finally:
+        store.close()
+
+
+def test_a_controller_that_does_not_lead_proposes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "sot"
+    shutil.copytree(ROOT / "inventories" / "lab", root)
+    discovery_on(root)
+    store = SQLiteStore(tmp_path / "store.sqlite")
+    try:
+        store.put("/sites-applied/current", {"sha": None, "root": str(root)})
+        record_inspection(store, report(), site="lab", agent="lab-agent")
+
+        def follower() -> None:
+            raise NotLeader("another controller holds the lease")
+
+        assert Proposer(store, Target(data_dir=tmp_path / "data"), interval=60, leader=follower).run_once() == 0
+        value = store.get(inspection_key(MAC)).value  # type: ignore[union-attr]
+        assert value["status"] == "new" and value["proposal"] is None and "attempts" not in value
+        assert Proposer(store, Target(data_dir=tmp_path / "data"), interval=60, leader=lambda: None).run_once() == 1  # the leader does
     finally:
         store.close()
