@@ -85,15 +85,14 @@ def test_the_pull_request_body_shows_report_strings_as_text():
 
 def test_the_address_is_free_static_and_not_claimed_twice(tmp_path):
     sot = load(discovery_sot(tmp_path))
-    site = sot.sites["lab"]
-    net = site.networks[0]
-    first = free_address(sot, site, net)
+    net = sot.sites["lab"].networks[0]
+    first = free_address(sot, net)
     assert first == IPv4Address("10.90.0.2")  # .1 is the gateway (and the DNS and NTP server)
-    assert free_address(sot, site, net, also_taken={"10.90.0.2", "10.90.0.3"}) == IPv4Address("10.90.0.4")
+    assert free_address(sot, net, also_taken={"10.90.0.2", "10.90.0.3"}) == IPv4Address("10.90.0.4")
     used = {ip for _, _, h in sot.hosts() for ip in h.ips.values()}
     rng = net.dhcp.range
     assert rng is not None
     taken = {str(IPv4Address(n)) for n in range(int(IPv4Address("10.90.0.2")), int(IPv4Address("10.90.0.99")) + 1)}
     # the whole static part below the range taken: the first address after the DHCP range
-    after = free_address(sot, site, net, also_taken=taken - {str(ip) for ip in used})
+    after = free_address(sot, net, also_taken=taken - {str(ip) for ip in used})
     assert after == IPv4Address("10.90.0.200") and after not in used and not (rng[0] <= after <= rng[1])

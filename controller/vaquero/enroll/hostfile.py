@@ -33,7 +33,7 @@ class NoAddress(Exception):
     """The network has no free static address left."""
 
 
-def _claimed(sot: SoT, site: Site, net: Network) -> set[IPv4Address]:
+def _claimed(sot: SoT, net: Network) -> set[IPv4Address]:
     taken = {ip for _, _, host in sot.hosts() for ip in host.ips.values()}
     taken |= set(net.dns) | set(net.ntp)
     if net.gateway is not None:
@@ -41,10 +41,10 @@ def _claimed(sot: SoT, site: Site, net: Network) -> set[IPv4Address]:
     return taken
 
 
-def free_address(sot: SoT, site: Site, net: Network, *, also_taken: Iterable[str] = ()) -> IPv4Address:
+def free_address(sot: SoT, net: Network, *, also_taken: Iterable[str] = ()) -> IPv4Address:
     """The first address of ``net`` a new host may have: inside the subnet, outside the DHCP range, not
     the gateway or a DNS/NTP server, used by no host of the SoT and by no other pending proposal."""
-    taken = _claimed(sot, site, net) | {IPv4Address(a) for a in also_taken}
+    taken = _claimed(sot, net) | {IPv4Address(a) for a in also_taken}
     rng = net.dhcp.range
     for ip in net.subnet.hosts():
         if ip in taken or (rng is not None and rng[0] <= ip <= rng[1]):
@@ -90,7 +90,7 @@ def host_file(sot: SoT, site: Site, report: InspectionReport, *, agent: str, als
     net = next((n for n in site.networks if n.name == disc.network), None) if disc.network else site.networks[0]
     if net is None:
         raise NoAddress(f"site {site.name} has no network {disc.network}")
-    ip = free_address(sot, site, net, also_taken=also_taken)
+    ip = free_address(sot, net, also_taken=also_taken)
     name = host_name(sot, report.boot_mac)
     doc: dict[str, Any] = {"apiVersion": "vaquero/v1", "kind": "Host", "name": name, "cluster": disc.cluster, "macs": report.macs}
     if report.uuid is not None:
