@@ -50,6 +50,16 @@ async def test_unknown_and_malformed_mac(client, app, caplog):
     assert all(app.states.get(h).state == "none" for h in app.bundle.hosts)
 
 
+async def test_invented_macs_are_counted_up_to_a_bound(client, app, monkeypatch):
+    import vaquero.agent.http as agent_http
+
+    monkeypatch.setattr(agent_http, "MAX_UNKNOWN_MACS", 3)
+    for i in range(5):
+        assert (await client.get(f"/v1/boot/ipxe/02-00-00-00-00-{i:02x}")).status_code == 200
+    assert (await client.get("/v1/boot/ipxe/02-00-00-00-00-00")).status_code == 200
+    assert app.unknown_macs == {"02-00-00-00-00-00": 2, "02-00-00-00-00-01": 1, "02-00-00-00-00-02": 1}
+
+
 async def test_install_callback_localboot_cycle(client, app, tmp_path):
     r = await client.post("/v1/boot/install/node1", headers=ADMIN)
     assert r.status_code == 200 and r.json()["state"] == "install"

@@ -97,6 +97,7 @@ PROGRESS_WINDOW = 2.0
 PROGRESS_PHASES = frozenset({"started", "disk", "writing", "written", "resized", "seeded", "wiping", "wiped"})
 # One accepted inspection report per MAC in this many seconds: a machine reports once per boot.
 INSPECT_WINDOW = 30.0
+MAX_UNKNOWN_MACS = 4096  # distinct unknown MACs counted (a bound on what requests can make the agent keep)
 MAX_ADMIN_BODY = 1024  # bytes of an admin call's JSON body (the wipe's erase mode)
 _DISK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # Bounds on what is parsed from a request: int() of thousands of digits raises (and costs CPU),
@@ -439,7 +440,9 @@ class BootApp:
         except ValueError:
             log.warning("iPXE script requested for a malformed MAC %r from %s", key[:64], client, extra={"host": client})
             return await self._reply(send, 400, b"malformed MAC\n", method)
-        self.unknown_macs[mac] = self.unknown_macs.get(mac, 0) + 1
+        # counted per MAC, up to MAX_UNKNOWN_MACS of them: anyone on the network can invent MACs
+        if mac in self.unknown_macs or len(self.unknown_macs) < MAX_UNKNOWN_MACS:
+            self.unknown_macs[mac] = self.unknown_macs.get(mac, 0) + 1
         script, why = self._inspection_script(mac)
         if script is not None:
             log.warning("unknown MAC %s from %s: served the inspection ramdisk (discovery)", mac, client, extra={"host": mac, "event": "inspect.boot"})
