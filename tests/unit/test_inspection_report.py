@@ -63,7 +63,7 @@ def test_a_machine_reporting_again_replaces_its_report_and_keeps_its_proposal(tm
     assert (first["status"], first["reports"], first["first_seen"]) == ("new", 1, 100.0)
     rec = store.get("/inspections/52-54-00-aa-00-09")
     assert rec is not None
-    store.put(rec.key, {**rec.value, "status": "proposed", "proposal": {"kind": "pull", "number": 7}})
+    store.put(rec.key, {**rec.value, "status": "proposed", "proposal": {"kind": "pull", "number": 7}, "retry_at": 500.0, "last_error": "GitHub answered 502"})
     again = record_inspection(store, InspectionReport.model_validate(report(memory_mib=2048)), site="lab", agent="lab-agent", now=200.0)
     assert (again["status"], again["proposal"], again["reports"], again["first_seen"], again["last_seen"]) == (
         "proposed",
@@ -73,6 +73,7 @@ def test_a_machine_reporting_again_replaces_its_report_and_keeps_its_proposal(tm
         200.0,
     )
     assert again["report"]["memory_mib"] == 2048 and len(list_inspections(store)) == 1
+    assert (again["retry_at"], again["last_error"]) == (500.0, "GitHub answered 502")  # the proposer's backoff stands
 
 
 def test_the_store_keeps_a_bounded_number_of_machines(tmp_path, monkeypatch):

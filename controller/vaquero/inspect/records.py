@@ -3,7 +3,9 @@
 ``/inspections/<mac>`` holds the latest report of that machine, who forwarded it and when, and what
 became of it (``status``): ``new`` until a SoT change is proposed for it, then ``proposed`` with
 where (a pull request or a patch file). A repeated report of the same machine replaces the report
-but keeps what was proposed, so a machine that netboots again is not proposed twice.
+but keeps what was proposed, so a machine that netboots again is not proposed twice, and keeps the
+proposer's bookkeeping (a refusal's reason, a failed attempt's backoff), so reporting again does not
+make the controller retry GitHub sooner.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def record_inspection(store: Store, report: InspectionReport, *, site: str, agen
             raise TooManyInspections(f"{MAX_INSPECTIONS} machines are already waiting to be enrolled")
         old = prev.value if prev else {}
         value = {
+            **old,  # what the proposer keeps on the record (a refusal, a retry's backoff) stays
             "mac": report.boot_mac,
             "site": site,
             "agent": agent,
