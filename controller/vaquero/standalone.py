@@ -38,6 +38,7 @@ class Standalone:
     approve: bool = False
     agent: bool = True
     token: str | None = None
+    drift_interval: float = 0.0  # seconds between the drift observer's rounds; 0: not started
     store: Store | None = None
     threads: list[threading.Thread] = field(default_factory=list)
     closers: list[Any] = field(default_factory=list)
@@ -179,7 +180,13 @@ class Standalone:
         agent.app.on_inspection = self.store_inspections
         server = uvicorn.Server(
             server_config(
-                agent.app, host=cfg.listen, port=cfg.http_port, protocol=BootHttpProtocol, limits=AGENT_LIMITS, lifespan="off", access_log=False,
+                agent.app,
+                host=cfg.listen,
+                port=cfg.http_port,
+                protocol=BootHttpProtocol,
+                limits=AGENT_LIMITS,
+                lifespan="off",
+                access_log=False,
                 log_config=None,
             )
         )
@@ -267,6 +274,7 @@ class Standalone:
     def start_background(self) -> None:
         self.worker.start()
         self.start_proposer()
+        self.start_drift()
         if self.agent:
             self.start_agent()
 
@@ -288,6 +296,17 @@ class Standalone:
         target = Target(data_dir=self.data_dir, repo_url=os.path.abspath(url) if os.path.isdir(url) else url, subdir=self.subdir, cache=settings.cache)
         assert self.store is not None
         self.closers.append(Proposer(self.store, target).start())
+
+    def start_drift(self) -> None:
+        """The drift observer (docs/api.md, GET /v1/drift): the only controller here, so no leadership;
+        its BMC reads go through the fleet's shared guard folder, as the playbooks' calls do."""
+        if self.drift_interval <= 0:
+            return
+        from .bmc import Guard
+        from .drift.observer import DriftObserver
+
+        assert self.store is not None
+        self.closers.append(DriftObserver(self.store, Guard(guard_dir="auto"), interval=self.drift_interval).start())
 
     def close(self) -> None:
         self.worker.stop()
@@ -333,7 +352,14 @@ def cmd_standalone(args: argparse.Namespace) -> int:
     if args.token_file:
         token = Path(args.token_file).read_text().strip()
     app = Standalone(
-        sot=args.sot, data_dir=Path(args.data_dir), subdir=args.subdir, listen=args.listen, approve=args.approve, agent=not args.no_agent, token=token
+        sot=args.sot,
+        data_dir=Path(args.data_dir),
+        subdir=args.subdir,
+        listen=args.listen,
+        approve=args.approve,
+        agent=not args.no_agent,
+        token=token,
+        drift_interval=args.drift_interval,
     )
     return app.serve()
 
@@ -347,4 +373,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--approve", action="store_true", help="approve the plan of the revision given with --sot (you read it with `vaquero plan` first)")
     p.add_argument("--token-file", help="API admin token (default: made once in DATA_DIR/token)")
     p.add_argument("--no-agent", action="store_true", help="do not start the boot services (an agent runs elsewhere)")
+    p.add_argument(
+        "--drift-interval",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="read every ready host's BMC and its agent boot state this often and record drift from the applied revision (GET /v1/drift; default 0: off)",
+    )
     p.set_defaults(func=cmd_standalone)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from waiting import wait_until
 
 from vaquero.lab.demo import MACS, StandaloneLab, edit_cluster
 
@@ -65,7 +66,7 @@ def test_install_one_host_end_to_end(lab) -> None:
     lab = lab(["node1"])
     sha = lab.make_repo(policy={"max_concurrent": 1, "min_available": 0, "on_failure": "halt"})
     lab.start()
-    lab.standalone_start(f"{lab.repo}@main")
+    lab.standalone_start(f"{lab.repo}@main", extra=["--drift-interval", "2"])
     plan = lab.wait_plan(sha, ("succeeded", "failed", "cancelled"), timeout=300)
     took = time.monotonic() - t0
     run = lab.store.get(f"/runs/{plan['id']}")
@@ -92,6 +93,14 @@ def test_install_one_host_end_to_end(lab) -> None:
     assert ops[0] in ("on", "cycle") and ops[-1] == "on" and len(ops) in (2, 3), ops
     console = (lab.workdir / "vms" / "node1.console.1.log").read_text(errors="replace")
     assert "vaquero-lab: callback done" in console
+
+    # The drift observer (--drift-interval) reads the ready host's BMC and its agent: what the SoT wants.
+    def observed() -> dict | None:
+        rec = lab.store.get("/drift/node1")
+        return rec if rec is not None and rec.get("status") != "skipped" else None
+
+    drift = wait_until(observed, 120, "node1 observed by the drift observer")
+    assert (drift["status"], drift["via"], drift["power"], drift["findings"]) == ("ok", "ipmi", "on", []), drift
     # After the callback the agent serves localboot: the second boot did not reinstall.
     agent = json.loads((lab.data / "agent" / "boot-states.json").read_text())["hosts"]["node1"]
     assert agent["state"] == "installed" and agent["attempt"] == 1

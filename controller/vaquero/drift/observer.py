@@ -90,6 +90,8 @@ class DriftObserver:
             self._thread.join(self.policy.deadline + 5 if timeout is None else timeout)
             self._thread = None
 
+    close = stop  # what the standalone's closers call
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,10 +123,10 @@ class StandaloneLab:
         disk, more memory or another UUID says so here."""
         return [{"name": h, "mac": MACS[h], "port": 6230 + int(h[-1])} for h in self.hosts]
 
-    def standalone_start(self, spec: str, *, approve: bool = True) -> None:
+    def standalone_start(self, spec: str, *, approve: bool = True, extra: Sequence[str] = ()) -> None:
         env = {**os.environ, LAB_PASSWORD_ENV: self.password, "PYTHONUNBUFFERED": "1"}
         cmd = [sys.executable, "-m", "vaquero.cli", "--log-level", "info", "standalone", "--sot", spec]
-        cmd += ["--data-dir", str(self.data), "--listen", "127.0.0.1:8000"] + (["--approve"] if approve else [])
+        cmd += ["--data-dir", str(self.data), "--listen", "127.0.0.1:8000"] + (["--approve"] if approve else []) + list(extra)
         self.standalone = self.net.popen(cmd, log_file=self.workdir / "standalone.log", env=env)
 
     def standalone_stop(self) -> None:
