@@ -14,12 +14,13 @@ from lab_hooks import COMMAND_HOOKS
 from waiting import wait_until
 
 from vaquero.bmc import Guard, GuardPolicy
-from vaquero.drift.observer import CURRENT_KEY, DriftObserver
+from vaquero.drift.observer import DriftObserver
 from vaquero.gate import records as r
 from vaquero.gate.drift_plans import open_plan, propose
 from vaquero.runner.worker import RunWorker
 from vaquero.sot import load
 from vaquero.state.machine import Event, transition
+from vaquero.state.rounds import CURRENT_KEY
 from vaquero.state.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.slow

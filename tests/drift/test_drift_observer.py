@@ -20,10 +20,11 @@ from waiting import wait_until
 from vaquero.agent.http import BootApp
 from vaquero.agent.state import BootStates
 from vaquero.bmc import Guard, GuardPolicy
-from vaquero.drift.observer import CURRENT_KEY, DriftObserver
+from vaquero.drift.observer import DriftObserver
 from vaquero.render import render_site
 from vaquero.sot import load
 from vaquero.state.machine import Event, transition
+from vaquero.state.rounds import CURRENT_KEY
 from vaquero.state.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.slow

@@ -15,8 +15,8 @@ from api_helpers import TOKENS, auth, free_port
 from bmc_helpers import LAB_SOT, PASSWORD, ipmitool, start_ipmi_fleet, stop
 from waiting import wait_until
 
-from vaquero.drift.observer import CURRENT_KEY
 from vaquero.state.machine import Event, transition
+from vaquero.state.rounds import CURRENT_KEY
 from vaquero.state.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.slow

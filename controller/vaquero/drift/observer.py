@@ -17,7 +17,6 @@ record or a log line (errors carry the BMC's message and the host name, not the 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,23 +25,25 @@ from typing import Any
 from ..bmc import Bmc, BmcError, BootSetting, Guard, GuardPolicy, PowerState, open_bmc
 from ..bmc.from_sot import sot_endpoint
 from ..secretref import SecretMissing
-from ..sot import SoT, load
-from ..state.leader import NotLeader
+from ..sot import SoT
 from ..state.machine import current
-from ..state.store import FenceLost, Store
+from ..state.rounds import AppliedSoT, RoundLoop
+from ..state.store import Store
 from .agent import AGENT_TIMEOUT, AgentUnread, read_agent
 from .compare import Observation, judge, should_observe
 from .records import PREFIX, actions, drift_key
 
 log = logging.getLogger("vaquero.drift")
 
-CURRENT_KEY = "/sites-applied/current"
 DEFAULT_INTERVAL = 60.0
 # An observation is a read: one retry, and a deadline well inside any sane interval.
 OBSERVE_POLICY = GuardPolicy(attempt_timeout=5.0, deadline=10.0, retries=1)
 
 
-class DriftObserver:
+class DriftObserver(RoundLoop):
+    name = "vaquero-drift"
+    _log = log
+
     def __init__(
         self,
         store: Store,
@@ -61,6 +62,7 @@ class DriftObserver:
         never a BMC call from here)."""
         if interval <= 0:
             raise ValueError("the drift interval must be > 0 seconds")
+        super().__init__()
         self.store = store
         self.guard = guard
         self.interval = interval
@@ -72,54 +74,20 @@ class DriftObserver:
         self.correct = correct
         self.rounds = 0  # finished rounds, for tests and logs
         self._verdicts: dict[str, tuple[Any, ...]] = {}
-        self._sot: tuple[tuple[Any, Any], SoT] | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._sot = AppliedSoT(store)
 
-    def start(self) -> DriftObserver:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="vaquero-drift", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float | None = None) -> None:
+    def stop_timeout(self) -> float:
         """Stop after the BMC reads under way (each ends by its guard deadline)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(self.policy.deadline + 5 if timeout is None else timeout)
-            self._thread = None
-
-    close = stop  # what the standalone's closers call
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except (NotLeader, FenceLost) as exc:
-                log.info("drift: round stopped, leadership lost: %s", exc)
-            except Exception:
-                log.exception("drift: round failed; next round in %.0fs", self.interval)
-            self._stop.wait(self.interval)
+        return self.policy.deadline + 5
 
     def _applied(self) -> SoT | None:
-        rec = self.store.get(CURRENT_KEY)
-        if rec is None or not rec.value.get("root"):
-            return None
-        sha, root = rec.value.get("sha"), rec.value["root"]
-        if self._sot is None or self._sot[0] != (sha, root):
-            # what the hardware runs was validated when it was applied: parse only
-            self._sot = ((sha, root), load(root, sha=sha, label=rec.value.get("label") or (sha or root), semantic=False))
-        return self._sot[1]
+        applied = self._sot.get()
+        return applied[0] if applied else None
 
     def run_once(self) -> int:
         """One round over the applied revision's hosts; returns how many BMCs were read."""
-        if self.leader is not None:
-            try:
-                self.leader()
-            except Exception as exc:
-                log.info("drift: not observing: %s", exc)
-                return 0
+        if not self.leading():
+            return 0
         sot = self._applied()
         if sot is None:
             return 0

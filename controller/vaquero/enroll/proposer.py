@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,11 +32,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..gate.github import GitHubClient
-from ..gate.records import CURRENT_KEY
 from ..gate.sandbox import Limits, run_bounded
 from ..inspect import INSPECTIONS, InspectionReport, list_inspections
-from ..sot import SoT, SourceError, load
+from ..sot import SoT, SourceError
 from ..state.leader import NotLeader
+from ..state.rounds import AppliedSoT, RoundLoop
 from ..state.store import FenceLost, Record, Store, StoreUnavailable, WatchCompacted
 from .hostfile import HostFile, NoAddress, facts, host_file
 from .patch import PatchFailed, write_patch
@@ -78,7 +77,10 @@ class Transient(Exception):
     """A step that may work later (GitHub, git, the validation child): the record is retried."""
 
 
-class Proposer:
+class Proposer(RoundLoop):
+    name = "vaquero-enroll"
+    _log = log
+
     def __init__(
         self,
         store: Store,
@@ -92,6 +94,7 @@ class Proposer:
     ) -> None:
         if interval <= 0:
             raise ValueError("the enrollment interval must be > 0 seconds")
+        super().__init__()
         self.store = store
         self.target = target
         self.interval = interval
@@ -100,39 +103,17 @@ class Proposer:
         self.limits = limits or Limits()
         self.clock = clock
         self.rounds = 0
-        self._sot: tuple[tuple[Any, Any], SoT] | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._sot = AppliedSoT(store)
         self._since: int | None = None
 
     # -- the loop --
-    def start(self) -> Proposer:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="vaquero-enroll", daemon=True)
-            self._thread.start()
-        return self
+    def stop_timeout(self) -> float:
+        return self.limits.seconds + 30
 
-    def stop(self, timeout: float | None = None) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(self.limits.seconds + 30 if timeout is None else timeout)
-            self._thread = None
+    def before_round(self) -> None:
+        self._since = self.store.revision()
 
-    close = stop  # what the standalone's closers call
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._since = self.store.revision()
-                self.run_once()
-            except (NotLeader, FenceLost) as exc:
-                log.info("enroll: round stopped, leadership lost: %s", exc)
-            except Exception:
-                log.exception("enroll: round failed; next round in %.0fs", self.interval)
-            self._wait()
-
-    def _wait(self) -> None:
+    def wait(self) -> None:
         """Until the interval ends or a machine's report asks for a proposal (our own writes do not wake us)."""
         deadline = time.monotonic() + self.interval
         while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
@@ -154,23 +135,12 @@ class Proposer:
 
     # -- one round --
     def _applied(self) -> tuple[SoT, dict[str, Any]] | None:
-        rec = self.store.get(CURRENT_KEY)
-        if rec is None or not rec.value.get("root"):
-            return None
-        sha, root = rec.value.get("sha"), rec.value["root"]
-        if self._sot is None or self._sot[0] != (sha, root):
-            # validated when it was applied: parse only
-            self._sot = ((sha, root), load(root, sha=sha, label=rec.value.get("label") or (sha or root), semantic=False))
-        return self._sot[1], rec.value
+        return self._sot.get()
 
     def run_once(self) -> int:
         """Propose the machines waiting (at most ``batch``); returns how many were proposed."""
-        if self.leader is not None:
-            try:
-                self.leader()
-            except Exception as exc:
-                log.info("enroll: not proposing: %s", exc)
-                return 0
+        if not self.leading():
+            return 0
         applied = self._applied()
         if applied is None:
             return 0

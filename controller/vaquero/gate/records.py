@@ -13,6 +13,8 @@ import secrets
 import time
 from typing import Any
 
+from ..state.rounds import CURRENT_KEY  # noqa: F401 - where the gate and its readers have always taken it
+
 # Plan states. The gate sets the first five; the runner sets the rest.
 INVALID = "invalid"
 PENDING_APPROVAL = "pending_approval"
@@ -42,7 +44,6 @@ FETCHING = "fetching"
 PLANNED = "planned"
 REVISION_STATES = (QUEUED, FETCHING, PLANNED, INVALID)
 
-CURRENT_KEY = "/sites-applied/current"
 
 
 def revision_key(rid: str) -> str:
