@@ -194,12 +194,57 @@ def test_a_reported_machine_becomes_a_pull_request_that_is_planned_merged_approv
     listed = env.client.get("/v1/inspections", headers=auth("reader"))
     assert listed.status_code == 200 and listed.json()["count"] == 1
     [item] = listed.json()["inspections"]
-    assert item["status"] == "proposed" and item["proposal"]["number"] == number and item["report"]["serial"] == HOSTILE_SERIAL
+    assert item["status"] == "merged" and item["proposal"]["number"] == number and item["report"]["serial"] == HOSTILE_SERIAL
     assert env.client.get("/v1/inspections").status_code == 401
     assert "/v1/inspections" in env.client.get("/openapi.json").json()["paths"]
     records = json.dumps([r.value for r in env.store.list("/")])
     assert GITHUB_TOKEN not in records and GITHUB_TOKEN not in captured_logs.getvalue() and GITHUB_TOKEN not in listed.text
     assert "enroll: machine 52:54:00:aa:00:09 proposed as new-525400aa0009" in captured_logs.getvalue()
+
+
+def test_a_pull_request_closed_without_merging_rejects_the_machine_until_it_is_forgotten(env: Env, runner: RunWorker, tmp_path: Path) -> None:
+    env.github.bare = env.repo.bare
+    applied_base(env)
+    target = Target(
+        data_dir=tmp_path / "data",
+        client=GitHubClient(GITHUB_TOKEN, env.app.state.settings.github_api),
+        repo=REPO_FULL_NAME,
+        repo_url=env.repo.url,
+        secrets=(GITHUB_TOKEN,),
+    )
+    proposer = Proposer(env.store, target, interval=3600)
+    record_inspection(env.store, report(), site="lab", agent="lab-agent")
+    assert proposer.run_once() == 1
+    number = record(env)["proposal"]["number"]
+    head = git(env.repo.bare, "rev-parse", f"refs/pull/{number}/head")
+
+    # A fork's pull request closed with another number changes nothing; ours closed unmerged rejects it.
+    env.hook(pr_body("closed", number + 100, head, fork=True), "pull_request")
+    env.idle()
+    assert record(env)["status"] == "proposed"
+    env.hook(pr_body("closed", number, head), "pull_request")
+    env.idle()
+    rejected = record(env)
+    assert rejected["status"] == "rejected" and rejected["closed_at"] > 0
+    # Never proposed again, however often it reports; its address is offered to the next machine.
+    record_inspection(env.store, report(), site="lab", agent="lab-agent")
+    other = report().model_dump() | {"boot_mac": "52:54:00:aa:00:10", "nics": [{"name": "ens3", "mac": "52:54:00:aa:00:10"}], "uuid": None}
+    record_inspection(env.store, InspectionReport.model_validate(other), site="lab", agent="lab-agent")
+    assert proposer.run_once() == 1 and len(env.github.pulls) == 2
+    second = env.store.get(inspection_key("52:54:00:aa:00:10"))
+    assert second is not None and second.value["proposal"]["address"] == rejected["proposal"]["address"]
+    assert record(env)["status"] == "rejected"
+    listed = env.client.get("/v1/inspections", headers=auth("reader")).json()
+    assert sorted(i["status"] for i in listed["inspections"]) == ["proposed", "rejected"]
+
+    # Forgotten by an operator (not a reader): its next report starts over as new.
+    assert env.client.delete(f"/v1/inspections/{MAC}", headers=auth("reader")).status_code == 403
+    assert env.client.delete("/v1/inspections/not-a-mac", headers=auth("alice")).status_code == 422
+    gone = env.client.delete(f"/v1/inspections/{MAC.replace(':', '-').upper()}", headers=auth("alice"))
+    assert gone.status_code == 200 and gone.json() == {"mac": MAC, "forgotten": True}
+    assert env.store.get(inspection_key(MAC)) is None
+    assert env.client.delete(f"/v1/inspections/{MAC}", headers=auth("alice")).status_code == 404
+    assert record_inspection(env.store, report(), site="lab", agent="lab-agent")["status"] == "new"
 
 
 def test_without_a_token_the_proposal_is_a_patch_that_git_applies_and_that_validates(env: Env, tmp_path: Path) -> None:

@@ -209,13 +209,18 @@ class Inspection(BaseModel):
     first_seen: float
     last_seen: float
     reports: int = Field(description="how many times the machine reported itself")
-    status: Literal["new", "proposed", "refused"] = Field(
-        description="new: waiting for a proposal (or retried, see last_error); proposed: see proposal; refused: see reason"
+    status: Literal["new", "proposed", "refused", "merged", "rejected"] = Field(
+        description=(
+            "new: waiting for a proposal (or retried, see last_error); proposed: see proposal; refused: see reason; "
+            "merged: its pull request was merged; rejected: its pull request was closed without merging (never proposed again "
+            "unless the record is deleted)"
+        )
     )
     proposal: InspectionProposal | None = None
     reason: str | None = Field(None, description="refused: why (tried again when another revision is applied)")
     last_error: str | None = Field(None, description="new: why the last proposal failed (GitHub, git); retried at retry_at")
     retry_at: float | None = None
+    closed_at: float | None = Field(None, description="merged or rejected: when its pull request was closed")
 
 
 class InspectionList(BaseModel):

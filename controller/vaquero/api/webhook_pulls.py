@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..gate import records as r
 from ..gate.core import GateError
 from ..gate.pulls import PullPlanner
+from ..inspect import pull_closed
 from ..state.store import Store
 from . import models as m
 from .auth import require
@@ -141,6 +142,9 @@ def handle(settings: Any, pulls: PullPlanner | None, event: str, delivery: str, 
         if ev.action == "closed":
             merged = bool(pr.merged)
             reason = pulls.closed(pr.number, merged=merged, merge_sha=pr.merge_commit_sha if merged else None)
+            mac = pull_closed(pulls.store, pr.number, merged=merged)
+            if mac is not None:
+                reason += f"; the enrollment of {mac} is {'merged' if merged else 'rejected (never proposed again)'}"
             return {"status": "merged" if merged else "dropped", "pull_request": pr.number, "reason": reason}
         if ev.action not in PLAN_ACTIONS:
             return {"status": "ignored", "reason": f"pull_request action {ev.action!r} needs no plan", "pull_request": pr.number}

@@ -148,7 +148,11 @@ class Proposer(RoundLoop):
         now = self.clock()
         records = list_inspections(self.store)
         # Addresses of proposals not merged yet: two machines must not be offered the same one.
-        taken = {str(p["address"]) for r in records if isinstance(p := r.value.get("proposal"), dict) and p.get("address")}
+        taken = {
+            str(p["address"])
+            for r in records
+            if r.value.get("status") in (PROPOSED, "merged") and isinstance(p := r.value.get("proposal"), dict) and p.get("address")
+        }
         waiting = [r for r in records if self._eligible(r.value, sot, current, now)]
         waiting.sort(key=lambda r: (float(r.value.get("first_seen") or 0), r.key))
         proposed = 0

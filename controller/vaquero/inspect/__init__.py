@@ -3,7 +3,7 @@ and where the controller keeps those reports until a person enrolls the machine 
 (``records``). A report is hearsay from the provisioning network: it is typed and bounded here,
 and it never installs anything by itself."""
 
-from .records import INSPECTIONS, inspection_key, list_inspections, record_inspection
+from .records import INSPECTIONS, forget_inspection, inspection_key, list_inspections, pull_closed, record_inspection
 from .report import MAX_REPORT_BYTES, InspectionReport, ReportDisk, ReportNic
 
 __all__ = [
@@ -12,7 +12,9 @@ __all__ = [
     "InspectionReport",
     "ReportDisk",
     "ReportNic",
+    "forget_inspection",
     "inspection_key",
     "list_inspections",
+    "pull_closed",
     "record_inspection",
 ]

@@ -58,3 +58,24 @@ def record_inspection(store: Store, report: InspectionReport, *, site: str, agen
         if store.cas(key, value, expect=prev.revision if prev else 0) is not None:
             return value
     raise RuntimeError(f"{key}: the record kept changing under 16 attempts")
+
+
+def pull_closed(store: Store, number: int, *, merged: bool, now: float | None = None) -> str | None:
+    """The enrollment pull request ``number`` was closed: its machine's record becomes ``merged`` (the
+    host is in the SoT from that revision on) or ``rejected`` (a reviewer said no: never proposed
+    again, its address offered to others). Matched by the number the proposer recorded, so a fork's
+    pull request with a look-alike branch name changes nothing. Returns the MAC, or None."""
+    for rec in store.list(INSPECTIONS):
+        proposal = rec.value.get("proposal")
+        if rec.value.get("status") != "proposed" or not isinstance(proposal, dict) or proposal.get("kind") != "pull" or proposal.get("number") != number:
+            continue
+        status = "merged" if merged else "rejected"
+        if store.cas(rec.key, rec.value | {"status": status, "closed_at": time.time() if now is None else now}, expect=rec.revision) is None:
+            continue  # written meanwhile (the machine reported again): the next close event or a person decides
+        return str(rec.value.get("mac"))
+    return None
+
+
+def forget_inspection(store: Store, mac: str) -> bool:
+    """Drop the record of ``mac`` (whatever its status): a machine that reports again starts as new."""
+    return store.delete(inspection_key(mac))
