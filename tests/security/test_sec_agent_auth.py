@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from sec_agent_helpers import KERNEL, MACS, AgentProc, script_token
+from waiting import wait_until
 
 
 @pytest.fixture
@@ -181,7 +182,12 @@ def test_access_log_never_holds_install_tokens(tmp_path: Path) -> None:
             assert c.get(f"/v1/boot/config/node1?token={token}").status_code == 200
             assert c.get(f"/v1/boot/nocloud/node1/{token}/user-data").status_code == 200
             assert c.post(f"/v1/boot/callback/node1?token={token}", json={}).status_code == 200
-        text = agent.log.read_text(errors="replace")
+        # a request's access-log line is written once its answer is sent: the last one may still be on its way
+        def logged() -> str | None:
+            text = agent.log.read_text(errors="replace")
+            return text if "POST /v1/boot/callback/node1" in text else None
+
+        text = wait_until(logged, what="the callback's access-log line")
         assert "/v1/boot/nocloud/node1/***/user-data" in text
         assert "/v1/boot/config/node1" in text and "/v1/boot/callback/node1" in text  # the requests are logged ...
         assert secrets_in_log(agent, token, agent.admin_token) == []  # ... without their tokens
