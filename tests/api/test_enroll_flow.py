@@ -270,6 +270,31 @@ def test_without_a_token_the_proposal_is_a_patch_that_git_applies_and_that_valid
     assert env.github.requests == [] or all("/pulls" not in r.path and "/git/refs" not in r.path for r in env.github.requests)
 
 
+def test_at_most_max_open_proposals_await_review_at_once(tmp_path: Path) -> None:
+    root = tmp_path / "sot"
+    shutil.copytree(ROOT / "inventories" / "lab", root)
+    discovery_on(root)
+    store = SQLiteStore(tmp_path / "store.sqlite")
+    try:
+        store.put("/sites-applied/current", {"sha": None, "root": str(root)})
+        macs = ["52:54:00:aa:00:21", "52:54:00:aa:00:22", "52:54:00:aa:00:23"]
+        for mac in macs:
+            body = report().model_dump() | {"boot_mac": mac, "nics": [{"name": "ens3", "mac": mac}], "uuid": None}
+            record_inspection(store, InspectionReport.model_validate(body), site="lab", agent="lab-agent")
+        proposer = Proposer(store, Target(data_dir=tmp_path / "data"), interval=60, max_open=2)
+        assert proposer.run_once() == 2 and proposer.run_once() == 0
+        status = {mac: store.get(inspection_key(mac)).value["status"] for mac in macs}  # type: ignore[union-attr]
+        assert sorted(status.values()) == ["new", "proposed", "proposed"], status
+        # one reviewed and closed: the waiting machine gets its turn
+        first = store.get(inspection_key(macs[0]))
+        assert first is not None
+        store.put(first.key, first.value | {"status": "rejected"})
+        assert proposer.run_once() == 1
+        assert [store.get(inspection_key(mac)).value["status"] for mac in macs] == ["rejected", "proposed", "proposed"]  # type: ignore[union-attr]
+    finally:
+        store.close()
+
+
 def test_a_machine_whose_file_would_not_validate_is_refused_with_the_reason(tmp_path: Path) -> None:
     # A clone of node1 (its SMBIOS UUID) with other MACs: the host file would give the SoT a duplicate UUID.
     root = tmp_path / "sot"

@@ -88,6 +88,7 @@ class Proposer(RoundLoop):
         *,
         interval: float = DEFAULT_INTERVAL,
         batch: int = 8,
+        max_open: int = 16,
         leader: Callable[[], object] | None = None,
         limits: Limits | None = None,
         clock: Callable[[], float] = time.time,
@@ -99,6 +100,9 @@ class Proposer(RoundLoop):
         self.target = target
         self.interval = interval
         self.batch = max(1, batch)
+        # Reports come from anyone on the provisioning network: however many machines claim to be
+        # new, at most this many proposals wait for review at once (no flood of pull requests).
+        self.max_open = max(1, max_open)
         self.leader = leader
         self.limits = limits or Limits()
         self.clock = clock
@@ -155,8 +159,16 @@ class Proposer(RoundLoop):
         }
         waiting = [r for r in records if self._eligible(r.value, sot, current, now)]
         waiting.sort(key=lambda r: (float(r.value.get("first_seen") or 0), r.key))
+        room = self.max_open - sum(1 for r in records if r.value.get("status") == PROPOSED)
+        if waiting and room <= 0:
+            log.warning(
+                "enroll: %d proposal(s) await review (at most %d): %d machine(s) wait until some are merged or closed",
+                self.max_open - room,
+                self.max_open,
+                len(waiting),
+            )
         proposed = 0
-        for rec in waiting[: self.batch]:
+        for rec in waiting[: max(0, min(self.batch, room))]:
             if self._stop.is_set():
                 break
             outcome = self._one(rec, sot, current, taken)
