@@ -44,11 +44,16 @@ def status_url(sot: SoT, host: str) -> str:
     return f"{site.agents[0].url.rstrip('/')}/v1/boot/status/{host}"
 
 
+# Agents are reached directly, never through the proxy the environment names (http_proxy,
+# https_proxy): the admin calls carry the agent's bearer token, which no proxy is to see.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _get(req: str | urllib.request.Request, timeout: float = 5) -> tuple[int, str]:
     """(HTTP status, body) of one request; an error answer is returned too, not raised. URLError or
     OSError when no answer came."""
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with _DIRECT.open(req, timeout=timeout) as resp:
             return resp.status, resp.read(65536).decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(2048).decode(errors="replace")
