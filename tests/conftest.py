@@ -13,11 +13,11 @@ _os.environ.setdefault("VAQUERO_BMC_GUARD_DIR", _tempfile.mkdtemp(prefix="vq-bmc
 
 
 # The files that boot QEMU machines or build disk images run longest. Collected first, they start
-# first on the pytest-xdist workers (scripts/test.sh runs two, files dealt to them in turn, in this
-# order: --no-loadscope-reorder, else xdist deals files with more tests first), so the
-# run does not end with one worker busy on a long file while the other waits idle. The e2e that
-# installs, upgrades in place and rolls back the Debian image is by far the longest (about 17 min
-# on 2 cores): it goes first, and the image build (tests/image, the same cached build under a file
+# first on the pytest-xdist workers (scripts/test.sh runs three, files dealt to them in turn, in
+# this order: --no-loadscope-reorder, else xdist deals files with more tests first), so the
+# run does not end with one worker busy on a long file while the others wait idle. The e2e that
+# installs, upgrades in place and rolls back the Debian image is by far the longest (12-20 min on
+# 2 cores): it goes first, and the image build (tests/image, the same cached build under a file
 # lock: one of the two waits for the other) second.
 _LONG_FIRST = ("tests/e2e/test_image_install.py", "tests/image/", "tests/e2e/test_upgrade_rolling.py", "tests/e2e/", "tests/deploy/", "tests/decommission/")
 
