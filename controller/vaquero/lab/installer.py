@@ -59,6 +59,20 @@ def _candidate(package: str) -> tuple[str, str]:
     return version, sums[0]
 
 
+def download_deb(package: str, into: Path, candidate: tuple[str, str] | None = None) -> tuple[str, Path]:
+    """`apt-get download` of the package's candidate version (or the (version, sha256) given) into
+    the folder `into`, checked against the sha256 the build host's apt indexes give: (version, the .deb)."""
+    version, sha = candidate or _candidate(package)
+    log.info("downloading %s %s", package, version)
+    run_tool(["apt-get", "download", f"{package}={version}"], cwd=into, env=child_env(extra={"LC_ALL": "C"}), timeout=900)
+    debs = list(into.glob("*.deb"))
+    if len(debs) != 1:
+        raise LabError(f"apt-get download {package}={version} left {len(debs)} .deb files in {into}, expected 1")
+    got = sha256_file(debs[0])
+    if got != sha:
+        raise LabError(f"{debs[0].name}: sha256 {got}, but the apt index says {sha}")
+    return version, debs[0]
+
 
 def fetch_installer(cache: Path = DEFAULT_CACHE, package: str = PACKAGE) -> InstallerAssets:
     """The d-i netboot `linux` and `initrd.gz`, downloaded and unpacked the first time."""
@@ -71,23 +85,16 @@ def fetch_installer(cache: Path = DEFAULT_CACHE, package: str = PACKAGE) -> Inst
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{sha[:16]}-", dir=parent))
     try:
-        log.info("downloading %s %s", package, version)
-        run_tool(["apt-get", "download", f"{package}={version}"], cwd=tmp, env=child_env(extra={"LC_ALL": "C"}), timeout=900)
-        debs = list(tmp.glob("*.deb"))
-        if len(debs) != 1:
-            raise LabError(f"apt-get download {package}={version} left {len(debs)} .deb files in {tmp}, expected 1")
-        got = sha256_file(debs[0])
-        if got != sha:
-            raise LabError(f"{debs[0].name}: sha256 {got}, but the apt index says {sha}")
+        version, deb = download_deb(package, tmp, (version, sha))
         unpacked = tmp / "root"
-        run_tool(["dpkg-deb", "-x", str(debs[0]), str(unpacked)], timeout=300)
+        run_tool(["dpkg-deb", "-x", str(deb), str(unpacked)], timeout=300)
         for name in ("linux", "initrd.gz"):
             src = unpacked / IMAGES / name
             if not src.is_file():
-                raise LabError(f"{debs[0].name} holds no {IMAGES}/{name}")
+                raise LabError(f"{deb.name} holds no {IMAGES}/{name}")
             shutil.move(str(src), tmp / name)
         shutil.rmtree(unpacked)
-        debs[0].unlink()
+        deb.unlink()
         tmp.chmod(0o755)
         try:
             tmp.rename(folder)
