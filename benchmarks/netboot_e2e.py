@@ -135,8 +135,11 @@ def one(lab, firmware: str, direct: bool, efi_file: str, uki: tuple[Path, Path] 
         assert uki is not None, "uefi-uki needs the stub and the efi root"
         stub, root = uki
         served = root / efi_file
-        build_uki(stub, lab.kernel, lab.initrd, direct_cmdline(lab), root / "uki.efi")
-        os.replace(root / "uki.efi", served)
+        # Built beside the served folder, not in it: the command line file holds the install token.
+        work = root.parent / "uki-build"
+        work.mkdir(exist_ok=True)
+        build_uki(stub, lab.kernel, lab.initrd, direct_cmdline(lab), work / "uki.efi")
+        os.replace(work / "uki.efi", served)
     offset = lab.agent_log.stat().st_size
     t0 = time.time()
     try:
